@@ -1,0 +1,343 @@
+"""Archives of Sentinel-2 L1C acquisitions as static STAC catalogs.
+
+An archive is a STAC Collection (``collection.json``) whose Items are acquisition tiles. Each Item carries
+``datetime``, ``eo:cloud_cover``, ``s2:processing_baseline`` and ``proj:epsg``, and one asset per band: a
+single-band uint16 Cloud-Optimised GeoTIFF at the band's native resolution, nodata 0, keyed by the band
+name (``B01`` … ``B12``, ``B8A``). Hrefs may be local paths or http(s) URLs; rasterio reads both.
+
+:class:`Archive` reads a catalog into memory once and answers searches by bbox and time.
+:class:`ArchiveWriter` writes COGs and Items; the demo generator and ``polyfis ingest`` both use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+from pystac.layout import TemplateLayoutStrategy
+import rasterio
+from affine import Affine
+from pyproj import CRS, Transformer
+from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+from ..bands import CENTER_WAVELENGTH_NM, COMMON_NAME, S2_BANDS, baseline_offset
+from ..errors import ArchiveError
+
+COLLECTION_FILE = "collection.json"
+PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
+EO_V1 = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One acquisition tile of an archive.
+
+    ``assets`` maps band name to an absolute href (path or URL). ``footprint`` is the tile's data extent
+    in EPSG:4326 (lon, lat), ``bbox`` its bounds (minx, miny, maxx, maxy).
+    """
+
+    id: str
+    datetime: dt.datetime
+    crs: str
+    footprint: BaseGeometry
+    assets: Mapping[str, str]
+    cloud_cover: float | None = None
+    processing_baseline: str | None = None
+    tile: str | None = None
+
+    @property
+    def date(self) -> dt.date:
+        """UTC calendar date of the acquisition."""
+        return self.datetime.astimezone(dt.timezone.utc).date()
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """Bounds of the footprint in EPSG:4326."""
+        return tuple(self.footprint.bounds)  # type: ignore[return-value]
+
+    @property
+    def dn_offset(self) -> int:
+        """DN offset to remove for harmonisation (1000 from baseline 04.00 on, else 0)."""
+        return baseline_offset(self.processing_baseline)
+
+
+@dataclass
+class Archive:
+    """An in-memory index of a STAC archive: acquisitions sorted by time."""
+
+    acquisitions: list[Acquisition]
+    id: str = "sentinel-2-l1c"
+    title: str = "Sentinel-2 L1C"
+    href: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.acquisitions = sorted(self.acquisitions, key=lambda a: (a.datetime, a.id))
+
+    @classmethod
+    def open(cls, href: str | os.PathLike[str]) -> Archive:
+        """Read a STAC Collection or Catalog (a folder holding ``collection.json``, or the file or URL itself).
+
+        :raises ArchiveError: when the catalog is missing or malformed.
+        """
+        text = os.fspath(href)
+        if not text.startswith(("http://", "https://")):
+            path = Path(text)
+            if path.is_dir():
+                path = path / COLLECTION_FILE
+            if not path.is_file():
+                raise ArchiveError(
+                    f"No archive at {text!r}: expected a folder with {COLLECTION_FILE} or a STAC JSON file"
+                )
+            text = str(path.resolve())
+        try:
+            root = pystac.read_file(text)
+        except Exception as exc:  # pystac raises many types for unreadable JSON
+            raise ArchiveError(f"Cannot read STAC catalog {text!r}: {exc}") from exc
+        if not isinstance(root, pystac.Catalog):
+            raise ArchiveError(f"{text!r} is a STAC {type(root).__name__}, expected a Collection or Catalog")
+        acquisitions = [acquisition_from_item(item) for item in root.get_items(recursive=True)]
+        return cls(
+            acquisitions,
+            id=root.id,
+            title=root.title or root.id,
+            href=text,
+            metadata=dict(root.extra_fields.get("polyfis:metadata", {})),
+        )
+
+    def search(
+        self,
+        geometry_wgs84: BaseGeometry,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        max_cloud_cover: float | None = None,
+    ) -> list[Acquisition]:
+        """Acquisitions whose footprint intersects ``geometry_wgs84`` with ``start <= datetime <= end``.
+
+        ``max_cloud_cover`` (percent, 0–100) drops tiles whose ``eo:cloud_cover`` is above it.
+        """
+        found = []
+        for acq in self.acquisitions:
+            if not (start <= acq.datetime <= end):
+                continue
+            if max_cloud_cover is not None and acq.cloud_cover is not None and acq.cloud_cover > max_cloud_cover:
+                continue
+            if acq.footprint.intersects(geometry_wgs84):
+                found.append(acq)
+        return found
+
+    @property
+    def spatial_extent(self) -> tuple[float, float, float, float] | None:
+        """Union of all footprints' bounds in EPSG:4326, or None for an empty archive."""
+        if not self.acquisitions:
+            return None
+        bounds = np.array([a.bbox for a in self.acquisitions])
+        return (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
+
+    @property
+    def temporal_extent(self) -> tuple[dt.datetime, dt.datetime] | None:
+        """First and last acquisition times, or None for an empty archive."""
+        if not self.acquisitions:
+            return None
+        return self.acquisitions[0].datetime, self.acquisitions[-1].datetime
+
+
+def acquisition_from_item(item: pystac.Item) -> Acquisition:
+    """Build an :class:`Acquisition` from a STAC Item written by polyfis or any S2 L1C STAC source."""
+    props = item.properties
+    when = item.datetime
+    if when is None:
+        raise ArchiveError(f"STAC Item {item.id!r} has no datetime")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    epsg = props.get("proj:epsg")
+    code = props.get("proj:code") or (f"EPSG:{epsg}" if epsg else None)
+    if code is None:
+        raise ArchiveError(f"STAC Item {item.id!r} has neither proj:epsg nor proj:code")
+    assets = {key: asset.get_absolute_href() or asset.href for key, asset in item.assets.items() if key in S2_BANDS}
+    if item.geometry is None:
+        raise ArchiveError(f"STAC Item {item.id!r} has no geometry")
+    return Acquisition(
+        id=item.id,
+        datetime=when.astimezone(dt.timezone.utc),
+        crs=str(code),
+        footprint=shape(item.geometry),
+        assets=assets,
+        cloud_cover=props.get("eo:cloud_cover"),
+        processing_baseline=props.get("s2:processing_baseline"),
+        tile=props.get("s2:mgrs_tile") or props.get("grid:code"),
+    )
+
+
+def write_band_cog(path: Path, array: np.ndarray, crs: str, transform: Affine, *, nodata: int = 0) -> None:
+    """Write one uint16 band as a DEFLATE Cloud-Optimised GeoTIFF with 512 px tiles and overviews."""
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D band array, got shape {array.shape}")
+    profile = {
+        "driver": "COG",
+        "width": array.shape[1],
+        "height": array.shape[0],
+        "count": 1,
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "compress": "DEFLATE",
+        "predictor": 2,
+        "blocksize": 512,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array.astype(np.uint16, copy=False), 1)
+
+
+def footprint_wgs84(crs: str, bounds: Sequence[float]) -> BaseGeometry:
+    """The bounds (minx, miny, maxx, maxy) in ``crs`` as a densified polygon in EPSG:4326 (lon, lat)."""
+    transformer = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+    minx, miny, maxx, maxy = bounds
+    xs = np.concatenate([np.linspace(minx, maxx, 21), np.full(21, maxx), np.linspace(maxx, minx, 21), np.full(21, minx)])
+    ys = np.concatenate([np.full(21, miny), np.linspace(miny, maxy, 21), np.full(21, maxy), np.linspace(maxy, miny, 21)])
+    lon, lat = transformer.transform(xs, ys)
+    return shape({"type": "Polygon", "coordinates": [list(zip(lon, lat))]})
+
+
+class ArchiveWriter:
+    """Write acquisitions into an archive folder as COGs plus a self-contained STAC Collection.
+
+    Opening a folder that already holds an archive appends to it; an Item with an existing id is replaced.
+    Call :meth:`save` (or use the writer as a context manager) to write ``collection.json``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, collection_id: str = "sentinel-2-l1c",
+                 title: str = "Sentinel-2 L1C", description: str = "Sentinel-2 L1C acquisitions") -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        existing = self.root / COLLECTION_FILE
+        if existing.is_file():
+            collection = pystac.read_file(str(existing.resolve()))
+            if not isinstance(collection, pystac.Collection):
+                raise ArchiveError(f"{existing} is not a STAC Collection")
+            self.collection = collection
+        else:
+            self.collection = pystac.Collection(
+                id=collection_id,
+                title=title,
+                description=description,
+                extent=pystac.Extent(
+                    pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+                    pystac.TemporalExtent([[None, None]]),
+                ),
+                license="proprietary",
+            )
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.save()
+
+    def add(
+        self,
+        item_id: str,
+        when: dt.datetime,
+        crs: str,
+        bands: Mapping[str, tuple[np.ndarray, Affine]],
+        *,
+        cloud_cover: float | None = None,
+        processing_baseline: str | None = None,
+        extra_properties: Mapping[str, Any] | None = None,
+    ) -> pystac.Item:
+        """Write the band COGs of one acquisition and add its Item.
+
+        :param bands: band name -> (uint16 array (rows, cols), affine transform in ``crs``).
+        """
+        unknown = sorted(set(bands) - set(S2_BANDS))
+        if unknown:
+            raise ArchiveError(f"unknown band names {unknown}; expected names among {list(S2_BANDS)}")
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        item_dir = self.root / "items" / item_id
+        if item_dir.exists():
+            shutil.rmtree(item_dir)
+        item_dir.mkdir(parents=True)
+        all_bounds = []
+        for name, (array, transform) in bands.items():
+            write_band_cog(item_dir / f"{name}.tif", array, crs, transform)
+            rows, cols = array.shape
+            all_bounds.append(rasterio.transform.array_bounds(rows, cols, transform))
+        b = np.array(all_bounds)
+        # array_bounds returns (west, south, east, north)
+        bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        footprint = footprint_wgs84(crs, bounds)
+        epsg = CRS.from_user_input(crs).to_epsg()
+        properties: dict[str, Any] = {
+            "platform": "sentinel-2a",
+            "constellation": "sentinel-2",
+            "instruments": ["msi"],
+            "s2:product_type": "S2MSI1C",
+            "proj:epsg": epsg,
+        }
+        if processing_baseline:
+            properties["s2:processing_baseline"] = processing_baseline
+        if cloud_cover is not None:
+            properties["eo:cloud_cover"] = float(cloud_cover)
+        properties.update(extra_properties or {})
+        item = pystac.Item(
+            id=item_id,
+            geometry=mapping(footprint),
+            bbox=list(footprint.bounds),
+            datetime=when,
+            properties=properties,
+            stac_extensions=[PROJECTION_V1, EO_V1],
+        )
+        for name, (array, transform) in bands.items():
+            item.add_asset(
+                name,
+                pystac.Asset(
+                    href=str((item_dir / f"{name}.tif").resolve()),
+                    media_type=pystac.MediaType.COG,
+                    roles=["data"],
+                    extra_fields={
+                        "eo:bands": [{"name": name, "common_name": COMMON_NAME[name],
+                                      "center_wavelength": CENTER_WAVELENGTH_NM[name] / 1000.0}],
+                        "proj:shape": list(array.shape),
+                        "proj:transform": list(transform)[:6],
+                        "raster:bands": [{"nodata": 0, "data_type": "uint16",
+                                          "spatial_resolution": abs(transform.a)}],
+                    },
+                ),
+            )
+        existing = self.collection.get_item(item_id)
+        if existing is not None:
+            self.collection.remove_item(item_id)
+        self.collection.add_item(item)
+        return item
+
+    def add_items(self, items: Iterable[pystac.Item]) -> None:
+        """Add ready-made Items (their assets must already exist)."""
+        for item in items:
+            self.collection.add_item(item)
+
+    def save(self, metadata: Mapping[str, Any] | None = None) -> Path:
+        """Update the collection extent and write a self-contained catalog; return ``collection.json``."""
+        items = list(self.collection.get_items(recursive=True))
+        if items:
+            self.collection.extent = pystac.Extent.from_items(items)
+        if metadata is not None:
+            self.collection.extra_fields["polyfis:metadata"] = dict(metadata)
+        self.collection.normalize_hrefs(
+            str(self.root.resolve()), strategy=TemplateLayoutStrategy(item_template="items/${id}")
+        )
+        self.collection.make_all_asset_hrefs_relative()
+        self.collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        return self.root / COLLECTION_FILE
+

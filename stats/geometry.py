@@ -1,0 +1,253 @@
+"""Query geometries: GeoJSON or WKT in any CRS -> a valid shapely (Multi)Polygon, and reprojection.
+
+Axis order: polyfis reads every coordinate as (x, y) = (easting, northing) or (lon, lat), whatever the
+CRS's official axis order (pyproj ``always_xy=True``), as GeoJSON does. The FIS route, which must read
+EPSG:4326 as (lat, lon), swaps axes itself before calling this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+from .errors import InvalidCRSError, InvalidGeometryError
+
+#: Default cap on the vertices of one query geometry.
+DEFAULT_MAX_VERTICES = 100_000
+
+_OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
+
+
+def parse_crs(value: Any) -> CRS:
+    """Parse a CRS given as ``EPSG:32633``, ``32633``, an OGC URL or URN, ``CRS:84`` or a WKT/PROJ string.
+
+    >>> parse_crs("http://www.opengis.net/def/crs/EPSG/0/32633").to_epsg()
+    32633
+    >>> parse_crs("CRS:84").to_epsg()
+    4326
+    """
+    if isinstance(value, CRS):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidCRSError(f"crs: expected a string such as 'EPSG:4326', got {value!r}")
+    text = str(value).strip()
+    if text.upper() in _OGC_CRS84:
+        return _crs_from_epsg(4326)
+    upper = text.upper()
+    if upper.isdigit():
+        return _crs_from_epsg(int(upper))
+    for prefix in ("HTTP://WWW.OPENGIS.NET/DEF/CRS/EPSG/0/", "HTTPS://WWW.OPENGIS.NET/DEF/CRS/EPSG/0/",
+                   "URN:OGC:DEF:CRS:EPSG::", "URN:OGC:DEF:CRS:EPSG:", "EPSG:"):
+        if upper.startswith(prefix):
+            code = upper[len(prefix):].lstrip(":")
+            if not code.isdigit():
+                break
+            return _crs_from_epsg(int(code))
+    try:
+        return CRS.from_user_input(text)
+    except CRSError as exc:
+        raise InvalidCRSError(
+            f"crs: unknown coordinate reference system {text!r}; expected e.g. 'EPSG:4326', 'EPSG:32633' "
+            "or 'http://www.opengis.net/def/crs/EPSG/0/32633'"
+        ) from exc
+
+
+@lru_cache(maxsize=256)
+def _crs_from_epsg(code: int) -> CRS:
+    try:
+        return CRS.from_epsg(code)
+    except CRSError as exc:
+        raise InvalidCRSError(f"crs: unknown EPSG code {code}; expected a code in the EPSG registry") from exc
+
+
+def crs_name(crs: CRS) -> str:
+    """``EPSG:<code>`` when the CRS has one, else its WKT."""
+    code = crs.to_epsg()
+    return f"EPSG:{code}" if code else crs.to_wkt()
+
+
+def _crs_member(obj: dict[str, Any]) -> CRS | None:
+    """Read the (old GeoJSON 2008) ``crs`` member: ``{"type": "name", "properties": {"name": ...}}``."""
+    member = obj.get("crs")
+    if not member:
+        return None
+    try:
+        name = member["properties"]["name"]
+    except (KeyError, TypeError) as exc:
+        raise InvalidGeometryError(
+            f"geometry: GeoJSON 'crs' member {member!r} is malformed; expected "
+            "{'type': 'name', 'properties': {'name': 'EPSG:32633'}}"
+        ) from exc
+    return parse_crs(name)
+
+
+def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
+    kind = obj.get("type")
+    declared = _crs_member(obj)
+    if kind == "Feature":
+        geom = obj.get("geometry")
+        if not isinstance(geom, dict):
+            raise InvalidGeometryError(f"geometry: the Feature has geometry {geom!r}; expected a Polygon or MultiPolygon")
+        inner, inner_crs = _from_geojson(geom)
+        return inner, declared or inner_crs
+    if kind == "FeatureCollection":
+        features = obj.get("features")
+        if not isinstance(features, list) or not features:
+            raise InvalidGeometryError("geometry: the FeatureCollection has no features; expected at least one polygon")
+        parts = [_from_geojson(f)[0] for f in features]
+        return shapely.union_all(parts), declared
+    if kind not in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        raise InvalidGeometryError(
+            f"geometry: GeoJSON type {kind!r} is not supported; expected Polygon, MultiPolygon, Feature "
+            "or FeatureCollection of polygons"
+        )
+    try:
+        return shape(obj), declared
+    except Exception as exc:  # shapely raises several types for malformed coordinates
+        raise InvalidGeometryError(f"geometry: malformed GeoJSON {kind} coordinates: {exc}") from exc
+
+
+def _from_text(text: str) -> tuple[BaseGeometry, CRS | None]:
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InvalidGeometryError(f"geometry: invalid GeoJSON text ({exc.msg} at char {exc.pos})") from exc
+        return _from_geojson(obj)
+    declared = None
+    if stripped.upper().startswith("SRID="):
+        srid, _, stripped = stripped.partition(";")
+        declared = parse_crs(srid[5:])
+    try:
+        return shapely.from_wkt(stripped), declared
+    except shapely.errors.GEOSException as exc:
+        preview = stripped if len(stripped) <= 80 else stripped[:77] + "..."
+        raise InvalidGeometryError(
+            f"geometry: cannot parse WKT {preview!r}; expected e.g. 'POLYGON ((x y, x y, x y, x y))'"
+        ) from exc
+
+
+def parse_geometry(
+    value: Any,
+    crs: Any = "EPSG:4326",
+    *,
+    repair: bool = True,
+    max_vertices: int = DEFAULT_MAX_VERTICES,
+) -> tuple[Polygon | MultiPolygon, CRS]:
+    """Parse a query geometry into a valid polygon and its CRS.
+
+    :param value: GeoJSON (dict or text: Polygon, MultiPolygon, Feature, FeatureCollection of polygons),
+        WKT (optionally ``SRID=<epsg>;`` prefixed) or a shapely geometry. A GeoJSON ``crs`` member or a
+        WKT SRID overrides ``crs``.
+    :param crs: CRS of the coordinates; coordinates are read in (x, y) / (lon, lat) order.
+    :param repair: repair invalid polygons with ``shapely.make_valid`` (keeping the polygonal parts);
+        with ``False`` an invalid polygon is rejected.
+    :returns: ``(polygon, crs)``; the polygon is valid, non-empty, of positive area, with finite coordinates.
+    :raises InvalidGeometryError: with a message naming what was received and what was expected.
+    """
+    target_crs = parse_crs(crs)
+    if isinstance(value, BaseGeometry):
+        geom, declared = value, None
+    elif isinstance(value, dict):
+        geom, declared = _from_geojson(value)
+    elif isinstance(value, str):
+        geom, declared = _from_text(value)
+    else:
+        raise InvalidGeometryError(
+            f"geometry: expected a GeoJSON object or a WKT string, got {type(value).__name__} {value!r:.80}"
+        )
+    if declared is not None:
+        target_crs = declared
+    if geom.is_empty:
+        raise InvalidGeometryError(f"geometry: the {geom.geom_type} is empty; expected a polygon with an area")
+    coords = shapely.get_coordinates(geom)
+    if not np.all(np.isfinite(coords)):
+        raise InvalidGeometryError("geometry: coordinates contain NaN or Infinity; expected finite numbers")
+    if len(coords) > max_vertices:
+        raise InvalidGeometryError(
+            f"geometry: {len(coords)} vertices is more than the limit of {max_vertices}; simplify the polygon"
+        )
+    if target_crs.is_geographic:
+        _check_geographic_range(coords)
+    if geom.geom_type == "GeometryCollection":
+        geom = _polygonal_part(geom)
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidGeometryError(
+            f"geometry: a {geom.geom_type} has no area; expected a Polygon or MultiPolygon"
+        )
+    if not geom.is_valid:
+        reason = shapely.is_valid_reason(geom)
+        if not repair:
+            raise InvalidGeometryError(f"geometry: invalid polygon ({reason}); expected a valid polygon")
+        geom = _polygonal_part(shapely.make_valid(geom))
+    if geom.is_empty or geom.area <= 0:
+        raise InvalidGeometryError("geometry: the polygon has zero area; expected a polygon with an area")
+    return geom, target_crs
+
+
+def _polygonal_part(geom: BaseGeometry) -> Polygon | MultiPolygon:
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom  # type: ignore[return-value]
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    if not parts:
+        raise InvalidGeometryError(
+            f"geometry: the {geom.geom_type} holds no polygon with an area; expected a Polygon or MultiPolygon"
+        )
+    merged = shapely.union_all(parts)
+    return merged  # type: ignore[return-value]
+
+
+def _check_geographic_range(coords: np.ndarray) -> None:
+    lon, lat = coords[:, 0], coords[:, 1]
+    if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 180):
+        hint = ""
+        if np.all(np.abs(lon) <= 90) and np.all(np.abs(lat) <= 180):
+            hint = "; the axes may be swapped: polyfis expects (lon, lat)"
+        raise InvalidGeometryError(
+            f"geometry: coordinates out of range for a geographic CRS (lon {lon.min():g}..{lon.max():g}, "
+            f"lat {lat.min():g}..{lat.max():g}); expected lon in [-180, 180] and lat in [-90, 90]{hint}"
+        )
+
+
+@lru_cache(maxsize=256)
+def _transformer(src: CRS, dst: CRS) -> Transformer:
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
+    """Reproject ``geom`` from ``src`` to ``dst`` in (x, y) axis order. Identity when the CRSs are equal."""
+    if src == dst:
+        return geom
+    transformer = _transformer(src, dst)
+    out = shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    if not np.all(np.isfinite(shapely.get_coordinates(out))):
+        raise InvalidGeometryError(
+            f"geometry: cannot be projected from {crs_name(src)} to {crs_name(dst)} (outside the CRS's area of use)"
+        )
+    if not out.is_valid:
+        out = _polygonal_part(shapely.make_valid(out))
+    return out
+
+
+def area_m2(geom: BaseGeometry, crs: CRS) -> float:
+    """Geodesic area of ``geom`` (given in ``crs``) in square metres."""
+    wgs = reproject(geom, crs, _crs_from_epsg(4326))
+    from pyproj import Geod
+
+    area, _ = Geod(ellps="WGS84").geometry_area_perimeter(wgs)
+    return float(abs(area))
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for an int or float that is finite (bools are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

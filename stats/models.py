@@ -1,0 +1,338 @@
+"""Requests and results of the time-series engine, with one schema for JSON and CSV.
+
+:class:`TimeSeriesRequest` is built from a plain dict (the native JSON body) by :meth:`from_dict`, which
+parses and checks each parameter in one place and raises :class:`~stats.errors.InvalidRequestError`
+subclasses naming the field, what was received and what was expected.
+:class:`TimeSeriesResult` turns back into a dict (:meth:`to_dict`) or CSV rows (:meth:`to_rows`); both
+use the statistic names of :mod:`stats.zonal` and write ``None`` (JSON null, an empty CSV cell), never NaN.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bands import RESOLUTIONS, S2_BANDS
+from .cloud import DEFAULT_THRESHOLD
+from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
+from .indices import IndexSpec, resolve_index
+from .zonal import DEFAULT_STATISTICS, validate_statistics
+
+Number = float | int | None
+Stats = dict[str, Number]
+
+_REQUEST_FIELDS = {
+    "geometry", "crs", "time", "bands", "indices", "statistics", "resolution", "cloud", "harmonize",
+    "max_cloud_cover", "include_empty",
+}
+
+
+@dataclass(frozen=True)
+class CloudOptions:
+    """Cloud options: ``cloudy = probability >= threshold``; dates with a probability above
+    ``max_probability`` (when set) are dropped from the series."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    max_probability: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CloudOptions:
+        """Parse the ``cloud`` object of a request."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise InvalidRequestError(f"cloud: expected an object such as {{'threshold': 0.4}}, got {data!r:.80}")
+        unknown = sorted(set(data) - {"threshold", "max_probability"})
+        if unknown:
+            raise InvalidRequestError(f"cloud: unknown fields {unknown}; expected 'threshold' and 'max_probability'")
+        threshold = _unit_interval(data.get("threshold", DEFAULT_THRESHOLD), "cloud.threshold")
+        max_p = data.get("max_probability")
+        return cls(threshold=threshold, max_probability=None if max_p is None else _unit_interval(max_p, "cloud.max_probability"))
+
+
+def _unit_interval(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise InvalidRequestError(f"{name}: expected a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def parse_datetime(value: Any, name: str, *, end_of_day: bool = False) -> dt.datetime:
+    """Parse an ISO-8601 date or date-time; a bare date is the day's start (or end with ``end_of_day``).
+
+    Naive date-times are UTC. The result is timezone-aware UTC.
+
+    >>> parse_datetime("2023-03-05", "time.to", end_of_day=True).isoformat()
+    '2023-03-05T23:59:59.999999+00:00'
+    """
+    if not isinstance(value, str):
+        raise InvalidTimeRangeError(f"{name}: expected an ISO-8601 date such as '2023-01-31', got {value!r}")
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            clock = dt.time.max if end_of_day else dt.time.min
+            return dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidTimeRangeError(
+            f"{name}: cannot parse {value!r}; expected an ISO-8601 date '2023-01-31' or date-time "
+            "'2023-01-31T10:00:00Z'"
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def parse_time_range(data: Any) -> tuple[dt.datetime, dt.datetime]:
+    """Parse ``{"from": ..., "to": ...}`` (or a ``"from/to"`` string) into an inclusive UTC range."""
+    if isinstance(data, str) and "/" in data:
+        start_text, _, end_text = data.partition("/")
+        data = {"from": start_text, "to": end_text}
+    if not isinstance(data, dict) or "from" not in data or "to" not in data:
+        raise InvalidTimeRangeError(
+            f"time: expected an object {{'from': '2023-01-01', 'to': '2023-12-31'}}, got {data!r:.80}"
+        )
+    start = parse_datetime(data["from"], "time.from")
+    end = parse_datetime(data["to"], "time.to", end_of_day=True)
+    if end < start:
+        raise InvalidTimeRangeError(
+            f"time: 'from' ({data['from']}) is after 'to' ({data['to']}); expected from <= to"
+        )
+    return start, end
+
+
+def parse_bands(value: Any) -> tuple[str, ...]:
+    """Band names in request order; default all 13. Names are case-insensitive ("b8a" -> "B8A")."""
+    if value is None:
+        return S2_BANDS
+    if not isinstance(value, list) or not value:
+        raise UnknownBandError(f"bands: expected a non-empty list of band names such as ['B04', 'B08'], got {value!r:.80}")
+    out: list[str] = []
+    for item in value:
+        name = item.upper() if isinstance(item, str) else item
+        if name not in S2_BANDS:
+            raise UnknownBandError(f"bands: unknown band {item!r}; expected one of {list(S2_BANDS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def parse_indices(value: Any) -> tuple[IndexSpec, ...]:
+    """Index entries (names or ``{name, expression}`` objects); default none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequestError(f"indices: expected a list such as ['NDVI', 'NDWI'], got {value!r:.80}")
+    specs = [resolve_index(item) for item in value]
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequestError(f"indices: names {duplicates} appear more than once; expected unique names")
+    return tuple(specs)
+
+
+def parse_statistics(value: Any) -> tuple[str, ...]:
+    """Statistic names; default :data:`stats.zonal.DEFAULT_STATISTICS`."""
+    if value is None:
+        return DEFAULT_STATISTICS
+    if not isinstance(value, list) or not value:
+        raise InvalidRequestError(f"statistics: expected a non-empty list such as ['mean', 'p90'], got {value!r:.80}")
+    return validate_statistics(value)
+
+
+def parse_resolution(value: Any) -> int:
+    """Nominal resolution in metres: 10, 20 or 60 (also written '10m')."""
+    if value is None:
+        return 10
+    raw = value
+    if isinstance(value, str) and value.strip().lower().removesuffix("m").strip().isdigit():
+        value = int(value.strip().lower().removesuffix("m"))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or value not in RESOLUTIONS:
+        raise InvalidRequestError(f"resolution: expected one of {list(RESOLUTIONS)} (metres), got {raw!r}")
+    return int(value)
+
+
+def _optional_percent(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
+        raise InvalidRequestError(f"{name}: expected a number between 0 and 100 (percent), got {value!r}")
+    return float(value)
+
+
+def _flag(value: Any, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequestError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TimeSeriesRequest:
+    """A polygon time-series query.
+
+    ``geometry`` is GeoJSON (dict) or WKT in ``crs`` (lon/lat order for EPSG:4326); ``start``/``end``
+    bound acquisition times inclusively (UTC). ``bands`` are reported with ``statistics``; ``indices``
+    are computed per pixel. ``resolution`` is the nominal grid (10, 20 or 60 m). ``harmonize`` removes
+    the baseline 04.00 offset. ``max_cloud_cover`` (0–100) filters tiles by their ``eo:cloud_cover``.
+    ``include_empty`` keeps dates with no valid pixel in the polygon.
+    """
+
+    geometry: Any
+    start: dt.datetime
+    end: dt.datetime
+    crs: str = "EPSG:4326"
+    bands: tuple[str, ...] = S2_BANDS
+    indices: tuple[IndexSpec, ...] = ()
+    statistics: tuple[str, ...] = DEFAULT_STATISTICS
+    resolution: int = 10
+    cloud: CloudOptions = field(default_factory=CloudOptions)
+    harmonize: bool = True
+    max_cloud_cover: float | None = None
+    include_empty: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TimeSeriesRequest:
+        """Parse the native request body. Every field but ``geometry`` and ``time`` has a default."""
+        if not isinstance(data, dict):
+            raise InvalidRequestError(f"request body: expected a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - _REQUEST_FIELDS)
+        if unknown:
+            raise InvalidRequestError(f"request body: unknown fields {unknown}; expected fields among {sorted(_REQUEST_FIELDS)}")
+        if "geometry" not in data or data["geometry"] in (None, "", {}):
+            raise InvalidRequestError("geometry: missing; expected a GeoJSON geometry/Feature or a WKT string")
+        if "time" not in data:
+            raise InvalidTimeRangeError("time: missing; expected {'from': '2023-01-01', 'to': '2023-12-31'}")
+        crs = data.get("crs", "EPSG:4326")
+        if not isinstance(crs, str):
+            raise InvalidRequestError(f"crs: expected a string such as 'EPSG:4326', got {crs!r}")
+        start, end = parse_time_range(data["time"])
+        return cls(
+            geometry=data["geometry"],
+            start=start,
+            end=end,
+            crs=crs,
+            bands=parse_bands(data.get("bands")),
+            indices=parse_indices(data.get("indices")),
+            statistics=parse_statistics(data.get("statistics")),
+            resolution=parse_resolution(data.get("resolution")),
+            cloud=CloudOptions.from_dict(data.get("cloud")),
+            harmonize=_flag(data.get("harmonize"), "harmonize", True),
+            max_cloud_cover=_optional_percent(data.get("max_cloud_cover"), "max_cloud_cover"),
+            include_empty=_flag(data.get("include_empty"), "include_empty", False),
+        )
+
+
+@dataclass(frozen=True)
+class DateResult:
+    """Statistics of one acquisition date (all tiles of the date mosaicked).
+
+    ``cloud_probability`` is the s2cloudless probability of the averaged pixel (None without valid
+    pixels); ``bands``/``indices`` map a name to its statistics. ``error`` is set, and the rest empty,
+    when the date's imagery could not be read.
+    """
+
+    date: dt.date
+    datetime: dt.datetime
+    scenes: tuple[str, ...]
+    cloud_probability: float | None = None
+    cloudy: bool | None = None
+    valid_pixels: int = 0
+    nodata_pixels: int = 0
+    bands: Mapping[str, Stats] = field(default_factory=dict)
+    indices: Mapping[str, Stats] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (ISO-8601 date and ``...Z`` date-time)."""
+        out: dict[str, Any] = {
+            "date": self.date.isoformat(),
+            "datetime": format_datetime(self.datetime),
+            "scenes": list(self.scenes),
+        }
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        out["cloud"] = {"probability": _clean(self.cloud_probability), "cloudy": self.cloudy}
+        out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
+        out["bands"] = {b: {k: _clean(v) for k, v in s.items()} for b, s in self.bands.items()}
+        out["indices"] = {i: {k: _clean(v) for k, v in s.items()} for i, s in self.indices.items()}
+        return out
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """UTC ISO-8601 with a ``Z`` suffix, to the second (or microsecond when present)."""
+    text = value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+def _clean(value: Number) -> Number:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
+
+
+@dataclass(frozen=True)
+class TimeSeriesResult:
+    """A time series, oldest date first, with a summary of what was searched and dropped."""
+
+    series: tuple[DateResult, ...]
+    bands: tuple[str, ...]
+    indices: tuple[str, ...]
+    statistics: tuple[str, ...]
+    acquisitions: int = 0
+    dropped_cloudy: int = 0
+    dropped_empty: int = 0
+
+    @property
+    def status(self) -> str:
+        """``OK``, or ``PARTIAL`` when some dates carry an error."""
+        return "PARTIAL" if any(d.error for d in self.series) else "OK"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``status``, ``series`` and ``summary``."""
+        return {
+            "status": self.status,
+            "series": [d.to_dict() for d in self.series],
+            "summary": {
+                "acquisitions": self.acquisitions,
+                "dates": len(self.series),
+                "errors": sum(1 for d in self.series if d.error),
+                "dropped_cloudy": self.dropped_cloudy,
+                "dropped_empty": self.dropped_empty,
+            },
+        }
+
+    def columns(self) -> list[str]:
+        """CSV header: fixed columns, ``<band>_<stat>``, ``<index>_<stat>``, then ``error``."""
+        cols = list(CSV_FIXED_COLUMNS)
+        cols += [f"{b}_{s}" for b in self.bands for s in self.statistics]
+        cols += [f"{i}_{s}" for i in self.indices for s in self.statistics]
+        return cols + ["error"]
+
+    def to_rows(self) -> list[list[Any]]:
+        """One row per date in :meth:`columns` order; None for missing values."""
+        rows = []
+        for d in self.series:
+            row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels, d.nodata_pixels]
+            for names, table in ((self.bands, d.bands), (self.indices, d.indices)):
+                for name in names:
+                    values = table.get(name, {})
+                    row += [_clean(values.get(s)) for s in self.statistics]
+            row.append(d.error)
+            rows.append(row)
+        return rows
+
+
+def names(specs: Sequence[IndexSpec]) -> tuple[str, ...]:
+    """Names of index specs, in order."""
+    return tuple(s.name for s in specs)

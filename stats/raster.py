@@ -1,0 +1,271 @@
+"""Windowed reads of the bands a query needs, on one grid per date, mosaicking the date's tiles.
+
+The query grid is the first tile's own grid, scaled to the query resolution: a tile whose 10 m bands have
+pixels of size ``p`` (10 m for Sentinel-2 products, 9.995 m for some resampled stacks) is read on a grid of
+``p * resolution / 10``, anchored at the tile's origin, so that a query at the native resolution returns
+the stored pixels unchanged. Only the window covering the polygon is read from each band:
+
+* a band coarser than the grid (20/60 m bands on the 10 m grid) is upsampled by nearest neighbour, so each
+  grid pixel takes the value of the band pixel containing its centre (Sentinel Hub's default NEAREST);
+* a band finer than the grid (10 m bands on the 60 m grid) is downsampled by area averaging over its
+  valid (non-zero) pixels.
+
+Tiles of the same date on the same grid are read with plain windows; a tile on another grid or CRS is
+warped onto the query grid by nearest neighbour (``rasterio.vrt.WarpedVRT``). The first tile with valid data
+wins at each pixel. A pixel is valid when every band read there is non-zero (DN 0 is no data).
+
+Mask convention: ``inside`` is True where the pixel centre lies inside the polygon (``all_touched=False``),
+``valid`` is True where the pixel is inside and has data in every band.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS
+from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+
+from .archive.catalog import Acquisition
+from .bands import QUANTIFICATION_VALUE
+from .errors import InvalidRequestError, SceneReadError
+from .geometry import crs_name, reproject
+
+#: Default cap on the pixels of one query window (Sentinel Hub's 2500 x 2500).
+DEFAULT_MAX_PIXELS = 2500 * 2500
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up pixel grid: ``transform`` (affine, CRS units), ``shape`` (rows, cols), ``crs``."""
+
+    crs: CRS
+    transform: Affine
+    shape: tuple[int, int]
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """Pixel (width, height) in CRS units."""
+        return float(self.transform.a), float(-self.transform.e)
+
+    @property
+    def pixel_area(self) -> float:
+        """Pixel area in CRS units squared."""
+        return float(abs(self.transform.a * self.transform.e))
+
+
+@dataclass
+class PixelBlock:
+    """The bands of one date over one polygon, on one grid.
+
+    ``dn`` maps band name to a float32 array of shape ``grid.shape`` holding harmonised DN (the baseline
+    04.00 offset already removed when harmonising, clipped at 0); ``inside`` and ``valid`` are boolean
+    masks of the same shape (see module docstring). ``scenes`` lists the ids of the tiles that contributed.
+    """
+
+    grid: Grid
+    dn: dict[str, np.ndarray]
+    inside: np.ndarray
+    valid: np.ndarray
+    scenes: list[str] = field(default_factory=list)
+
+    @property
+    def valid_count(self) -> int:
+        """Pixels inside the polygon with data in every band."""
+        return int(self.valid.sum())
+
+    @property
+    def nodata_count(self) -> int:
+        """Pixels inside the polygon without data in at least one band."""
+        return int(self.inside.sum()) - self.valid_count
+
+    def reflectance(self, band: str) -> np.ndarray:
+        """TOA reflectance of the valid pixels, float64, 1-D, in row-major pixel order."""
+        return self.dn[band][self.valid].astype(np.float64) / QUANTIFICATION_VALUE
+
+
+def _pixel_size_10m(finest: Affine) -> tuple[float, float]:
+    """Pixel (width, height) of the tile's 10 m class, from its finest band scaled by its nominal class."""
+    nominal = min((10, 20, 60), key=lambda r: abs(r - abs(finest.a)))
+    return abs(finest.a) * 10.0 / nominal, abs(finest.e) * 10.0 / nominal
+
+
+def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseGeometry, *,
+               max_pixels: int) -> Grid:
+    """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``."""
+    minx, miny, maxx, maxy = geom.bounds
+    x0, y0 = anchor.c, anchor.f
+    px, py = pixel
+    col0 = math.floor((minx - x0) / px + _EPS)
+    col1 = math.ceil((maxx - x0) / px - _EPS)
+    row0 = math.floor((y0 - maxy) / py + _EPS)
+    row1 = math.ceil((y0 - miny) / py - _EPS)
+    width, height = max(col1 - col0, 1), max(row1 - row0, 1)
+    if width * height > max_pixels:
+        raise InvalidRequestError(
+            f"geometry: the polygon's bounding box is {width} x {height} = {width * height} pixels at this "
+            f"resolution, more than the limit of {max_pixels}; use a coarser resolution or a smaller polygon"
+        )
+    transform = Affine(px, 0.0, x0 + col0 * px, 0.0, -py, y0 - row0 * py)
+    return Grid(crs, transform, (height, width))
+
+
+def polygon_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
+    """True where the pixel centre lies inside ``geom`` (given in ``grid.crs``).
+
+    A polygon smaller than a pixel that contains no pixel centre falls back to the pixels it touches, so
+    that a tiny parcel still gets a value (as Sentinel Hub's services do).
+    """
+    inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=False)
+    if not inside.any():
+        inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=True)
+    return inside
+
+
+def _axis_ratio(grid_step: float, band_step: float) -> float | None:
+    """``grid_step / band_step`` when one is a whole multiple of the other, else None."""
+    ratio = grid_step / band_step
+    whole = ratio if ratio >= 1 else 1.0 / ratio
+    return ratio if abs(whole - round(whole)) < _EPS else None
+
+
+def _aligned(band: Affine, grid: Grid, same_crs: bool) -> bool:
+    """True when the band can be read with a plain (possibly fractional) window onto the grid: same CRS,
+    north-up, pixel sizes whole multiples of each other, and pixel edges on a common lattice."""
+    if not same_crs or band.b != 0 or band.d != 0 or band.e >= 0 or band.a <= 0:
+        return False
+    gx, gy = grid.pixel_size
+    if _axis_ratio(gx, band.a) is None or _axis_ratio(gy, -band.e) is None:
+        return False
+    dx = (grid.transform.c - band.c) / min(gx, band.a)
+    dy = (band.f - grid.transform.f) / min(gy, -band.e)
+    return abs(dx - round(dx)) < 1e-4 and abs(dy - round(dy)) < 1e-4
+
+
+def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
+    """Read ``src`` band 1 onto ``grid`` with a window; pixels outside the dataset are 0."""
+    t = src.transform
+    gx, gy = grid.pixel_size
+    rows, cols = grid.shape
+    out = np.zeros(grid.shape, dtype=np.float32)
+    # the dataset's extent in grid pixel units, rounded inward (a grid pixel must lie fully in the tile)
+    left = (t.c - grid.transform.c) / gx
+    right = (t.c + src.width * t.a - grid.transform.c) / gx
+    top = (grid.transform.f - t.f) / gy
+    bottom = (grid.transform.f - (t.f + src.height * t.e)) / gy
+    c0, c1 = max(0, math.ceil(left - _EPS)), min(cols, math.floor(right + _EPS))
+    r0, r1 = max(0, math.ceil(top - _EPS)), min(rows, math.floor(bottom + _EPS))
+    if c0 >= c1 or r0 >= r1:
+        return out
+    sx, sy = gx / t.a, gy / -t.e
+    window = Window(col_off=(c0 - left) * sx, row_off=(r0 - top) * sy, width=(c1 - c0) * sx, height=(r1 - r0) * sy)
+    resampling = Resampling.average if max(sx, sy) > 1 + _EPS else Resampling.nearest
+    out[r0:r1, c0:c1] = src.read(
+        1, window=window, out_shape=(r1 - r0, c1 - c0), resampling=resampling, out_dtype="float32"
+    )
+    return out
+
+
+def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
+    """Warp ``src`` band 1 onto ``grid`` by nearest neighbour; pixels outside the dataset are 0."""
+    with WarpedVRT(
+        src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
+        resampling=Resampling.nearest, nodata=0,
+    ) as vrt:
+        return vrt.read(1, out_dtype="float32")
+
+
+def _open(acq: Acquisition, band: str) -> rasterio.io.DatasetReader:
+    href = acq.assets.get(band)
+    if href is None:
+        raise SceneReadError(f"scene {acq.id}: band {band} is missing from the archive item")
+    if href.startswith(("http://", "https://")):
+        href = "/vsicurl/" + href
+    try:
+        return rasterio.open(href)
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneReadError(f"scene {acq.id}: cannot open band {band}: {exc}") from exc
+
+
+def read_date(
+    tiles: Sequence[Acquisition],
+    geometry: BaseGeometry,
+    geometry_crs: CRS,
+    bands: Sequence[str],
+    *,
+    resolution: int = 10,
+    harmonize: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PixelBlock:
+    """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
+
+    :param tiles: acquisitions of one date, in priority order.
+    :param geometry: the query polygon in ``geometry_crs``.
+    :param resolution: nominal grid resolution, 10, 20 or 60 m.
+    :param harmonize: subtract the baseline 04.00 DN offset (clipped at 0).
+    :raises SceneReadError: when a tile's asset is missing or unreadable.
+    """
+    if not tiles:
+        raise ValueError("read_date needs at least one tile")
+    primary = tiles[0]
+    grid_crs = CRS.from_user_input(primary.crs)
+    geom = reproject(geometry, geometry_crs, grid_crs)
+    grid: Grid | None = None
+    inside: np.ndarray | None = None
+    mosaic: dict[str, np.ndarray] = {}
+    filled: np.ndarray | None = None
+    scenes: list[str] = []
+    for acq in tiles:
+        sources = {band: _open(acq, band) for band in bands}
+        try:
+            if grid is None:
+                anchor = min((s.transform for s in sources.values()), key=lambda t: abs(t.a))
+                px, py = _pixel_size_10m(anchor)
+                pixel = (px * resolution / 10.0, py * resolution / 10.0)
+                grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels)
+                inside = polygon_mask(geom, grid)
+                filled = np.zeros(grid.shape, dtype=bool)
+                mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
+            assert inside is not None and filled is not None
+            tile_crs = CRS.from_user_input(acq.crs)
+            same = tile_crs == grid_crs
+            arrays = {}
+            for band, src in sources.items():
+                try:
+                    if _aligned(src.transform, grid, same):
+                        arrays[band] = _read_aligned(src, grid)
+                    else:
+                        arrays[band] = _read_warped(src, grid)
+                except rasterio.errors.RasterioError as exc:
+                    raise SceneReadError(f"scene {acq.id}: cannot read band {band}: {exc}") from exc
+        finally:
+            for src in sources.values():
+                src.close()
+        has_data = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~filled
+        if not has_data.any():
+            continue
+        offset = acq.dn_offset if harmonize else 0
+        for band, arr in arrays.items():
+            values = arr[has_data]
+            if offset:
+                values = np.maximum(values - offset, 0)
+            mosaic[band][has_data] = values
+        filled |= has_data
+        scenes.append(acq.id)
+    assert grid is not None and inside is not None and filled is not None
+    return PixelBlock(grid=grid, dn=mosaic, inside=inside, valid=inside & filled, scenes=scenes or [primary.id])
+
+
+def describe_grid(grid: Grid) -> dict[str, object]:
+    """A JSON-ready description of a grid (CRS, pixel size, shape)."""
+    return {"crs": crs_name(grid.crs), "pixel_size": list(grid.pixel_size), "shape": list(grid.shape)}

@@ -1,0 +1,99 @@
+"""Per-band statistics over the valid pixels of a polygon.
+
+Every function takes a 1-D float64 array of the values of the valid pixels (no NaN; pixels outside the
+polygon or without data are already removed) and returns plain Python numbers. With no value, every
+statistic is ``None`` and ``count`` is 0: never NaN.
+
+Statistic names (one schema for models, JSON, CSV and openapi.yaml):
+
+``count``  number of values;  ``mean``  arithmetic mean;  ``min`` / ``max``  extremes;
+``std``  population standard deviation (ddof = 0, as rasterstats and Sentinel Hub's ``stDev``);
+``sum``  sum of values;  ``median``  the 50th percentile;
+``pNN``  the NN-th percentile, 0 <= NN <= 100, decimals allowed (``p2.5``), linear interpolation between
+closest ranks (``numpy.percentile`` default, as rasterstats ``percentile_NN``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+
+from .errors import UnknownStatisticError
+
+#: Statistics computed when a request names none.
+DEFAULT_STATISTICS: Final[tuple[str, ...]] = ("mean", "min", "max", "std", "p10", "p50", "p90")
+
+#: Statistics with fixed names.
+BASIC_STATISTICS: Final[tuple[str, ...]] = ("count", "mean", "min", "max", "std", "sum", "median")
+
+_PERCENTILE = re.compile(r"^p(100|[0-9]{1,2})(\.[0-9]+)?$")
+
+
+def percentile_of(name: str) -> float | None:
+    """The percentile of a ``pNN`` statistic name, or None for other names.
+
+    >>> percentile_of("p90"), percentile_of("p2.5"), percentile_of("mean")
+    (90.0, 2.5, None)
+    """
+    match = _PERCENTILE.match(name)
+    if match is None:
+        return None
+    value = float(name[1:])
+    return value if value <= 100 else None
+
+
+def validate_statistics(names: Sequence[str]) -> tuple[str, ...]:
+    """Check statistic names; return them without duplicates, in the given order.
+
+    :raises UnknownStatisticError: naming the bad entry and the accepted forms.
+    """
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or (name not in BASIC_STATISTICS and percentile_of(name) is None):
+            raise UnknownStatisticError(
+                f"statistics: unknown statistic {name!r}; expected one of {list(BASIC_STATISTICS)} "
+                "or a percentile 'p0'..'p100' such as 'p10' or 'p2.5'"
+            )
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def summarize(values: np.ndarray, statistics: Sequence[str]) -> dict[str, float | int | None]:
+    """Compute ``statistics`` over the 1-D array ``values``.
+
+    >>> summarize(np.array([1.0, 2.0, 3.0, 4.0]), ["count", "mean", "std", "p50", "min"])
+    {'count': 4, 'mean': 2.5, 'std': 1.118033988749895, 'p50': 2.5, 'min': 1.0}
+    >>> summarize(np.array([]), ["count", "mean"])
+    {'count': 0, 'mean': None}
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = int(values.size)
+    out: dict[str, float | int | None] = {}
+    if n == 0:
+        return {name: (0 if name == "count" else None) for name in statistics}
+    wanted = [percentile_of(s) for s in statistics]
+    qs = sorted({q for q in wanted if q is not None} | ({50.0} if "median" in statistics else set()))
+    pct = dict(zip(qs, np.percentile(values, qs).tolist())) if qs else {}
+    mean = float(values.mean())
+    for name, q in zip(statistics, wanted):
+        if q is not None:
+            out[name] = float(pct[q])
+        elif name == "count":
+            out[name] = n
+        elif name == "mean":
+            out[name] = mean
+        elif name == "min":
+            out[name] = float(values.min())
+        elif name == "max":
+            out[name] = float(values.max())
+        elif name == "std":
+            out[name] = float(np.sqrt(np.mean((values - mean) ** 2)))
+        elif name == "sum":
+            out[name] = float(values.sum())
+        elif name == "median":
+            out[name] = float(pct[50.0])
+    return out
