@@ -9,7 +9,9 @@ use the statistic names of :mod:`stats.zonal` and write ``None`` (JSON null, an 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,6 +333,23 @@ class TimeSeriesResult:
             row.append(d.error)
             rows.append(row)
         return rows
+
+    def to_csv(self) -> str:
+        """The series as CSV text: the :meth:`columns` header, then :meth:`to_rows`."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns())
+        writer.writerows([csv_cell(v) for v in row] for row in self.to_rows())
+        return buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for None, ``true``/``false`` for booleans, the value otherwise."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def names(specs: Sequence[IndexSpec]) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ the stored pixels unchanged. Only the window covering the polygon is read from e
 * a band coarser than the grid (20/60 m bands on the 10 m grid) is upsampled by nearest neighbour, so each
   grid pixel takes the value of the band pixel containing its centre (Sentinel Hub's default NEAREST);
 * a band finer than the grid (10 m bands on the 60 m grid) is downsampled by area averaging over its
-  valid (non-zero) pixels.
+  valid (non-zero) pixels, in float64 (so averaged DN keep their fractions).
 
 Tiles of the same date on the same grid are read with plain windows; a tile on another grid or CRS is
 warped onto the query grid by nearest neighbour (``rasterio.vrt.WarpedVRT``). The first tile with valid data
@@ -169,10 +169,20 @@ def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
         return out
     sx, sy = gx / t.a, gy / -t.e
     window = Window(col_off=(c0 - left) * sx, row_off=(r0 - top) * sy, width=(c1 - c0) * sx, height=(r1 - r0) * sy)
-    resampling = Resampling.average if max(sx, sy) > 1 + _EPS else Resampling.nearest
-    out[r0:r1, c0:c1] = src.read(
-        1, window=window, out_shape=(r1 - r0, c1 - c0), resampling=resampling, out_dtype="float32"
-    )
+    if max(sx, sy) <= 1 + _EPS:
+        # upsampling or same size: each grid pixel takes the band pixel containing its centre
+        out[r0:r1, c0:c1] = src.read(1, window=window, out_shape=(r1 - r0, c1 - c0),
+                                     resampling=Resampling.nearest, out_dtype="float32")
+        return out
+    # downsampling by whole factors: the window lies on band pixel edges; average the valid pixels
+    kx, ky = round(sx), round(sy)
+    window = Window(round(window.col_off), round(window.row_off), (c1 - c0) * kx, (r1 - r0) * ky)
+    native = src.read(1, window=window).astype(np.float64)
+    blocks = native.reshape(r1 - r0, ky, c1 - c0, kx)
+    counts = (blocks > 0).sum(axis=(1, 3))
+    sums = blocks.sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[r0:r1, c0:c1] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
     return out
 
 

@@ -1,0 +1,65 @@
+"""Service settings, read once from ``POLYFIS_*`` environment variables and validated.
+
+=============================  ==========================================================  =========
+variable                       meaning                                                      default
+=============================  ==========================================================  =========
+``POLYFIS_ARCHIVE``            archive to serve: folder, ``collection.json`` path or URL    the demo
+``POLYFIS_DEMO_DIR``           where the demo archive is generated and cached               user cache
+``POLYFIS_MAX_BODY_BYTES``     largest accepted request body                                1000000
+``POLYFIS_MAX_VERTICES``       most vertices in one query geometry                          100000
+``POLYFIS_MAX_PIXELS``         most pixels in one query window (bbox at the resolution)     6250000
+=============================  ==========================================================  =========
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+PREFIX = "POLYFIS_"
+
+
+class ConfigError(ValueError):
+    """Raised when a setting has a value of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated service settings."""
+
+    #: Archive folder, STAC file or URL; None serves the embedded demo archive.
+    archive: str | None = None
+    #: Folder of the demo archive cache; None uses the default cache folder.
+    demo_dir: str | None = None
+    #: Largest request body in bytes (413 above it).
+    max_body_bytes: int = 1_000_000
+    #: Most vertices in one geometry (400 above it).
+    max_vertices: int = 100_000
+    #: Most pixels in one query window (400 above it).
+    max_pixels: int = 2500 * 2500
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_vertices", "max_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()}: expected a positive integer, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``POLYFIS_*`` variables, then apply ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{PREFIX}{f.name.upper()}: expected an integer, got {raw!r}") from exc
+            else:
+                values[f.name] = raw
+        return replace(cls(**values), **overrides)

@@ -1,0 +1,85 @@
+"""One table from exception class to HTTP status, and the JSON error body.
+
+Every error reaches the client as ``{"error": {"status", "reason", "message", "code"}}``. Errors caused by
+the caller are 4xx with the engine's message (which names the field, what was received and what was
+expected); anything unexpected is logged with its traceback and answered with a generic 500 message.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from stats.errors import (
+    ArchiveError,
+    CloudModelError,
+    InvalidRequestError,
+    SceneReadError,
+    StatsError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """Raised by the HTTP layer for a request it cannot take (bad JSON, unknown format, …)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: Exception class -> HTTP status. The first matching class (in MRO order) wins.
+STATUS_CODES: dict[type[Exception], int] = {
+    InvalidRequestError: 400,
+    ArchiveError: 503,
+    SceneReadError: 502,
+    CloudModelError: 500,
+    StatsError: 500,
+}
+
+
+def status_for(exc: Exception) -> int:
+    """HTTP status for an engine exception, from :data:`STATUS_CODES`."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return 500
+
+
+def error_response(status: int, message: str, code: str) -> tuple[Response, int]:
+    """The JSON error body with ``status``."""
+    body = {"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message, "code": code}}
+    return jsonify(body), status
+
+
+def register(app: Flask) -> None:
+    """Install the error handlers on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int]:
+        return error_response(exc.status, str(exc), "InvalidRequest")
+
+    @app.errorhandler(StatsError)
+    def _stats_error(exc: StatsError) -> tuple[Response, int]:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("engine error: %s", exc, exc_info=exc)
+            message = str(exc) if isinstance(exc, ArchiveError) else "internal error while computing the answer"
+            return error_response(status, message, type(exc).__name__)
+        return error_response(status, str(exc), type(exc).__name__)
+
+    @app.errorhandler(InternalServerError)
+    def _internal(exc: InternalServerError) -> tuple[Response, int]:
+        original = getattr(exc, "original_exception", None)
+        log.error("unhandled error: %r", original, exc_info=original or exc)
+        return error_response(500, "internal server error", "InternalServerError")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        message = exc.description or HTTPStatus(status).phrase
+        return error_response(status, message, type(exc).__name__)

@@ -1,0 +1,53 @@
+"""``POST /api/v1/timeseries``: the native polygon time series, as JSON or CSV."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from stats import Limits, TimeSeriesRequest, query_timeseries
+
+from .. import archive, settings
+from ..errors import ApiError
+from ..render import choose_format, csv_response, json_response
+
+bp = Blueprint("timeseries", __name__)
+
+
+def json_body() -> Any:
+    """The request body parsed as JSON, or a 400/415 naming the problem."""
+    mimetype = request.mimetype
+    if mimetype and mimetype not in ("application/json", "text/plain") and not mimetype.endswith("+json"):
+        raise ApiError(f"Content-Type: got {mimetype!r}; expected 'application/json'", status=415)
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise ApiError("request body: empty; expected a JSON object")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise ApiError(f"request body: not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise ApiError(f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+
+
+def _reject_constant(name: str) -> None:
+    raise ApiError(f"request body: {name} is not a valid JSON number; expected finite numbers")
+
+
+def limits() -> Limits:
+    """Engine limits from the service settings."""
+    s = settings()
+    return Limits(max_vertices=s.max_vertices, max_pixels=s.max_pixels)
+
+
+@bp.post("/api/v1/timeseries")
+def timeseries() -> Response:
+    """Per-date statistics and averaged-pixel cloud probability for a polygon and a time range."""
+    fmt = choose_format(request)
+    parsed = TimeSeriesRequest.from_dict(json_body())
+    result = query_timeseries(parsed, archive(), limits=limits())
+    if fmt == "csv":
+        return csv_response(result.to_csv())
+    return json_response(result.to_dict())

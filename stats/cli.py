@@ -1,0 +1,167 @@
+"""``polyfis`` command line: serve | demo | query | ingest. Each command is a thin wrapper."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import StatsError
+
+_ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
+
+
+def _open_archive(archive: str | None, demo_dir: str | None = None) -> Any:
+    from .archive.catalog import Archive
+
+    if archive:
+        return Archive.open(archive)
+    from .archive.synthetic import build_demo_archive
+
+    return Archive.open(build_demo_archive(Path(demo_dir) if demo_dir else None))
+
+
+def _read_geometry(value: str) -> Any:
+    """A file path (GeoJSON or WKT text), inline GeoJSON or inline WKT."""
+    path = Path(value)
+    try:
+        is_file = path.is_file()
+    except OSError:  # an inline WKT can be too long to be a file name
+        is_file = False
+    text = path.read_text(encoding="utf-8") if is_file else value
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"invalid GeoJSON: {exc.msg} at line {exc.lineno}", param_hint="--geometry")
+    return stripped
+
+
+@click.group()
+@click.version_option(package_name="polyfis")
+def main() -> None:
+    """polyfis: per-date Sentinel-2 statistics and s2cloudless cloud probability for a polygon."""
+
+
+@main.command()
+@click.option("--archive", envvar="POLYFIS_ARCHIVE", help=_ARCHIVE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(archive: str | None, host: str, port: int) -> None:
+    """Serve the HTTP API."""
+    from service import create_app
+
+    app = create_app({"archive": archive} if archive else None)
+    with app.app_context():
+        from service import archive as current_archive
+
+        arch = current_archive()
+    click.echo(f"polyfis: serving {len(arch.acquisitions)} acquisitions on http://{host}:{port}", err=True)
+    app.run(host=host, port=port, threaded=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo-dir", envvar="POLYFIS_DEMO_DIR", help="Where to build and cache the demo archive.")
+@click.option("--no-serve", is_flag=True, help="Build the archive, run one example query, print it and exit.")
+def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
+    """Build the demo archive if needed, print a ready curl command and serve it."""
+    from .archive.synthetic import build_demo_archive, demo_polygons
+
+    root = build_demo_archive(Path(demo_dir) if demo_dir else None)
+    feature = next(f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field")
+    body = {
+        "geometry": feature["geometry"],
+        "time": {"from": "2023-01-01", "to": "2023-12-31"},
+        "bands": ["B04", "B08"],
+        "indices": ["NDVI"],
+        "statistics": ["mean", "std", "p50"],
+    }
+    click.echo(f"demo archive: {root}", err=True)
+    if no_serve:
+        from .archive.catalog import Archive
+        from .models import TimeSeriesRequest
+        from .pipeline import query_timeseries
+
+        result = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root))
+        sys.stdout.write(result.to_csv())
+        return
+    url = f"http://{host}:{port}/api/v1/timeseries"
+    click.echo("\nTry (JSON, then CSV):\n", err=True)
+    click.echo(f"curl -s -X POST {url} -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n", err=True)
+    click.echo(f"curl -s -X POST '{url}?format=csv' -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n",
+               err=True)
+    from service import create_app
+
+    create_app({"archive": str(root)}).run(host=host, port=port, threaded=True)
+
+
+@main.command()
+@click.option("--archive", envvar="POLYFIS_ARCHIVE", help=_ARCHIVE_HELP)
+@click.option("--geometry", required=True, help="GeoJSON or WKT: a file path or the text itself.")
+@click.option("--crs", default="EPSG:4326", show_default=True, help="CRS of the geometry (x/lon first).")
+@click.option("--from", "start", required=True, help="First date, YYYY-MM-DD or an ISO date-time.")
+@click.option("--to", "end", required=True, help="Last date (inclusive), YYYY-MM-DD or an ISO date-time.")
+@click.option("--bands", help="Comma-separated bands (default all 13).")
+@click.option("--indices", help="Comma-separated indices, e.g. NDVI,NDWI.")
+@click.option("--statistics", help="Comma-separated statistics (default mean,min,max,std,p10,p50,p90).")
+@click.option("--resolution", type=click.Choice(["10", "20", "60"]), default="10", show_default=True)
+@click.option("--threshold", type=float, default=0.4, show_default=True, help="Cloud probability threshold.")
+@click.option("--max-probability", type=float, help="Drop dates with a cloud probability above this.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--output", type=click.File("w"), default="-", help="Output file (default stdout).")
+def query(archive: str | None, geometry: str, crs: str, start: str, end: str, bands: str | None,
+          indices: str | None, statistics: str | None, resolution: str, threshold: float,
+          max_probability: float | None, fmt: str, output: Any) -> None:
+    """Compute a time series without a server."""
+    from .models import TimeSeriesRequest
+    from .pipeline import query_timeseries
+
+    def split(text: str | None) -> list[str] | None:
+        return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+    body: dict[str, Any] = {
+        "geometry": _read_geometry(geometry),
+        "crs": crs,
+        "time": {"from": start, "to": end},
+        "resolution": int(resolution),
+        "cloud": {"threshold": threshold, "max_probability": max_probability},
+    }
+    for key, value in (("bands", split(bands)), ("indices", split(indices)), ("statistics", split(statistics))):
+        if value is not None:
+            body[key] = value
+    try:
+        result = query_timeseries(TimeSeriesRequest.from_dict(body), _open_archive(archive))
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if fmt == "csv":
+        output.write(result.to_csv())
+    else:
+        json.dump(result.to_dict(), output, indent=2, allow_nan=False)
+        output.write("\n")
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--archive", required=True, help="Archive folder to create or append to.")
+@click.option("--processing-baseline", help="Baseline (e.g. 04.00) when the files do not record it.")
+def ingest(sources: tuple[str, ...], archive: str, processing_baseline: str | None) -> None:
+    """Turn GeoTIFF stacks or per-band files into an archive (COG per band + STAC)."""
+    from .archive.ingest import ingest as run_ingest
+
+    try:
+        items = run_ingest(list(sources), archive, processing_baseline=processing_baseline)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for item in items:
+        click.echo(f"{item.datetime:%Y-%m-%dT%H:%M:%SZ}  {item.id}  {len(item.bands)} bands")
+    click.echo(f"{len(items)} acquisitions written to {archive}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

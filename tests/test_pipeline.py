@@ -1,0 +1,247 @@
+"""End-to-end engine behaviour on hand-made tiles (see conftest for the known DN)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from s2cloudless import S2PixelCloudDetector
+
+from conftest import BASE_DN, CRS_UTM, at_10m, band_array, band_transform, utm_box
+from stats import Archive, InvalidRequestError, TimeSeriesRequest, query_timeseries
+from stats.bands import MODEL_BANDS, S2_BANDS
+
+YEAR = {"from": "2023-01-01", "to": "2023-12-31"}
+
+
+def run(archive: Path, **fields):
+    body = {"crs": CRS_UTM, "time": YEAR, **fields}
+    return query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(archive))
+
+
+def polygon(*rings) -> dict:
+    return {"type": "Polygon", "coordinates": list(rings)}
+
+
+def expected_mean(band: str, mask10: np.ndarray, offset: int = 0) -> float:
+    """Mean reflectance of ``band`` over a 10 m pixel mask, from the known arrays with numpy only."""
+    values = at_10m(band, band_array(band)).astype(np.float64)[mask10]
+    return float(((values - offset) / 10000).mean())
+
+
+def square_mask(col0: int, row0: int, col1: int, row1: int) -> np.ndarray:
+    mask = np.zeros((12, 12), dtype=bool)
+    mask[row0:row1, col0:col1] = True
+    return mask
+
+
+def test_band_mean_over_square_equals_hand_value(simple_archive: Path) -> None:
+    """A 4 x 4 px square: B04 mean is base + 12 * 2.5 + 2.5 + 1 DN, the 16 px counted."""
+    result = run(simple_archive, geometry=polygon(utm_box(1, 1, 5, 5)), bands=["B04"],
+                 statistics=["count", "mean", "min", "max"], time={"from": "2023-01-05", "to": "2023-01-05"})
+    (entry,) = result.series
+    stats = entry.bands["B04"]
+    assert stats["count"] == 16 and entry.valid_pixels == 16 and entry.nodata_pixels == 0
+    assert stats["mean"] == pytest.approx((BASE_DN["B04"] + 12 * 2.5 + 2.5 + 1) / 10000, abs=1e-12)
+    assert stats["min"] == pytest.approx((BASE_DN["B04"] + 12 + 1 + 1) / 10000)
+    assert stats["max"] == pytest.approx((BASE_DN["B04"] + 12 * 4 + 4 + 1) / 10000)
+
+
+def test_polygon_with_hole_excludes_the_hole(simple_archive: Path) -> None:
+    """The 2 x 2 px hole in a 4 x 4 px square leaves 12 pixels, and the mean over those."""
+    geom = polygon(utm_box(1, 1, 5, 5), utm_box(2, 2, 4, 4)[::-1])
+    result = run(simple_archive, geometry=geom, statistics=["count", "mean"],
+                 time={"from": "2023-01-05", "to": "2023-01-05"})
+    (entry,) = result.series
+    mask = square_mask(1, 1, 5, 5) & ~square_mask(2, 2, 4, 4)
+    assert entry.valid_pixels == 12
+    for band in S2_BANDS:
+        assert entry.bands[band]["mean"] == pytest.approx(expected_mean(band, mask), abs=1e-12), band
+
+
+def test_multipolygon_counts_both_parts(simple_archive: Path) -> None:
+    """Two disjoint squares (4 + 9 px) give one set of statistics over 13 pixels."""
+    geom = {"type": "MultiPolygon", "coordinates": [[utm_box(0, 0, 2, 2)], [utm_box(8, 8, 11, 11)]]}
+    result = run(simple_archive, geometry=geom, bands=["B8A", "B01"], statistics=["count", "mean"],
+                 time={"from": "2023-01-05", "to": "2023-01-05"})
+    mask = square_mask(0, 0, 2, 2) | square_mask(8, 8, 11, 11)
+    (entry,) = result.series
+    assert entry.valid_pixels == 13
+    assert entry.bands["B8A"]["mean"] == pytest.approx(expected_mean("B8A", mask), abs=1e-12)
+    assert entry.bands["B01"]["mean"] == pytest.approx(expected_mean("B01", mask), abs=1e-12)
+
+
+def test_baseline_04_offset_is_removed(simple_archive: Path) -> None:
+    """The 04.00 date stores DN + 1000; harmonised, it equals the 02.09 date; not harmonised, it does not."""
+    geom = polygon(utm_box(1, 1, 5, 5))
+    result = run(simple_archive, geometry=geom, statistics=["mean"], time={"from": "2023-01-01", "to": "2023-07-31"})
+    old, new = result.series
+    assert new.date == dt.date(2023, 7, 4)
+    for band in S2_BANDS:
+        assert new.bands[band]["mean"] == pytest.approx(old.bands[band]["mean"], abs=1e-12)
+    raw = run(simple_archive, geometry=geom, statistics=["mean"], harmonize=False,
+              time={"from": "2023-07-04", "to": "2023-07-04"})
+    assert raw.series[0].bands["B04"]["mean"] == pytest.approx(old.bands["B04"]["mean"] + 0.1, abs=1e-12)
+
+
+def test_nodata_pixels_are_excluded_and_counted(simple_archive: Path) -> None:
+    """On the half-no-data date a square across the edge keeps only its right half."""
+    geom = polygon(utm_box(4, 2, 8, 6))
+    result = run(simple_archive, geometry=geom, statistics=["count", "mean"],
+                 time={"from": "2023-08-10", "to": "2023-08-10"})
+    (entry,) = result.series
+    assert (entry.valid_pixels, entry.nodata_pixels) == (8, 8)
+    assert entry.bands["B04"]["mean"] == pytest.approx(expected_mean("B04", square_mask(6, 2, 8, 6)), abs=1e-12)
+
+
+def test_date_without_valid_pixels_is_dropped_or_kept_empty(simple_archive: Path) -> None:
+    """A polygon wholly in the no-data half is dropped by default and reported with nulls on request."""
+    geom = polygon(utm_box(0, 0, 3, 3))
+    window = {"from": "2023-08-10", "to": "2023-08-10"}
+    assert run(simple_archive, geometry=geom, time=window).series == ()
+    kept = run(simple_archive, geometry=geom, time=window, include_empty=True, statistics=["count", "mean"])
+    (entry,) = kept.series
+    assert entry.valid_pixels == 0 and entry.nodata_pixels == 9
+    assert entry.cloud_probability is None and entry.cloudy is None
+    assert entry.bands["B04"] == {"count": 0, "mean": None}
+    assert kept.to_dict()["summary"]["dropped_empty"] == 0
+
+
+def test_averaged_pixel_probability_equals_s2cloudless_on_numpy_means(simple_archive: Path) -> None:
+    """The cloud probability is s2cloudless applied to band means computed here with numpy."""
+    mask = square_mask(1, 1, 5, 5) & ~square_mask(2, 2, 4, 4)
+    geom = polygon(utm_box(1, 1, 5, 5), utm_box(2, 2, 4, 4)[::-1])
+    result = run(simple_archive, geometry=geom, time={"from": "2023-01-05", "to": "2023-01-05"})
+    means = np.array([expected_mean(b, mask) for b in MODEL_BANDS])
+    reference = S2PixelCloudDetector(all_bands=False).get_cloud_probability_maps(means[None, None, None, :])
+    assert result.series[0].cloud_probability == float(reference[0, 0, 0])
+    assert result.series[0].cloudy is (float(reference[0, 0, 0]) >= 0.4)
+
+
+def test_resolution_60_averages_the_10m_bands(simple_archive: Path) -> None:
+    """At 60 m a 10 m band is averaged over 6 x 6 blocks; the 60 m bands are read as stored."""
+    geom = polygon(utm_box(0, 0, 12, 12))
+    result = run(simple_archive, geometry=geom, resolution=60, statistics=["count", "min", "max"],
+                 bands=["B04", "B09"], time={"from": "2023-01-05", "to": "2023-01-05"})
+    (entry,) = result.series
+    b04 = band_array("B04").astype(np.float64)
+    blocks = b04.reshape(2, 6, 2, 6).mean(axis=(1, 3)) / 10000
+    assert entry.valid_pixels == 4
+    assert entry.bands["B04"]["min"] == pytest.approx(blocks.min(), abs=1e-9)
+    assert entry.bands["B04"]["max"] == pytest.approx(blocks.max(), abs=1e-9)
+    assert entry.bands["B09"]["max"] == pytest.approx((BASE_DN["B09"] + 4) / 10000, abs=1e-12)
+
+
+def test_tiles_of_one_date_are_mosaicked(make_archive) -> None:
+    """Tile A has no data on its left half; tile B (same date, same grid, +50 DN) fills it."""
+    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc)
+    half = {}
+    plus = {}
+    for b in S2_BANDS:
+        arr = band_array(b)
+        arr[:, : arr.shape[1] // 2] = 0
+        half[b] = (arr, band_transform(b))
+        plus[b] = (band_array(b, BASE_DN[b] + 50), band_transform(b))
+    root = make_archive([{"id": "A", "when": when, "bands": half},
+                         {"id": "B", "when": when + dt.timedelta(seconds=5), "bands": plus}])
+    result = run(root, geometry=polygon(utm_box(4, 2, 8, 6)), bands=["B04"], statistics=["count", "mean"])
+    (entry,) = result.series
+    assert entry.scenes == ("A", "B")
+    assert entry.valid_pixels == 16
+    left, right = square_mask(4, 2, 6, 6), square_mask(6, 2, 8, 6)
+    expected = (expected_mean("B04", left) * 8 + 0.005 * 8 + expected_mean("B04", right) * 8) / 16
+    assert entry.bands["B04"]["mean"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_tile_on_another_grid_is_warped_by_nearest(make_archive) -> None:
+    """A second tile shifted by 3 m is resampled to the first tile's grid by nearest neighbour."""
+    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc)
+    empty = {b: (np.zeros_like(band_array(b)), band_transform(b)) for b in S2_BANDS}
+    empty["B04"] = (band_array("B04"), band_transform("B04"))  # A: only B04 has data -> no valid pixel
+    shifted = {b: (band_array(b), band_transform(b, x0=500003.0)) for b in S2_BANDS}
+    root = make_archive([{"id": "A", "when": when, "bands": empty},
+                         {"id": "B", "when": when, "bands": shifted}])
+    result = run(root, geometry=polygon(utm_box(2, 2, 6, 6)), bands=["B04"], statistics=["count", "mean"])
+    (entry,) = result.series
+    assert entry.scenes == ("B",)
+    # grid pixel centre x = 500005 + 10 c lies in B's column floor((500005 + 10 c - 500003) / 10) = c
+    assert entry.bands["B04"]["mean"] == pytest.approx(expected_mean("B04", square_mask(2, 2, 6, 6)), abs=1e-12)
+
+
+def test_missing_asset_gives_a_date_error_and_partial_status(simple_archive: Path) -> None:
+    """Deleting one COG of one date leaves an error entry for that date and answers the others."""
+    (simple_archive / "items" / "T1_20230704" / "B08.tif").unlink()
+    result = run(simple_archive, geometry=polygon(utm_box(6, 6, 10, 10)), bands=["B08"])
+    assert result.status == "PARTIAL"
+    errors = [d for d in result.series if d.error]
+    assert [d.date for d in errors] == [dt.date(2023, 7, 4)]
+    assert "B08" in errors[0].error and "T1_20230704" in errors[0].error
+    assert sum(1 for d in result.series if not d.error) == 2
+
+
+def test_corrupt_asset_gives_a_date_error(simple_archive: Path) -> None:
+    """A truncated COG is reported per date, not raised."""
+    path = simple_archive / "items" / "T1_20230105" / "B02.tif"
+    path.write_bytes(path.read_bytes()[:300])
+    result = run(simple_archive, geometry=polygon(utm_box(6, 6, 10, 10)), bands=["B02"])
+    assert result.status == "PARTIAL"
+    assert result.series[0].error is not None and "T1_20230105" in result.series[0].error
+
+
+def test_max_probability_drops_cloudy_dates(make_archive) -> None:
+    """A bright flat spectrum (a cloud) is dropped by max_probability; the clear date stays."""
+    cloud = {b: (np.full_like(band_array(b), 6000 if b != "B10" else 150), band_transform(b)) for b in S2_BANDS}
+    root = make_archive([
+        {"id": "clear", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.timezone.utc)},
+        {"id": "cloud", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.timezone.utc), "bands": cloud},
+    ])
+    geom = polygon(utm_box(1, 1, 5, 5))
+    both = run(root, geometry=geom)
+    assert [d.cloudy for d in both.series] == [False, True]
+    kept = run(root, geometry=geom, cloud={"max_probability": 0.4})
+    assert [d.scenes for d in kept.series] == [("clear",)]
+    assert kept.dropped_cloudy == 1
+
+
+def test_indices_are_computed_per_pixel(simple_archive: Path) -> None:
+    """NDVI statistics are over per-pixel NDVI, not the NDVI of the means."""
+    mask = square_mask(1, 1, 5, 5)
+    result = run(simple_archive, geometry=polygon(utm_box(1, 1, 5, 5)), indices=["NDVI", {"name": "RATIO", "expression": "B08 / B04"}],
+                 statistics=["mean", "max"], time={"from": "2023-01-05", "to": "2023-01-05"})
+    red = at_10m("B04", band_array("B04"))[mask] / 10000
+    nir = at_10m("B08", band_array("B08"))[mask] / 10000
+    ndvi = (nir - red) / (nir + red)
+    stats = result.series[0].indices
+    assert stats["NDVI"]["mean"] == pytest.approx(ndvi.mean(), abs=1e-12)
+    assert stats["RATIO"]["max"] == pytest.approx((nir / red).max(), abs=1e-12)
+
+
+def test_polygon_in_wgs84_is_reprojected(simple_archive: Path) -> None:
+    """The same square given in lon/lat selects the same 16 pixels."""
+    from pyproj import Transformer
+
+    to_wgs = Transformer.from_crs(CRS_UTM, "EPSG:4326", always_xy=True)
+    ring = [list(to_wgs.transform(x, y)) for x, y in utm_box(1, 1, 5, 5)]
+    result = query_timeseries(
+        TimeSeriesRequest.from_dict({"geometry": polygon(ring), "time": {"from": "2023-01-05", "to": "2023-01-05"},
+                                     "statistics": ["count"]}),
+        Archive.open(simple_archive),
+    )
+    assert result.series[0].valid_pixels == 16
+
+
+def test_polygon_outside_the_archive_gives_an_empty_series(simple_archive: Path) -> None:
+    """No acquisition intersects a polygon far away: an empty OK series, not an error."""
+    result = run(simple_archive, geometry=polygon([[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]))
+    assert result.series == () and result.status == "OK" and result.acquisitions == 0
+
+
+def test_window_over_the_pixel_limit_is_rejected(simple_archive: Path) -> None:
+    """A bbox larger than max_pixels is a 4xx-class error naming the size and the limit."""
+    from stats import Limits
+
+    request = TimeSeriesRequest.from_dict({"geometry": polygon(utm_box(0, 0, 12, 12)), "crs": CRS_UTM, "time": YEAR})
+    with pytest.raises(InvalidRequestError, match=r"12 x 12 = 144 pixels.*limit of 100"):
+        query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_pixels=100))
