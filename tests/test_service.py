@@ -1,0 +1,168 @@
+"""HTTP behaviour through Flask's test client: JSON, CSV, errors, meta routes, the OpenAPI contract."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+
+from conftest import BASE_DN, CRS_UTM, utm_box
+from service import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+
+
+def schema(name: str) -> OAS30Validator:
+    return OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]})
+
+
+@pytest.fixture(name="client")
+def fixture_client(simple_archive: Path):
+    app = create_app({"archive": str(simple_archive)})
+    app.testing = True
+    return app.test_client()
+
+
+def body(**extra):
+    return {"geometry": {"type": "Polygon", "coordinates": [utm_box(6, 1, 10, 5)]}, "crs": CRS_UTM,
+            "time": {"from": "2023-01-01", "to": "2023-12-31"}, **extra}
+
+
+def test_openapi_document_is_valid_and_served(client) -> None:
+    """openapi.yaml validates as OpenAPI 3 and /openapi.yaml serves it unchanged."""
+    validate(SPEC)
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert yaml.safe_load(response.data) == SPEC
+
+
+def test_every_route_is_in_the_openapi_document(client) -> None:
+    """Each Flask rule (but static) has a path in openapi.yaml with its methods."""
+    app = client.application
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        assert rule.rule in SPEC["paths"], rule.rule
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in SPEC["paths"][rule.rule], (rule.rule, method)
+
+
+def test_timeseries_json_matches_the_schema_and_the_hand_values(client) -> None:
+    """Three dates oldest first, schema-valid, with the B04 mean base + 12 * 2.5 + 7.5 + 1 DN on the first."""
+    response = client.post("/api/v1/timeseries", json=body(bands=["B04"], indices=["NDVI"]))
+    assert response.status_code == 200, response.json
+    data = response.json
+    schema("TimeSeriesResponse").validate(data)
+    assert data["status"] == "OK"
+    assert [d["date"] for d in data["series"]] == ["2023-01-05", "2023-07-04", "2023-08-10"]
+    first = data["series"][0]
+    assert first["datetime"] == "2023-01-05T10:00:31Z"
+    assert first["bands"]["B04"]["mean"] == pytest.approx((BASE_DN["B04"] + 38.5) / 10000)
+    assert set(first["bands"]["B04"]) == {"mean", "min", "max", "std", "p10", "p50", "p90"}
+    assert first["pixels"] == {"valid": 16, "nodata": 0}
+    assert isinstance(first["cloud"]["cloudy"], bool)
+
+
+def test_timeseries_csv_by_query_and_by_accept_header(client) -> None:
+    """?format=csv and Accept: text/csv both give one row per date with the documented header."""
+    by_query = client.post("/api/v1/timeseries?format=csv", json=body(bands=["B04"], statistics=["mean", "p90"]))
+    by_header = client.post("/api/v1/timeseries", json=body(bands=["B04"], statistics=["mean", "p90"]),
+                            headers={"Accept": "text/csv"})
+    assert by_query.status_code == by_header.status_code == 200
+    assert by_query.mimetype == "text/csv"
+    assert by_query.data == by_header.data
+    rows = list(csv.DictReader(io.StringIO(by_query.data.decode())))
+    assert list(rows[0]) == ["date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels",
+                             "B04_mean", "B04_p90", "error"]
+    assert [r["date"] for r in rows] == ["2023-01-05", "2023-07-04", "2023-08-10"]
+    assert float(rows[0]["B04_mean"]) == pytest.approx((BASE_DN["B04"] + 38.5) / 10000)
+    assert rows[0]["cloudy"] in ("true", "false") and rows[0]["error"] == ""
+
+
+def test_broken_scene_gives_partial_status_over_http(client, simple_archive: Path) -> None:
+    """A missing COG gives that date an error entry and status PARTIAL; still schema-valid."""
+    (simple_archive / "items" / "T1_20230704" / "B04.tif").unlink()
+    data = client.post("/api/v1/timeseries", json=body(bands=["B04"])).json
+    schema("TimeSeriesResponse").validate(data)
+    assert data["status"] == "PARTIAL"
+    assert [("error" in d) for d in data["series"]] == [False, True, False]
+    assert data["summary"]["errors"] == 1
+
+
+def test_collections_and_health(client) -> None:
+    """/collections reports the archive's extent in lon/lat and its three acquisitions."""
+    data = client.get("/collections").json
+    schema("Collections").validate(data)
+    (collection,) = data["collections"]
+    assert collection["acquisitions"] == 3
+    west, south, east, north = collection["extent"]["spatial"]["bbox"][0]
+    assert 14.9 < west < east < 15.1 and 45.1 < south < north < 45.2
+    assert collection["extent"]["temporal"]["interval"] == [["2023-01-05T10:00:31Z", "2023-08-10T10:00:31Z"]]
+    assert client.get("/health").json == {"status": "ok", "archive": {"id": "sentinel-2-l1c", "acquisitions": 3}}
+
+
+BAD_REQUESTS = [
+    ("not json", "{geometry:", 400, r"invalid JSON"),
+    ("empty body", "", 400, r"empty"),
+    ("array body", "[]", 400, r"expected a JSON object"),
+    ("NaN number", '{"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "cloud": {"threshold": NaN}}', 400, r"NaN"),
+    ("missing geometry", {"time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"geometry: missing"),
+    ("missing time", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))"}, 400, r"time: missing"),
+    ("bad WKT", {"geometry": "POLYGON((0 0, 1 0", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"cannot parse WKT"),
+    ("point", {"geometry": {"type": "Point", "coordinates": [15, 45]}, "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"'Point' is not supported"),
+    ("line WKT", {"geometry": "LINESTRING (15 45, 15.1 45.1)", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"LineString has no area"),
+    ("empty polygon", {"geometry": "POLYGON EMPTY", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"empty"),
+    ("swapped lat/lon", {"geometry": "POLYGON ((45 150, 45.1 150, 45.1 150.1, 45 150))", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"swapped"),
+    ("unknown crs", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "crs": "EPSG:999999", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"unknown EPSG code 999999"),
+    ("reversed dates", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-02-01", "to": "2023-01-02"}}, 400, r"after 'to'"),
+    ("malformed date", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-13-01", "to": "2023-12-02"}}, 400, r"cannot parse '2023-13-01'"),
+    ("unknown band", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "bands": ["B13"]}, 400, r"unknown band 'B13'"),
+    ("unknown index", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "indices": ["FOO"]}, 400, r"unknown index 'FOO'"),
+    ("code in index", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "indices": [{"name": "X", "expression": "__import__('os')"}]}, 400, r"expected band names"),
+    ("unknown statistic", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "statistics": ["p101"]}, 400, r"unknown statistic 'p101'"),
+    ("bad resolution", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "resolution": -10}, 400, r"resolution: expected one of \[10, 20, 60\]"),
+    ("threshold out of range", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "cloud": {"threshold": 2}}, 400, r"cloud.threshold: expected a number between 0 and 1, got 2"),
+    ("unknown field", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "colour": "red"}, 400, r"unknown fields \['colour'\]"),
+]
+
+
+@pytest.mark.parametrize(("label", "payload", "status", "match"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_request_gets_a_json_4xx_naming_the_problem(client, label, payload, status, match) -> None:
+    """Each malformed request gets a JSON error with the expected status and a message that explains it."""
+    if isinstance(payload, str):
+        response = client.post("/api/v1/timeseries", data=payload, content_type="application/json")
+    else:
+        response = client.post("/api/v1/timeseries", json=payload)
+    assert response.status_code == status, response.data
+    schema("Error").validate(response.json)
+    error = response.json["error"]
+    assert error["status"] == status
+    assert re.search(match, error["message"]), f"{error['message']!r} does not match {match!r}"
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_unknown_format_wrong_method_and_oversized_body(simple_archive: Path) -> None:
+    """?format=xml is 400, GET on the POST route is 405, a body over the limit is 413: all JSON."""
+    app = create_app({"archive": str(simple_archive), "max_body_bytes": 2000})
+    client = app.test_client()
+    assert client.post("/api/v1/timeseries?format=xml", json=body()).status_code == 400
+    response = client.get("/api/v1/timeseries")
+    assert response.status_code == 405 and response.json["error"]["status"] == 405
+    big = client.post("/api/v1/timeseries", data="x" * 5000, content_type="application/json")
+    assert big.status_code == 413 and big.json["error"]["code"] == "RequestEntityTooLarge"
+    assert client.post("/api/v1/timeseries", data="a=b", content_type="application/x-www-form-urlencoded").status_code == 415
+
+
+def test_unreadable_archive_is_a_503_with_a_reason(tmp_path: Path) -> None:
+    """An archive path without a catalog is reported as 503 naming the path, not a traceback."""
+    client = create_app({"archive": str(tmp_path / "nowhere")}).test_client()
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert "nowhere" in response.json["error"]["message"]
