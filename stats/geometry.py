@@ -110,10 +110,22 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
             f"geometry: GeoJSON type {kind!r} is not supported; expected Polygon, MultiPolygon, Feature "
             "or FeatureCollection of polygons"
         )
+    _check_finite(obj.get("coordinates"))
     try:
         return shape(obj), declared
     except Exception as exc:  # shapely raises several types for malformed coordinates
         raise InvalidGeometryError(f"geometry: malformed GeoJSON {kind} coordinates: {exc}") from exc
+
+
+def _check_finite(coords: Any) -> None:
+    """Reject NaN/Infinity and non-numbers anywhere in GeoJSON coordinates, before shapely sees them."""
+    if isinstance(coords, list):
+        for item in coords:
+            _check_finite(item)
+    elif coords is not None and not is_finite_number(coords):
+        raise InvalidGeometryError(
+            f"geometry: coordinate {coords!r} is not a finite number; expected finite numbers (no NaN or Infinity)"
+        )
 
 
 def _from_text(text: str) -> tuple[BaseGeometry, CRS | None]:
@@ -189,7 +201,12 @@ def parse_geometry(
         reason = shapely.is_valid_reason(geom)
         if not repair:
             raise InvalidGeometryError(f"geometry: invalid polygon ({reason}); expected a valid polygon")
-        geom = _polygonal_part(shapely.make_valid(geom))
+        repaired = shapely.make_valid(geom)
+        if repaired.is_empty or repaired.area <= 0:
+            raise InvalidGeometryError(
+                f"geometry: invalid polygon ({reason}) has zero area after repair; expected a polygon with an area"
+            )
+        geom = _polygonal_part(repaired)
     if geom.is_empty or geom.area <= 0:
         raise InvalidGeometryError("geometry: the polygon has zero area; expected a polygon with an area")
     return geom, target_crs

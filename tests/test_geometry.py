@@ -1,0 +1,118 @@
+"""Geometry parsing, repair, rejection and reprojection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import shapely
+from pyproj import CRS
+from shapely.geometry import Polygon
+
+from stats.errors import InvalidCRSError, InvalidGeometryError
+from stats.geometry import parse_crs, parse_geometry, reproject
+
+SQUARE = [[15.0, 45.0], [15.01, 45.0], [15.01, 45.01], [15.0, 45.01], [15.0, 45.0]]
+HOLE = [[15.004, 45.004], [15.004, 45.006], [15.006, 45.006], [15.006, 45.004], [15.004, 45.004]]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"type": "Polygon", "coordinates": [SQUARE]},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                                                    "geometry": {"type": "Polygon", "coordinates": [SQUARE]}}]},
+        json.dumps({"type": "Polygon", "coordinates": [SQUARE]}),
+        "POLYGON ((15 45, 15.01 45, 15.01 45.01, 15 45.01, 15 45))",
+        "SRID=4326;POLYGON ((15 45, 15.01 45, 15.01 45.01, 15 45.01, 15 45))",
+    ],
+    ids=["geojson", "feature", "featurecollection", "geojson-text", "wkt", "ewkt"],
+)
+def test_every_input_form_gives_the_same_polygon(value) -> None:
+    """GeoJSON geometry, Feature, FeatureCollection, GeoJSON text, WKT and EWKT parse alike."""
+    geom, crs = parse_geometry(value)
+    assert crs.to_epsg() == 4326
+    assert geom.equals(Polygon(SQUARE))
+
+
+def test_polygon_with_hole_keeps_the_hole() -> None:
+    """An interior ring stays a hole, so the area is the square's minus the hole's."""
+    geom, _ = parse_geometry({"type": "Polygon", "coordinates": [SQUARE, HOLE]})
+    assert geom.area == pytest.approx(Polygon(SQUARE).area - Polygon(HOLE).area)
+
+
+def test_geojson_crs_member_overrides_the_request_crs() -> None:
+    """An old-style GeoJSON crs member (as in the eo-learn land-use file) sets the CRS."""
+    value = {"type": "Polygon", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}},
+             "coordinates": [[[500000, 5000000], [500100, 5000000], [500100, 5000100], [500000, 5000000]]]}
+    _, crs = parse_geometry(value)
+    assert crs.to_epsg() == 32633
+
+
+def test_self_intersecting_bowtie_is_repaired_or_rejected() -> None:
+    """A bow-tie is repaired into two triangles by default and rejected with repair=False."""
+    bowtie = "POLYGON ((0 0, 10 10, 10 0, 0 10, 0 0))"
+    geom, _ = parse_geometry(bowtie, "EPSG:32633")
+    assert geom.is_valid and geom.area == pytest.approx(50.0)
+    with pytest.raises(InvalidGeometryError, match=r"invalid polygon \(Self-intersection"):
+        parse_geometry(bowtie, "EPSG:32633", repair=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("POINT (15 45)", r"a Point has no area"),
+        ({"type": "LineString", "coordinates": [[15, 45], [16, 46]]}, r"'LineString' is not supported"),
+        ("POLYGON EMPTY", r"the Polygon is empty"),
+        ("POLYGON ((15 45, 15 45, 15 45, 15 45))", r"zero area"),
+        ({"type": "Polygon", "coordinates": [[[float("nan"), 45], [15, 45], [15, 46], [float("nan"), 45]]]},
+         r"NaN or Infinity"),
+        ("POLYGON ((15 45, 15.1", r"cannot parse WKT"),
+        ({"type": "FeatureCollection", "features": []}, r"no features"),
+        ({"type": "Feature", "geometry": None}, r"the Feature has geometry None"),
+        ("{not json", r"invalid GeoJSON text"),
+        (42, r"expected a GeoJSON object or a WKT string, got int"),
+        ("POLYGON ((45 100, 46 100, 46 101, 45 100))", r"lat 100\.\.101.*axes may be swapped"),
+        ("POLYGON ((200 10, 201 10, 201 11, 200 10))", r"out of range"),
+    ],
+)
+def test_unusable_geometry_is_rejected_with_a_message(value, match) -> None:
+    """Points, lines, empty, degenerate, NaN, malformed and out-of-range input each get a clear error."""
+    with pytest.raises(InvalidGeometryError, match=match):
+        parse_geometry(value)
+
+
+def test_vertex_limit() -> None:
+    """More vertices than the limit is rejected naming both numbers."""
+    circle = shapely.Point(15, 45).buffer(0.01, quad_segs=100)  # 4 * 100 segments + the closing vertex
+    with pytest.raises(InvalidGeometryError, match=r"401 vertices is more than the limit of 100"):
+        parse_geometry(circle, max_vertices=100)
+
+
+@pytest.mark.parametrize(
+    ("text", "epsg"),
+    [("EPSG:32633", 32633), ("32633", 32633), ("http://www.opengis.net/def/crs/EPSG/0/3857", 3857),
+     ("urn:ogc:def:crs:EPSG::4326", 4326), ("CRS:84", 4326), ("OGC:CRS84", 4326)],
+)
+def test_crs_spellings(text, epsg) -> None:
+    """EPSG codes, OGC URLs and URNs and CRS:84 are understood."""
+    assert parse_crs(text).to_epsg() == epsg
+
+
+@pytest.mark.parametrize("text", ["EPSG:999999", "not a crs", None, True])
+def test_unknown_crs_is_rejected(text) -> None:
+    """Unknown codes and nonsense get InvalidCRSError."""
+    with pytest.raises(InvalidCRSError, match=r"crs: "):
+        parse_crs(text)
+
+
+def test_reproject_to_utm_and_back() -> None:
+    """A lon/lat square goes to UTM 33N (metres, ~785 x 1112 m at 45 N) and back unchanged."""
+    wgs, utm = CRS.from_epsg(4326), CRS.from_epsg(32633)
+    geom = Polygon(SQUARE)
+    projected = reproject(geom, wgs, utm)
+    minx, miny, maxx, maxy = projected.bounds
+    assert 780 < maxx - minx < 790 and 1105 < maxy - miny < 1115
+    back = reproject(projected, utm, wgs)
+    assert shapely.equals_exact(back, geom, tolerance=1e-9)
