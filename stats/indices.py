@@ -93,7 +93,7 @@ def compile_index(name: str, expression: str) -> IndexSpec:
     >>> spec = compile_index("NDVI", "(B08 - B04) / (B08 + B04)")
     >>> spec.bands
     ('B04', 'B08')
-    >>> float(spec.evaluate({"B04": np.array([0.1]), "B08": np.array([0.3])})[0])
+    >>> round(float(spec.evaluate({"B04": np.array([0.1]), "B08": np.array([0.3])})[0]), 12)
     0.5
     """
     if not isinstance(name, str) or not _NAME.match(name):
