@@ -65,7 +65,7 @@ def _eval(node: ast.expr, env: Mapping[str, np.ndarray]) -> np.ndarray | float:
     if isinstance(node, ast.Name):
         return env[node.id]
     if isinstance(node, ast.Constant):
-        return float(node.value)
+        return float(node.value)  # type: ignore[arg-type]  # _check admits only int/float
     raise UnknownIndexError(f"unsupported expression node {type(node).__name__}")
 
 

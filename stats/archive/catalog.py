@@ -233,7 +233,7 @@ class ArchiveWriter:
                 description=description,
                 extent=pystac.Extent(
                     pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
-                    pystac.TemporalExtent([[None, None]]),
+                    pystac.TemporalExtent([[None, None]]),  # type: ignore[arg-type]
                 ),
                 license="proprietary",
             )

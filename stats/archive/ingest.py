@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 
 from ..bands import S2_BANDS
 from ..errors import IngestError
@@ -72,7 +73,8 @@ def _parse_time_text(text: str) -> dt.datetime | None:
     # TIFF's own "YYYY:MM:DD HH:MM:SS"
     tiff = re.match(r"^(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})$", text)
     if tiff:
-        return dt.datetime(*map(int, tiff.groups()), tzinfo=dt.timezone.utc)  # type: ignore[misc]
+        year, month, day, hour, minute, second = map(int, tiff.groups())
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -175,34 +177,50 @@ def ingest(
         for path in stacks:
             tags, _ = meta[path]
             when = acquisition_time(path, tags)
-            with rasterio.open(path) as src:
-                crs = _crs_text(src, path)
-                bands = {}
-                for index, description in enumerate(src.descriptions, start=1):
-                    name = _band_name(description)
-                    assert name is not None
-                    bands[name] = (_as_uint16(src.read(index), path), src.transform)
+            crs, bands = _read_stack(path)
             item_id = _safe_id(path.stem)
             writer.add(item_id, when, crs, bands, processing_baseline=_baseline(path, tags, processing_baseline),
                        extra_properties={"polyfis:source": path.name})
             written.append(IngestedItem(item_id, when, tuple(bands), (str(path),)))
         for (folder, when), files in sorted(singles.items(), key=lambda kv: kv[0][1]):
-            bands = {}
-            crs = None
-            for name, path in files.items():
-                with rasterio.open(path) as src:
-                    crs = crs or _crs_text(src, path)
-                    if _crs_text(src, path) != crs:
-                        raise IngestError(f"ingest: {str(path)!r} is in {_crs_text(src, path)}, other bands in {crs}")
-                    bands[name] = (_as_uint16(src.read(1), path), src.transform)
-            assert crs is not None
+            crs, bands = _read_singles(files)
             first = next(iter(files.values()))
-            tags = meta[first][0]
             item_id = _safe_id(f"{folder.name}_{when:%Y%m%dT%H%M%S}")
-            writer.add(item_id, when, crs, bands, processing_baseline=_baseline(first, tags, processing_baseline),
+            writer.add(item_id, when, crs, bands,
+                       processing_baseline=_baseline(first, meta[first][0], processing_baseline),
                        extra_properties={"polyfis:source": folder.name})
             written.append(IngestedItem(item_id, when, tuple(bands), tuple(str(p) for p in files.values())))
     return written
+
+
+Bands = dict[str, tuple[np.ndarray, Affine]]
+
+
+def _read_stack(path: Path) -> tuple[str, Bands]:
+    """CRS and bands (by their descriptions) of a multi-band stack."""
+    with rasterio.open(path) as src:
+        bands: Bands = {}
+        for index, description in enumerate(src.descriptions, start=1):
+            name = _band_name(description)
+            if name is None:
+                raise IngestError(f"ingest: band {index} of {str(path)!r} has description {description!r}; "
+                                  "expected a Sentinel-2 band name")
+            bands[name] = (_as_uint16(src.read(index), path), src.transform)
+        return _crs_text(src, path), bands
+
+
+def _read_singles(files: dict[str, Path]) -> tuple[str, Bands]:
+    """CRS and bands of one acquisition's single-band files (all in one CRS)."""
+    bands: Bands = {}
+    crs_of = {}
+    for name, path in files.items():
+        with rasterio.open(path) as src:
+            crs_of[path] = _crs_text(src, path)
+            bands[name] = (_as_uint16(src.read(1), path), src.transform)
+    if len(set(crs_of.values())) > 1:
+        raise IngestError(f"ingest: the bands of one acquisition are in different CRSs: "
+                          f"{ {p.name: c for p, c in crs_of.items()} }; expected one CRS")
+    return next(iter(crs_of.values())), bands
 
 
 def _crs_text(src: rasterio.io.DatasetReader, path: Path) -> str:
