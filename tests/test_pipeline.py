@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import http.server
+import multiprocessing
+import re
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +249,51 @@ def test_window_over_the_pixel_limit_is_rejected(simple_archive: Path) -> None:
     request = TimeSeriesRequest.from_dict({"geometry": polygon(utm_box(0, 0, 12, 12)), "crs": CRS_UTM, "time": YEAR})
     with pytest.raises(InvalidRequestError, match=r"12 x 12 = 144 pixels.*limit of 100"):
         query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_pixels=100))
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file handler that honours ``Range: bytes=a-b``, as object stores and web servers do."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        match = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if match is None or not path.is_file():
+            super().do_GET()
+            return
+        data = path.read_bytes()
+        start = int(match.group(1))
+        end = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.wfile.write(data[start:end + 1])
+
+
+def _serve(directory: str, port_queue) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_RangeHandler, directory=directory))
+    port_queue.put(server.server_address[1])
+    server.serve_forever()
+
+
+def test_archive_served_over_http_gives_the_same_answer(simple_archive: Path) -> None:
+    """A static catalog on a web server (a local one, in its own process) is read with range requests,
+    with the same result as the folder."""
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    server = context.Process(target=_serve, args=(str(simple_archive), ports), daemon=True)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{ports.get(timeout=30)}/collection.json"
+        body = {"geometry": polygon(utm_box(6, 1, 10, 5)), "crs": CRS_UTM, "time": YEAR, "indices": ["NDVI"]}
+        remote = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(url))
+        local = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(simple_archive))
+    finally:
+        server.terminate()
+        server.join(10)
+    assert remote.to_dict() == local.to_dict()
+    assert len(remote.series) == 3
