@@ -74,7 +74,8 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     from .archive.synthetic import build_demo_archive, demo_polygons
 
     root = build_demo_archive(Path(demo_dir) if demo_dir else None)
-    feature = next(f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field")
+    fields = [f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field"]
+    feature = next((f for f in fields if f["properties"].get("name") == "field_small"), fields[0])
     body = {
         "geometry": feature["geometry"],
         "time": {"from": "2023-01-01", "to": "2023-12-31"},

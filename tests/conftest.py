@@ -107,6 +107,14 @@ def fixture_simple_archive(make_archive: ArchiveFactory) -> Path:
     ])
 
 
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo archive, built once per test session into a temporary folder."""
+    from stats.archive.synthetic import build_demo_archive
+
+    return build_demo_archive(tmp_path_factory.mktemp("demo") / "archive")
+
+
 @pytest.fixture(name="eolearn_dir")
 def fixture_eolearn_dir() -> Path:
     """The real eo-learn test patch in ../shared/data (skips when absent)."""

@@ -265,6 +265,8 @@ class ArchiveWriter:
             raise ArchiveError(f"unknown band names {unknown}; expected names among {list(S2_BANDS)}")
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
+        if self.collection.get_item(item_id) is not None:
+            self.collection.remove_item(item_id)
         item_dir = self.root / "items" / item_id
         if item_dir.exists():
             shutil.rmtree(item_dir)
@@ -316,9 +318,6 @@ class ArchiveWriter:
                     },
                 ),
             )
-        existing = self.collection.get_item(item_id)
-        if existing is not None:
-            self.collection.remove_item(item_id)
         self.collection.add_item(item)
         return item
 
@@ -335,7 +334,7 @@ class ArchiveWriter:
         if metadata is not None:
             self.collection.extra_fields["polyfis:metadata"] = dict(metadata)
         self.collection.normalize_hrefs(
-            str(self.root.resolve()), strategy=TemplateLayoutStrategy(item_template="items/${id}")
+            str(self.root.resolve()) + "/", strategy=TemplateLayoutStrategy(item_template="items/${id}")
         )
         self.collection.make_all_asset_hrefs_relative()
         self.collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
