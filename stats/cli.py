@@ -14,14 +14,11 @@ from .errors import StatsError
 _ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
 
 
-def _open_archive(archive: str | None, demo_dir: str | None = None) -> Any:
+def _open_archive(archive: str | None) -> Any:
     from .archive.catalog import Archive
-
-    if archive:
-        return Archive.open(archive)
     from .archive.synthetic import build_demo_archive
 
-    return Archive.open(build_demo_archive(Path(demo_dir) if demo_dir else None))
+    return Archive.open(archive or build_demo_archive())
 
 
 def _read_geometry(value: str) -> Any:
@@ -59,7 +56,10 @@ def serve(archive: str | None, host: str, port: int) -> None:
     with app.app_context():
         from service import archive as current_archive
 
-        arch = current_archive()
+        try:
+            arch = current_archive()
+        except StatsError as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(f"polyfis: serving {len(arch.acquisitions)} acquisitions on http://{host}:{port}", err=True)
     app.run(host=host, port=port, threaded=True)
 
@@ -73,7 +73,10 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     """Build the demo archive if needed, print a ready curl command and serve it."""
     from .archive.synthetic import build_demo_archive, demo_polygons
 
-    root = build_demo_archive(Path(demo_dir) if demo_dir else None)
+    try:
+        root = build_demo_archive(Path(demo_dir) if demo_dir else None)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
     fields = [f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field"]
     feature = next((f for f in fields if f["properties"].get("name") == "field_small"), fields[0])
     body = {
