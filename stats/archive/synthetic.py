@@ -286,13 +286,18 @@ def load_truth_masks(root: str | os.PathLike[str], day: str | dt.date) -> dict[s
 # Recipe, polygons, cache
 # --------------------------------------------------------------------------------------------------
 
-def _read_recipe(path: Path) -> dict[str, Any]:
-    """Read and minimally validate a recipe; errors name the offending entry."""
+def _load_json(path: Path, what: str) -> Any:
+    """Parse a JSON input file, naming it and ``what`` it is in the error."""
     try:
         with path.open(encoding="utf-8") as fh:
-            spec = json.load(fh)
+            return json.load(fh)
     except (OSError, ValueError) as exc:
-        raise ArchiveError(f"Cannot read the demo recipe {str(path)!r}: {exc}") from exc
+        raise ArchiveError(f"Cannot read the {what} {str(path)!r}: {exc}") from exc
+
+
+def _read_recipe(path: Path) -> dict[str, Any]:
+    """Read and minimally validate a recipe; errors name the offending entry."""
+    spec = _load_json(path, "demo recipe")
     if not isinstance(spec, dict):
         raise ArchiveError(f"Demo recipe {str(path)!r} is a JSON {type(spec).__name__}, expected an object")
     for key in ("seed", "scene", "baseline", "cloud_rule", "radiative_transfer", "noise", "endmembers",
@@ -317,11 +322,7 @@ def _read_recipe(path: Path) -> dict[str, Any]:
 
 def _read_polygons(path: Path) -> dict[str, Any]:
     """Read the demo polygons FeatureCollection."""
-    try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ArchiveError(f"Cannot read the demo polygons {str(path)!r}: {exc}") from exc
+    data = _load_json(path, "demo polygons")
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
         raise ArchiveError(f"Demo polygons {str(path)!r} must be a GeoJSON FeatureCollection")
     names = [f.get("properties", {}).get("name") for f in data.get("features", [])]
