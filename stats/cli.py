@@ -117,11 +117,19 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
 @click.option("--resolution", type=click.Choice(["10", "20", "60"]), default="10", show_default=True)
 @click.option("--threshold", type=float, default=0.4, show_default=True, help="Cloud probability threshold.")
 @click.option("--max-probability", type=float, help="Drop dates with a cloud probability above this.")
+@click.option("--cloud-mode", type=click.Choice(["averaged", "pixel", "both"]), default="averaged", show_default=True,
+              help="Averaged-pixel probability, per-pixel cloud mask, or both.")
+@click.option("--cloud-resolution", type=int, default=160, show_default=True,
+              help="Cloud cell size for the per-pixel mask, metres (10..160, multiple of 10).")
+@click.option("--mask-clouds", is_flag=True, help="Compute the statistics over clear pixels only.")
+@click.option("--max-fraction", type=float, help="Drop dates whose cloud fraction is above this.")
+@click.option("--water", type=click.Choice(["threshold", "otsu"]), help="Report water extent (NDWI) by this method.")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.option("--output", type=click.File("w"), default="-", help="Output file (default stdout).")
 def query(archive: str | None, geometry: str, crs: str, start: str, end: str, bands: str | None,
           indices: str | None, statistics: str | None, resolution: str, threshold: float,
-          max_probability: float | None, fmt: str, output: Any) -> None:
+          max_probability: float | None, cloud_mode: str, cloud_resolution: int, mask_clouds: bool,
+          max_fraction: float | None, water: str | None, fmt: str, output: Any) -> None:
     """Compute a time series without a server."""
     from .models import TimeSeriesRequest
     from .pipeline import query_timeseries
@@ -134,8 +142,11 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
         "crs": crs,
         "time": {"from": start, "to": end},
         "resolution": int(resolution),
-        "cloud": {"threshold": threshold, "max_probability": max_probability},
+        "cloud": {"threshold": threshold, "max_probability": max_probability, "mode": cloud_mode,
+                  "resolution": cloud_resolution, "mask": mask_clouds, "max_fraction": max_fraction},
     }
+    if water:
+        body["water"] = {"method": water}
     for key, value in (("bands", split(bands)), ("indices", split(indices)), ("statistics", split(statistics))):
         if value is not None:
             body[key] = value

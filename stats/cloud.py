@@ -1,4 +1,4 @@
-"""The s2cloudless cloud model: averaged-pixel cloud probability.
+"""The s2cloudless cloud model, loaded once: cloud probability of averaged pixels and of cloud cells.
 
 The model is s2cloudless's LightGBM classifier (``S2PixelCloudDetector``), loaded lazily and once per
 process. Its input is TOA reflectance (DN / 10000, harmonised to baseline < 04.00) of the 10 bands
@@ -39,11 +39,12 @@ class CloudModel:
                     self._detector = S2PixelCloudDetector(all_bands=False)
         return self._detector
 
-    def averaged_probability(self, pixels: np.ndarray) -> np.ndarray:
-        """Cloud probability of "averaged pixels", one model call for all of them.
+    def probability(self, pixels: np.ndarray) -> np.ndarray:
+        """Cloud probability of N pixels, in one model call.
 
-        :param pixels: float array ``(N, 10)``: per row, the mean reflectance of each model band over a
-            polygon's valid pixels, in :data:`MODEL_BANDS` order.
+        :param pixels: float array ``(N, 10)``: per row, the reflectance of each model band in
+            :data:`MODEL_BANDS` order (for an averaged pixel, the band means over a polygon's valid pixels;
+            for a cloud cell, the cell's area averages).
         :returns: float32 array ``(N,)`` in [0, 1], as s2cloudless returns it.
         """
         pixels = np.asarray(pixels)

@@ -15,10 +15,16 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .bands import RESOLUTIONS, S2_BANDS
 from .cloud import DEFAULT_THRESHOLD
+from .cloudmask import (
+    DEFAULT_CLOUD_RESOLUTION,
+    SENTINELHUB_AVERAGE_OVER,
+    SENTINELHUB_DILATION_SIZE,
+    MaskParameters,
+)
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
 from .indices import IndexSpec, resolve_index
 from .zonal import DEFAULT_STATISTICS, validate_statistics
@@ -28,17 +34,50 @@ Stats = dict[str, Number]
 
 _REQUEST_FIELDS = {
     "geometry", "crs", "time", "bands", "indices", "statistics", "resolution", "cloud", "harmonize",
-    "max_cloud_cover", "include_empty",
+    "max_cloud_cover", "include_empty", "water",
 }
+
+
+CloudMode = Literal["averaged", "pixel", "both"]
+CLOUD_MODES: tuple[str, ...] = ("averaged", "pixel", "both")
+_CLOUD_FIELDS = ("threshold", "max_probability", "mode", "resolution", "average_over", "dilation_size", "mask",
+                 "max_fraction")
 
 
 @dataclass(frozen=True)
 class CloudOptions:
-    """Cloud options: ``cloudy = probability >= threshold``; dates with a probability above
-    ``max_probability`` (when set) are dropped from the series."""
+    """Cloud options.
+
+    ``mode``: ``averaged`` classifies the polygon's averaged pixel (``cloudy = probability >= threshold``);
+    ``pixel`` scores cloud cells of ``resolution`` m and masks them (``p > threshold`` after averaging over
+    ``average_over`` cells and dilating by ``dilation_size`` cells, see :mod:`stats.cloudmask`); ``both``
+    does both and says when they disagree. ``mask`` computes the statistics over clear pixels only.
+    ``max_probability`` drops dates by the averaged probability, ``max_fraction`` by the cloud fraction.
+    """
 
     threshold: float = DEFAULT_THRESHOLD
     max_probability: float | None = None
+    mode: CloudMode = "averaged"
+    resolution: int = DEFAULT_CLOUD_RESOLUTION
+    average_over: int = SENTINELHUB_AVERAGE_OVER
+    dilation_size: int = SENTINELHUB_DILATION_SIZE
+    mask: bool = False
+    max_fraction: float | None = None
+
+    @property
+    def averaged(self) -> bool:
+        """Whether the averaged pixel is classified."""
+        return self.mode in ("averaged", "both")
+
+    @property
+    def pixel(self) -> bool:
+        """Whether cloud cells are scored and masked."""
+        return self.mode in ("pixel", "both") or self.mask
+
+    @property
+    def mask_parameters(self) -> MaskParameters:
+        """Parameters of the per-pixel mask."""
+        return MaskParameters(self.resolution, self.threshold, self.average_over, self.dilation_size)
 
     @classmethod
     def from_dict(cls, data: Any) -> CloudOptions:
@@ -47,12 +86,83 @@ class CloudOptions:
             return cls()
         if not isinstance(data, dict):
             raise InvalidRequestError(f"cloud: expected an object such as {{'threshold': 0.4}}, got {data!r:.80}")
-        unknown = sorted(set(data) - {"threshold", "max_probability"})
+        unknown = sorted(set(data) - set(_CLOUD_FIELDS))
         if unknown:
-            raise InvalidRequestError(f"cloud: unknown fields {unknown}; expected 'threshold' and 'max_probability'")
-        threshold = _unit_interval(data.get("threshold", DEFAULT_THRESHOLD), "cloud.threshold")
+            raise InvalidRequestError(f"cloud: unknown fields {unknown}; expected fields among {list(_CLOUD_FIELDS)}")
+        mode = data.get("mode", "averaged")
+        if mode not in CLOUD_MODES:
+            raise InvalidRequestError(f"cloud.mode: expected one of {list(CLOUD_MODES)}, got {mode!r}")
+        resolution = data.get("resolution", DEFAULT_CLOUD_RESOLUTION)
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or not (
+                10 <= resolution <= 160 and resolution % 10 == 0):
+            raise InvalidRequestError(
+                f"cloud.resolution: expected a multiple of 10 m from 10 to 160, got {resolution!r}")
+        radii = {}
+        for name, default in (("average_over", SENTINELHUB_AVERAGE_OVER), ("dilation_size", SENTINELHUB_DILATION_SIZE)):
+            value = data.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+                raise InvalidRequestError(f"cloud.{name}: expected an integer from 0 to 20 (cells), got {value!r}")
+            radii[name] = value
         max_p = data.get("max_probability")
-        return cls(threshold=threshold, max_probability=None if max_p is None else _unit_interval(max_p, "cloud.max_probability"))
+        max_f = data.get("max_fraction")
+        options = cls(
+            threshold=_unit_interval(data.get("threshold", DEFAULT_THRESHOLD), "cloud.threshold"),
+            max_probability=None if max_p is None else _unit_interval(max_p, "cloud.max_probability"),
+            mode=mode,
+            resolution=resolution,
+            mask=_flag(data.get("mask"), "cloud.mask", False),
+            max_fraction=None if max_f is None else _unit_interval(max_f, "cloud.max_fraction"),
+            **radii,
+        )
+        if options.max_probability is not None and not options.averaged:
+            raise InvalidRequestError(
+                "cloud.max_probability: filters on the averaged pixel, which cloud.mode 'pixel' does not compute; "
+                "expected cloud.mode 'averaged' or 'both', or cloud.max_fraction"
+            )
+        if options.max_fraction is not None and not options.pixel:
+            raise InvalidRequestError(
+                "cloud.max_fraction: needs the per-pixel mask; expected cloud.mode 'pixel' or 'both'"
+            )
+        return options
+
+
+WaterMethod = Literal["threshold", "otsu"]
+
+
+@dataclass(frozen=True)
+class WaterOptions:
+    """Water extent from an index over the clear pixels: water where ``index > threshold`` (``method``
+    ``threshold``) or above Otsu's threshold of the date's values (``otsu``). Dates whose polygon is less
+    than ``1 - max_cloud_fraction`` clear are flagged, not estimated."""
+
+    method: WaterMethod = "threshold"
+    threshold: float = 0.0
+    index: str = "NDWI"
+    max_cloud_fraction: float = 0.2
+
+    @classmethod
+    def from_dict(cls, data: Any) -> WaterOptions | None:
+        """Parse the ``water`` object of a request (``true`` for all defaults; absent or null for none)."""
+        if data is None or data is False:
+            return None
+        if data is True:
+            return cls()
+        if not isinstance(data, dict):
+            raise InvalidRequestError(f"water: expected an object such as {{'method': 'otsu'}} or true, got {data!r:.80}")
+        unknown = sorted(set(data) - {"method", "threshold", "index", "max_cloud_fraction"})
+        if unknown:
+            raise InvalidRequestError(
+                f"water: unknown fields {unknown}; expected 'method', 'threshold', 'index', 'max_cloud_fraction'")
+        method = data.get("method", "threshold")
+        if method not in ("threshold", "otsu"):
+            raise InvalidRequestError(f"water.method: expected 'threshold' or 'otsu', got {method!r}")
+        threshold = data.get("threshold", 0.0)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
+            raise InvalidRequestError(f"water.threshold: expected a number from -1 to 1, got {threshold!r}")
+        index = data.get("index", "NDWI")
+        resolve_index(index)  # a known index name
+        return cls(method=method, threshold=float(threshold), index=str(index).upper(),
+                   max_cloud_fraction=_unit_interval(data.get("max_cloud_fraction", 0.2), "water.max_cloud_fraction"))
 
 
 def _unit_interval(value: Any, name: str) -> float:
@@ -198,6 +308,7 @@ class TimeSeriesRequest:
     harmonize: bool = True
     max_cloud_cover: float | None = None
     include_empty: bool = False
+    water: WaterOptions | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> TimeSeriesRequest:
@@ -228,7 +339,33 @@ class TimeSeriesRequest:
             harmonize=_flag(data.get("harmonize"), "harmonize", True),
             max_cloud_cover=_optional_percent(data.get("max_cloud_cover"), "max_cloud_cover"),
             include_empty=_flag(data.get("include_empty"), "include_empty", False),
+            water=WaterOptions.from_dict(data.get("water")),
         )
+
+
+@dataclass(frozen=True)
+class PixelCloud:
+    """Per-pixel cloud result of one date over the polygon's valid pixels.
+
+    ``fraction`` is the share of valid pixels under the cloud mask, ``probability_mean`` the mean CLP
+    probability over them; ``clear_pixels + cloudy_pixels`` is the number of valid pixels.
+    """
+
+    fraction: float | None
+    probability_mean: float | None
+    clear_pixels: int
+    cloudy_pixels: int
+
+
+@dataclass(frozen=True)
+class Water:
+    """Water extent of one date: ``fraction`` of the clear pixels that are water, ``area_m2`` that fraction
+    of the polygon's area, the ``threshold`` used; ``flag`` says why they are None (``cloudy``)."""
+
+    fraction: float | None
+    area_m2: float | None
+    threshold: float | None
+    flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,8 +373,10 @@ class DateResult:
     """Statistics of one acquisition date (all tiles of the date mosaicked).
 
     ``cloud_probability`` is the s2cloudless probability of the averaged pixel (None without valid
-    pixels); ``bands``/``indices`` map a name to its statistics. ``error`` is set, and the rest empty,
-    when the date's imagery could not be read.
+    pixels or in pixel mode); ``pixel_cloud`` the per-pixel result (pixel/both modes); ``warning`` says
+    why the averaged pixel cannot be trusted (``disagree``: it contradicts the majority of the pixel mask;
+    ``mixed``: the polygon is partly cloudy). ``bands``/``indices`` map a name to its statistics. ``error``
+    is set, and the rest empty, when the date's imagery could not be read.
     """
 
     date: dt.date
@@ -250,6 +389,9 @@ class DateResult:
     bands: Mapping[str, Stats] = field(default_factory=dict)
     indices: Mapping[str, Stats] = field(default_factory=dict)
     error: str | None = None
+    pixel_cloud: PixelCloud | None = None
+    warning: str | None = None
+    water: Water | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ISO-8601 date and ``...Z`` date-time)."""
@@ -261,10 +403,19 @@ class DateResult:
         if self.error is not None:
             out["error"] = self.error
             return out
-        out["cloud"] = {"probability": _clean(self.cloud_probability), "cloudy": self.cloudy}
+        cloud: dict[str, Any] = {"probability": _clean(self.cloud_probability), "cloudy": self.cloudy}
+        if self.pixel_cloud is not None:
+            pc = self.pixel_cloud
+            cloud.update(fraction=_clean(pc.fraction), probability_mean=_clean(pc.probability_mean),
+                         clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
+                         trusted=self.warning is None, warning=self.warning)
+        out["cloud"] = cloud
         out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
         out["bands"] = {b: {k: _clean(v) for k, v in s.items()} for b, s in self.bands.items()}
         out["indices"] = {i: {k: _clean(v) for k, v in s.items()} for i, s in self.indices.items()}
+        if self.water is not None:
+            out["water"] = {"fraction": _clean(self.water.fraction), "area_m2": _clean(self.water.area_m2),
+                            "threshold": _clean(self.water.threshold), "flag": self.water.flag}
         return out
 
 
@@ -281,6 +432,8 @@ def _clean(value: Number) -> Number:
 
 
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
+CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning")
+CSV_WATER_COLUMNS = ("water_fraction", "water_area_m2", "water_threshold", "water_flag")
 
 
 @dataclass(frozen=True)
@@ -294,6 +447,8 @@ class TimeSeriesResult:
     acquisitions: int = 0
     dropped_cloudy: int = 0
     dropped_empty: int = 0
+    pixel_cloud: bool = False
+    water: bool = False
 
     @property
     def status(self) -> str:
@@ -315,8 +470,11 @@ class TimeSeriesResult:
         }
 
     def columns(self) -> list[str]:
-        """CSV header: fixed columns, ``<band>_<stat>``, ``<index>_<stat>``, then ``error``."""
+        """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,
+        ``<index>_<stat>``, then ``error``."""
         cols = list(CSV_FIXED_COLUMNS)
+        cols += list(CSV_PIXEL_COLUMNS) if self.pixel_cloud else []
+        cols += list(CSV_WATER_COLUMNS) if self.water else []
         cols += [f"{b}_{s}" for b in self.bands for s in self.statistics]
         cols += [f"{i}_{s}" for i in self.indices for s in self.statistics]
         return cols + ["error"]
@@ -326,6 +484,14 @@ class TimeSeriesResult:
         rows = []
         for d in self.series:
             row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels, d.nodata_pixels]
+            if self.pixel_cloud:
+                pc = d.pixel_cloud
+                row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning]
+                        if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+            if self.water:
+                w = d.water
+                row += ([_clean(w.fraction), _clean(w.area_m2), _clean(w.threshold), w.flag]
+                        if w is not None else [None] * len(CSV_WATER_COLUMNS))
             for names, table in ((self.bands, d.bands), (self.indices, d.indices)):
                 for name in names:
                     values = table.get(name, {})

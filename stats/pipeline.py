@@ -1,10 +1,16 @@
 """query_timeseries: geometry -> catalog -> raster -> cloud -> zonal -> TimeSeriesResult.
 
 For each acquisition date that intersects the polygon, the date's tiles are read and mosaicked
-(:func:`stats.raster.read_date`), the 10 model bands are averaged over the polygon's valid pixels into one
-"averaged pixel", and all dates' averaged pixels are classified by s2cloudless in a single model call.
-Band statistics are taken over the valid pixels; index statistics over the valid pixels where the index
-is finite.
+(:func:`stats.raster.read_date`). Two cloud answers can be computed:
+
+* the **averaged pixel**: the 10 model bands averaged over the polygon's valid pixels and classified by
+  s2cloudless (``cloudy = probability >= threshold``);
+* the **per-pixel mask** (:mod:`stats.cloudmask`): cloud cells of the cloud resolution around the polygon
+  are scored and masked; each valid pixel takes the cell containing its centre, giving the cloud fraction
+  and, on request, statistics over the clear pixels only.
+
+The model runs once per query: first every date is read and reduced to what the model needs, then all
+averaged pixels and all uncached cloud cells go to s2cloudless in one call, then each date is finished.
 """
 
 from __future__ import annotations
@@ -12,21 +18,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 from .archive.catalog import Acquisition, Archive
-from .bands import MODEL_BANDS, S2_BANDS
+from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from .cloud import CloudModel, default_model
+from .cloudmask import CellRequest, ProbabilityCache, cell_means, mask_from_probability, resolve_probabilities
 from .errors import SceneReadError
-from .geometry import DEFAULT_MAX_VERTICES, parse_geometry, reproject
-from .models import DateResult, TimeSeriesRequest, TimeSeriesResult, names
-from .raster import DEFAULT_MAX_PIXELS, PixelBlock, read_date
+from .geometry import DEFAULT_MAX_VERTICES, crs_name, parse_geometry, reproject
+from .indices import IndexSpec, resolve_index
+from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
+from .raster import DEFAULT_MAX_PIXELS, Grid, PixelBlock, read_date
+from .water import water_extent
 from .zonal import summarize
 
 log = logging.getLogger(__name__)
+
+#: Cloud fraction range in which the averaged pixel of a polygon is not trusted (both modes).
+MIXED_RANGE = (0.1, 0.9)
+
+_CACHE = ProbabilityCache()
+
+
+def default_cache() -> ProbabilityCache:
+    """The process-wide cache of cloud-cell probabilities."""
+    return _CACHE
 
 
 @dataclass(frozen=True)
@@ -45,12 +66,34 @@ def group_by_date(acquisitions: list[Acquisition]) -> list[list[Acquisition]]:
     return [sorted(groups[day], key=lambda a: (a.datetime, a.id)) for day in sorted(groups)]
 
 
+@dataclass
+class _DateWork:
+    """One date between reading and the model call: valid-pixel values and what the model must score."""
+
+    first: Acquisition
+    scenes: tuple[str, ...]
+    values: dict[str, np.ndarray]  # band -> float32 harmonised DN of the valid pixels
+    nodata: int
+    pixel_area: float
+    inside: int
+    averaged: np.ndarray | None = None  # (10,) mean reflectance, when the averaged pixel is wanted
+    cells: CellRequest | None = None
+    cell_valid: np.ndarray | None = None  # (crows, ccols)
+    cell_of_pixel: np.ndarray | None = None  # flat cell index of each valid pixel
+    probability: float | None = field(default=None)
+
+    @property
+    def valid(self) -> int:
+        return int(next(iter(self.values.values())).size)
+
+
 def query_timeseries(
     request: TimeSeriesRequest,
     archive: Archive,
     *,
     model: CloudModel | None = None,
     limits: Limits | None = None,
+    cache: ProbabilityCache | None = None,
 ) -> TimeSeriesResult:
     """Answer a time-series request from ``archive``.
 
@@ -59,50 +102,45 @@ def query_timeseries(
     """
     model = model or default_model()
     limits = limits or Limits()
+    cache = default_cache() if cache is None else cache
     geom, geom_crs = parse_geometry(request.geometry, request.crs, max_vertices=limits.max_vertices)
     wgs84 = reproject(geom, geom_crs, CRS.from_epsg(4326))
     found = archive.search(wgs84, request.start, request.end, max_cloud_cover=request.max_cloud_cover)
 
-    index_bands = {b for spec in request.indices for b in spec.bands}
-    wanted = set(request.bands) | index_bands | set(MODEL_BANDS)
+    water_index = resolve_index(request.water.index) if request.water else None
+    specs = list(request.indices) + ([water_index] if water_index else [])
+    wanted = set(request.bands) | {b for spec in specs for b in spec.bands} | set(MODEL_BANDS)
     read_bands = [b for b in S2_BANDS if b in wanted]
+    pixel_mode = request.cloud.pixel or request.water is not None
 
-    # Statistics per date as soon as it is read (only one date's pixels in memory at a time); the
-    # averaged pixels of all dates then go to the model in one call.
-    pending: list[DateResult] = []
-    averaged: list[list[float]] = []
+    works: list[_DateWork | DateResult] = []
     dropped_empty = 0
     for tiles in group_by_date(found):
-        first = tiles[0]
         try:
-            block = read_date(tiles, geom, geom_crs, read_bands, resolution=request.resolution,
-                              harmonize=request.harmonize, max_pixels=limits.max_pixels)
+            work = _collect(request, tiles, geom, geom_crs, read_bands, pixel_mode, limits)
         except SceneReadError as exc:
-            log.warning("date %s: %s", first.date, exc)
-            pending.append(DateResult(date=first.date, datetime=first.datetime,
-                                      scenes=tuple(t.id for t in tiles), error=str(exc)))
+            log.warning("date %s: %s", tiles[0].date, exc)
+            works.append(DateResult(date=tiles[0].date, datetime=tiles[0].datetime,
+                                    scenes=tuple(t.id for t in tiles), error=str(exc)))
             continue
-        if block.valid_count == 0 and not request.include_empty:
+        if work.valid == 0 and not request.include_empty:
             dropped_empty += 1
             continue
-        reflectance = {b: block.reflectance(b) for b in block.dn}
-        if block.valid_count:
-            averaged.append([float(reflectance[b].mean()) for b in MODEL_BANDS])
-        pending.append(_date_stats(request, first, block, reflectance))
+        works.append(work)
 
-    probabilities = iter(model.averaged_probability(np.array(averaged, dtype=np.float64).reshape(-1, len(MODEL_BANDS))).tolist())
+    _classify(works, model, cache)
+
     series: list[DateResult] = []
     dropped_cloudy = 0
-    for entry in pending:
-        if entry.error is not None or entry.valid_pixels == 0:
-            series.append(entry)
+    for item in works:
+        if isinstance(item, DateResult):
+            series.append(item)
             continue
-        probability = next(probabilities)
-        if request.cloud.max_probability is not None and probability > request.cloud.max_probability:
+        entry = _finish(request, item, specs, water_index)
+        if _too_cloudy(request, entry):
             dropped_cloudy += 1
             continue
-        series.append(replace(entry, cloud_probability=probability,
-                              cloudy=bool(probability >= request.cloud.threshold)))
+        series.append(entry)
     return TimeSeriesResult(
         series=tuple(series),
         bands=request.bands,
@@ -111,22 +149,150 @@ def query_timeseries(
         acquisitions=len(found),
         dropped_cloudy=dropped_cloudy,
         dropped_empty=dropped_empty,
+        pixel_cloud=request.cloud.pixel or request.water is not None,
+        water=request.water is not None,
     )
 
 
-def _date_stats(request: TimeSeriesRequest, first: Acquisition, block: PixelBlock,
-                reflectance: dict[str, np.ndarray]) -> DateResult:
+def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], geom: BaseGeometry, geom_crs: CRS,
+             read_bands: list[str], pixel_mode: bool, limits: Limits) -> _DateWork:
+    """Read one date and reduce it to valid-pixel values, the averaged pixel and the cloud cells."""
+    params = request.cloud.mask_parameters
+    k = params.cell_pixels
+    cloud_block: PixelBlock | None = None
+    if pixel_mode:
+        cloud_block = read_date(tiles, geom, geom_crs, read_bands, resolution=10, harmonize=request.harmonize,
+                                max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
+    if cloud_block is not None and request.resolution == 10:
+        block = cloud_block
+    else:
+        block = read_date(tiles, geom, geom_crs, read_bands, resolution=request.resolution,
+                          harmonize=request.harmonize, max_pixels=limits.max_pixels)
+    valid = block.valid
+    values = {b: block.dn[b][valid] for b in read_bands}
+    work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values,
+                     nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()))
+    if work.valid and request.cloud.averaged:
+        work.averaged = np.array([values[b].astype(np.float64).mean() / QUANTIFICATION_VALUE for b in MODEL_BANDS])
+    if cloud_block is not None and work.valid:
+        means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
+        keys = _cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), request.harmonize, params.resolution))
+        work.cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
+        work.cell_valid = cell_valid
+        work.cell_of_pixel = _cell_of_pixels(block.grid, valid, cloud_block.grid, k, cell_valid.shape)
+    return work
+
+
+def _cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashable, ...]) -> list[Hashable]:
+    """Cache keys of the valid cells: the cell's corner in the tile CRS plus the context."""
+    t = grid.transform
+    rows, cols = np.nonzero(cell_valid)
+    xs = np.round(t.c + cols * k * t.a, 3)
+    ys = np.round(t.f + rows * k * t.e, 3)
+    crs = crs_name(grid.crs)
+    return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
+
+
+def _cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
+    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
+    rows, cols = np.nonzero(valid)
+    t, c = grid.transform, cloud_grid.transform
+    x = t.c + (cols + 0.5) * t.a
+    y = t.f + (rows + 0.5) * t.e
+    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
+    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
+    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
+    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
+    return np.asarray(cell_row * cells_shape[1] + cell_col)
+
+
+def _classify(works: list[_DateWork | DateResult], model: CloudModel, cache: ProbabilityCache) -> None:
+    """Score all averaged pixels and all uncached cloud cells of the query in one model call."""
+    dates = [w for w in works if isinstance(w, _DateWork)]
+    averaged = [w for w in dates if w.averaged is not None]
+    requests = [w.cells for w in dates if w.cells is not None]
+    extra = np.array([w.averaged for w in averaged], dtype=np.float64).reshape(-1, len(MODEL_BANDS))
+
+    probs = resolve_probabilities(requests, model, cache, extra=extra)
+    for work, p in zip(averaged, np.asarray(probs).tolist()):
+        work.probability = p
+
+
+def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec], water_index: IndexSpec | None) -> DateResult:
+    """Statistics, pixel cloud and water of one date, once its probabilities are known."""
+    cloud = request.cloud
+    clear = np.ones(work.valid, dtype=bool)
+    pixel_cloud = None
+    if work.cells is not None and work.cell_valid is not None and work.cell_of_pixel is not None:
+        prob_grid = np.zeros(work.cell_valid.shape, dtype=np.float32)
+        prob_grid[work.cell_valid] = work.cells.values
+        mask = mask_from_probability(prob_grid, work.cell_valid, cloud.mask_parameters)
+        cloudy_px = mask.ravel()[work.cell_of_pixel].astype(bool)
+        clear = ~cloudy_px
+        pixel_cloud = PixelCloud(
+            fraction=float(cloudy_px.mean()),
+            probability_mean=float(prob_grid.ravel()[work.cell_of_pixel].astype(np.float64).mean()),
+            clear_pixels=int(clear.sum()),
+            cloudy_pixels=int(cloudy_px.sum()),
+        )
+    elif work.valid == 0 and (cloud.pixel or request.water is not None):
+        pixel_cloud = PixelCloud(None, None, 0, 0)
+    selected = clear if cloud.mask else np.ones(work.valid, dtype=bool)
+    reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE for b, v in work.values.items()}
     band_stats = {b: summarize(reflectance[b], request.statistics) for b in request.bands}
     index_stats = {}
     for spec in request.indices:
         values = spec.evaluate({b: reflectance[b] for b in spec.bands})
         index_stats[spec.name] = summarize(values[np.isfinite(values)], request.statistics)
+    water = None
+    if request.water is not None and water_index is not None:
+        water = _water(request.water, water_index, work, clear)
+    probability = work.probability
+    cloudy = None if probability is None else bool(probability >= cloud.threshold)
     return DateResult(
-        date=first.date,
-        datetime=first.datetime,
-        scenes=tuple(block.scenes),
-        valid_pixels=block.valid_count,
-        nodata_pixels=block.nodata_count,
+        date=work.first.date,
+        datetime=work.first.datetime,
+        scenes=work.scenes,
+        cloud_probability=probability,
+        cloudy=cloudy,
+        valid_pixels=work.valid,
+        nodata_pixels=work.nodata,
         bands=band_stats,
         indices=index_stats,
+        pixel_cloud=pixel_cloud,
+        warning=_warning(cloud.mode, cloudy, pixel_cloud),
+        water=water,
     )
+
+
+def _warning(mode: str, cloudy: bool | None, pixel_cloud: PixelCloud | None) -> str | None:
+    """Why the averaged pixel cannot be trusted, in ``both`` mode: ``disagree`` or ``mixed``; else None."""
+    if mode != "both" or cloudy is None or pixel_cloud is None or pixel_cloud.fraction is None:
+        return None
+    if cloudy != (pixel_cloud.fraction >= 0.5):
+        return "disagree"
+    if MIXED_RANGE[0] <= pixel_cloud.fraction <= MIXED_RANGE[1]:
+        return "mixed"
+    return None
+
+
+def _water(options: WaterOptions, index: IndexSpec, work: _DateWork, clear: np.ndarray) -> Water:
+    """Water extent over the clear valid pixels, scaled to the polygon's area (flagged when too cloudy)."""
+    clear_share = clear.sum() / work.inside if work.inside else 0.0
+    if clear_share < 1 - options.max_cloud_fraction:
+        return Water(None, None, None, flag="cloudy" if work.valid else "nodata")
+    values = index.evaluate({b: work.values[b][clear].astype(np.float64) / QUANTIFICATION_VALUE for b in index.bands})
+    fraction, threshold = water_extent(values[np.isfinite(values)], options.method, options.threshold)
+    area = None if fraction is None else fraction * work.inside * work.pixel_area
+    return Water(fraction, area, threshold)
+
+
+def _too_cloudy(request: TimeSeriesRequest, entry: DateResult) -> bool:
+    """Whether ``max_probability`` or ``max_fraction`` drops this date."""
+    cloud = request.cloud
+    if cloud.max_probability is not None and entry.cloud_probability is not None \
+            and entry.cloud_probability > cloud.max_probability:
+        return True
+    pc = entry.pixel_cloud
+    return bool(cloud.max_fraction is not None and pc is not None and pc.fraction is not None
+                and pc.fraction > cloud.max_fraction)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import rasterio
@@ -69,15 +70,21 @@ class PixelBlock:
     """The bands of one date over one polygon, on one grid.
 
     ``dn`` maps band name to a float32 array of shape ``grid.shape`` holding harmonised DN (the baseline
-    04.00 offset already removed when harmonising, clipped at 0); ``inside`` and ``valid`` are boolean
-    masks of the same shape (see module docstring). ``scenes`` lists the ids of the tiles that contributed.
+    04.00 offset already removed when harmonising, clipped at 0); ``inside``, ``data`` (data in every band,
+    inside the polygon or not) and ``valid`` (``inside & data``) are boolean masks of the same shape.
+    ``scenes`` lists the ids of the tiles that contributed.
     """
 
     grid: Grid
     dn: dict[str, np.ndarray]
     inside: np.ndarray
-    valid: np.ndarray
+    data: np.ndarray
     scenes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def valid(self) -> np.ndarray:
+        """Pixels inside the polygon with data in every band."""
+        return self.inside & self.data
 
     @property
     def valid_count(self) -> int:
@@ -101,8 +108,13 @@ def _pixel_size_10m(finest: Affine) -> tuple[float, float]:
 
 
 def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseGeometry, *,
-               max_pixels: int) -> Grid:
-    """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``."""
+               max_pixels: int, pad: int = 0, snap: int = 1, extent: tuple[int, int] | None = None) -> Grid:
+    """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``.
+
+    ``pad`` adds pixels around the polygon's bounds, but not beyond ``extent`` (the tile's (rows, cols) in
+    grid pixels) where the polygon itself does not go; ``snap`` moves the grid's first row and column to a
+    multiple of ``snap`` pixels from the anchor, so that cells of ``snap`` x ``snap`` pixels line up.
+    """
     minx, miny, maxx, maxy = geom.bounds
     x0, y0 = anchor.c, anchor.f
     px, py = pixel
@@ -110,6 +122,11 @@ def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseG
     col1 = math.ceil((maxx - x0) / px - _EPS)
     row0 = math.floor((y0 - maxy) / py + _EPS)
     row1 = math.ceil((y0 - miny) / py - _EPS)
+    if pad:
+        rows_max, cols_max = extent if extent is not None else (row1 + pad, col1 + pad)
+        col0, row0 = min(col0, max(col0 - pad, 0)), min(row0, max(row0 - pad, 0))
+        col1, row1 = max(col1, min(col1 + pad, cols_max)), max(row1, min(row1 + pad, rows_max))
+    col0, row0 = (col0 // snap) * snap, (row0 // snap) * snap
     width, height = max(col1 - col0, 1), max(row1 - row0, 1)
     if width * height > max_pixels:
         raise InvalidRequestError(
@@ -216,6 +233,8 @@ def read_date(
     resolution: int = 10,
     harmonize: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    pad: int = 0,
+    snap: int = 1,
 ) -> PixelBlock:
     """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
 
@@ -223,6 +242,8 @@ def read_date(
     :param geometry: the query polygon in ``geometry_crs``.
     :param resolution: nominal grid resolution, 10, 20 or 60 m.
     :param harmonize: subtract the baseline 04.00 DN offset (clipped at 0).
+    :param pad: grid pixels read around the polygon's bounds (within the first tile).
+    :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
     :raises SceneReadError: when a tile's asset is missing or unreadable.
     """
     if not tiles:
@@ -239,10 +260,13 @@ def read_date(
         sources = {band: _open(acq, band) for band in bands}
         try:
             if grid is None:
-                anchor = min((s.transform for s in sources.values()), key=lambda t: abs(t.a))
+                finest = min(sources.values(), key=lambda s: abs(s.transform.a))
+                anchor = finest.transform
                 px, py = _pixel_size_10m(anchor)
                 pixel = (px * resolution / 10.0, py * resolution / 10.0)
-                grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels)
+                extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
+                grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
+                                  extent=extent)
                 inside = polygon_mask(geom, grid)
                 filled = np.zeros(grid.shape, dtype=bool)
                 mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
@@ -273,7 +297,7 @@ def read_date(
         filled |= has_data
         scenes.append(acq.id)
     assert grid is not None and inside is not None and filled is not None
-    return PixelBlock(grid=grid, dn=mosaic, inside=inside, valid=inside & filled, scenes=scenes or [primary.id])
+    return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, scenes=scenes or [primary.id])
 
 
 def describe_grid(grid: Grid) -> dict[str, object]:

@@ -93,3 +93,17 @@ def test_ingest_takes_the_time_from_a_tag(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (acq,) = Archive.open(tmp_path / "a").acquisitions
     assert acq.datetime.isoformat() == "2022-06-30T09:59:59+00:00" and acq.dn_offset == 0
+
+
+def test_query_pixel_mode_flags_add_cloud_and_water_columns(simple_archive: Path) -> None:
+    """--cloud-mode both --cloud-resolution 20 --mask-clouds --water otsu add their CSV columns."""
+    result = CliRunner().invoke(main, [
+        "query", "--archive", str(simple_archive), "--geometry", wkt_box(6, 1, 10, 5), "--crs", CRS_UTM,
+        "--from", "2023-01-01", "--to", "2023-01-31", "--bands", "B04", "--statistics", "count",
+        "--cloud-mode", "both", "--cloud-resolution", "20", "--mask-clouds", "--water", "otsu", "--format", "csv",
+    ])
+    assert result.exit_code == 0, result.output
+    (row,) = list(csv.DictReader(io.StringIO(result.output)))
+    assert row["cloud_fraction"] == "0.0" and row["clear_pixels"] == "16" and row["cloudy_pixels"] == "0"
+    assert row["cloud_warning"] == "" and row["water_fraction"] == "0.0" and row["water_flag"] == ""
+    assert row["B04_count"] == "16"

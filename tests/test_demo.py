@@ -67,3 +67,54 @@ def test_clear_field_ndvi_follows_the_generator(demo_root: Path, demo_series) ->
             assert entry["indices"]["NDVI"]["mean"] == pytest.approx(t["clear_sky_ndvi"], abs=0.02), entry["date"]
             checked += 1
     assert checked >= 15
+
+
+def _series(demo_root: Path, name: str, **extra) -> dict:
+    feature = next(f for f in demo_polygons()["features"] if f["properties"]["name"] == name)
+    body = {"geometry": feature["geometry"], "time": YEAR, "bands": ["B03"], "statistics": ["mean"], **extra}
+    return query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(demo_root)).to_dict()
+
+
+@pytest.mark.parametrize("name", ["mixed_lake_field", "mixed_forest_field"])
+def test_partly_cloudy_mixed_polygons_are_flagged(demo_root: Path, name: str) -> None:
+    """On every date the truth has a mixed polygon 20-80 % clouded, both modes are reported and the entry
+    says the averaged pixel cannot be trusted (mixed or disagree)."""
+    truth = load_ground_truth(demo_root)["polygons"][name]["dates"]
+    series = _series(demo_root, name, cloud={"mode": "both", "resolution": 20, "average_over": 1,
+                                             "dilation_size": 1})["series"]
+    partly = [e for e in series if 0.2 <= truth[e["date"]]["cloud_fraction"] <= 0.8]
+    assert partly, "the demo recipe puts partial cumulus on the mixed polygons"
+    for entry in partly:
+        cloud = entry["cloud"]
+        assert cloud["probability"] is not None and cloud["fraction"] is not None
+        assert cloud["trusted"] is False and cloud["warning"] in ("mixed", "disagree"), entry["date"]
+        assert cloud["fraction"] == pytest.approx(truth[entry["date"]]["cloud_fraction"], abs=0.15)
+
+
+def test_homogeneous_clear_dates_are_trusted(demo_root: Path) -> None:
+    """On clear dates the homogeneous wheat field is trusted in both modes, with fraction 0."""
+    truth = load_ground_truth(demo_root)["polygons"]["field_wheat"]["dates"]
+    series = _series(demo_root, "field_wheat", cloud={"mode": "both"})["series"]
+    clear = [e for e in series if truth[e["date"]]["sky"] == "clear"]
+    assert len(clear) >= 15
+    assert all(e["cloud"]["trusted"] and e["cloud"]["fraction"] == 0 for e in clear)
+
+
+@pytest.mark.parametrize("method", ["threshold", "otsu"])
+def test_lake_water_area_follows_the_ground_truth(demo_root: Path, method: str) -> None:
+    """On clear dates the lake's water area is within 5 % of the truth; too-cloudy dates are flagged."""
+    truth = load_ground_truth(demo_root)["polygons"]["lake"]["dates"]
+    series = _series(demo_root, "lake", water={"method": method})["series"]
+    checked = flagged = 0
+    for entry in series:
+        t, water = truth[entry["date"]], entry["water"]
+        if water["flag"] == "cloudy":
+            assert water["area_m2"] is None and water["fraction"] is None
+            assert entry["cloud"]["fraction"] > 0.2
+            flagged += 1
+        elif t["sky"] == "clear" and t["nodata_fraction"] == 0:
+            assert water["area_m2"] == pytest.approx(t["water_area_m2"], rel=0.05), entry["date"]
+            checked += 1
+    assert checked >= 15 and flagged >= 5
+    areas = [truth[e["date"]]["water_area_m2"] for e in series]
+    assert max(areas) > 1.5 * min(areas)  # the lake does change over the year

@@ -166,3 +166,33 @@ def test_unreadable_archive_is_a_503_with_a_reason(tmp_path: Path) -> None:
     response = client.get("/health")
     assert response.status_code == 503
     assert "nowhere" in response.json["error"]["message"]
+
+
+def test_pixel_mode_and_water_over_http_match_the_schema(client) -> None:
+    """cloud.mode both with water adds cloud.fraction, trust fields and water, all schema-valid."""
+    response = client.post("/api/v1/timeseries", json=body(bands=["B04"], cloud={"mode": "both", "resolution": 20},
+                                                             water={"method": "otsu"}))
+    assert response.status_code == 200, response.json
+    data = response.json
+    schema("TimeSeriesResponse").validate(data)
+    first = data["series"][0]["cloud"]
+    assert first["fraction"] == 0.0 and first["clear_pixels"] == 16 and first["trusted"] is True
+    assert data["series"][0]["water"]["fraction"] == 0.0
+    csv_text = client.post("/api/v1/timeseries?format=csv", json=body(cloud={"mode": "pixel"})).get_data(as_text=True)
+    assert csv_text.splitlines()[0].startswith(
+        "date,cloud_probability,cloudy,valid_pixels,nodata_pixels,cloud_fraction,cloud_probability_mean")
+
+
+@pytest.mark.parametrize(
+    ("cloud", "match"),
+    [({"mode": "cells"}, r"cloud.mode: expected one of \['averaged', 'pixel', 'both'\], got 'cells'"),
+     ({"resolution": 15}, r"cloud.resolution: expected a multiple of 10 m from 10 to 160, got 15"),
+     ({"mode": "pixel", "max_probability": 0.5}, r"cloud.max_probability: filters on the averaged pixel"),
+     ({"max_fraction": 0.5}, r"cloud.max_fraction: needs the per-pixel mask"),
+     ({"dilation_size": -1}, r"cloud.dilation_size: expected an integer from 0 to 20")],
+)
+def test_bad_cloud_options_are_400(client, cloud, match) -> None:
+    """Each bad cloud option names itself, the value and what is accepted."""
+    response = client.post("/api/v1/timeseries", json=body(cloud=cloud))
+    assert response.status_code == 400
+    assert re.search(match, response.json["error"]["message"]), response.json

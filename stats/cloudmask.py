@@ -1,0 +1,172 @@
+"""Per-pixel cloud probability (CLP) and cloud mask (CLM) at a cloud resolution, as Sentinel Hub's layers.
+
+The 10 m bands are area-averaged into cloud cells of ``resolution`` metres (``resolution / 10`` x
+``resolution / 10`` pixels of the 10 m grid, anchored at the tile origin; each cell averages its valid pixels;
+20/60 m bands enter through their nearest-neighbour 10 m representation, which preserves their area). The
+s2cloudless model then scores every cell, and the mask follows s2cloudless's own post-processing
+(``S2PixelCloudDetector.get_mask_from_prob``): the probabilities are averaged over a disk of radius
+``average_over`` cells (OpenCV ``filter2D``, reflected border), thresholded with ``> threshold``, and the
+mask is dilated with a disk of radius ``dilation_size`` cells. Cells without data count as probability 0
+in the averaging and are reported as no data.
+
+Defaults are Sentinel Hub's / eo-learn's (160 m, threshold 0.4, ``average_over`` 4, ``dilation_size`` 2);
+s2cloudless's own are threshold 0.4, ``average_over`` 1, ``dilation_size`` 1 at the input resolution.
+CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1 with 255 for no data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
+from .cloud import CloudModel
+
+#: Sentinel Hub's CLP/CLM cloud resolution, metres.
+DEFAULT_CLOUD_RESOLUTION = 160
+#: s2cloudless's own post-processing parameters (at the resolution of its input).
+S2CLOUDLESS_AVERAGE_OVER = 1
+S2CLOUDLESS_DILATION_SIZE = 1
+#: Sentinel Hub / eo-learn post-processing parameters (at 160 m).
+SENTINELHUB_AVERAGE_OVER = 4
+SENTINELHUB_DILATION_SIZE = 2
+#: No-data value of the CLP and CLM layers.
+NO_DATA = 255
+
+
+@dataclass(frozen=True)
+class MaskParameters:
+    """How cells are scored and masked: cell size (m), threshold (``p > threshold``), disk radii (cells)."""
+
+    resolution: int = DEFAULT_CLOUD_RESOLUTION
+    threshold: float = 0.4
+    average_over: int = SENTINELHUB_AVERAGE_OVER
+    dilation_size: int = SENTINELHUB_DILATION_SIZE
+
+    @property
+    def cell_pixels(self) -> int:
+        """Cell size in 10 m pixels."""
+        return self.resolution // 10
+
+    @property
+    def margin_cells(self) -> int:
+        """Cells around the polygon whose data changes its mask (averaging + dilation radii)."""
+        return self.average_over + self.dilation_size
+
+
+def cell_means(dn: Mapping[str, np.ndarray], valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-average the model bands into k x k cells over the valid pixels.
+
+    :param dn: model band name -> harmonised DN, float32 ``(rows, cols)`` on a 10 m grid whose origin is a
+        cell corner; a partial last row/column of cells is allowed.
+    :param valid: bool ``(rows, cols)``, pixels with data in every band.
+    :returns: ``(reflectance, cell_valid)``: float32 ``(crows, ccols, 10)`` in :data:`MODEL_BANDS` order
+        (mean DN / 10000, so a 1 x 1 cell gives exactly ``float32(dn) / float32(10000)``) and bool
+        ``(crows, ccols)``, cells with at least one valid pixel.
+    """
+    rows, cols = valid.shape
+    crows, ccols = -(-rows // k), -(-cols // k)
+    pad = ((0, crows * k - rows), (0, ccols * k - cols))
+    weights = np.pad(valid, pad).reshape(crows, k, ccols, k)
+    counts = weights.sum(axis=(1, 3))
+    out = np.zeros((crows, ccols, len(MODEL_BANDS)), dtype=np.float32)
+    for i, band in enumerate(MODEL_BANDS):
+        values = np.pad(np.where(valid, dn[band], 0).astype(np.float64), pad).reshape(crows, k, ccols, k)
+        mean_dn = values.sum(axis=(1, 3)) / np.maximum(counts, 1)
+        out[..., i] = mean_dn.astype(np.float32) / np.float32(QUANTIFICATION_VALUE)
+    return out, counts > 0
+
+
+def mask_from_probability(probability: np.ndarray, cell_valid: np.ndarray, params: MaskParameters) -> np.ndarray:
+    """The s2cloudless mask (uint8 0/1) of a 2-D probability grid; no-data cells enter as 0 and leave as 0."""
+    from s2cloudless import S2PixelCloudDetector
+
+    detector = S2PixelCloudDetector(threshold=params.threshold, average_over=params.average_over or None,
+                                    dilation_size=params.dilation_size or None)
+    prob = np.where(cell_valid, probability, 0).astype(np.float32)
+    mask = detector.get_mask_from_prob(prob[np.newaxis])[0].astype(np.uint8)
+    return np.where(cell_valid, mask, 0).astype(np.uint8)
+
+
+def to_clp(probability: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
+    """CLP layer: uint8 ``round(255 * p)``; 255 where there is no data."""
+    return np.where(cell_valid, np.round(np.asarray(probability, np.float64) * 255), NO_DATA).astype(np.uint8)
+
+
+def to_clm(mask: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
+    """CLM layer: uint8 0 clear / 1 cloud; 255 where there is no data."""
+    return np.where(cell_valid, mask, NO_DATA).astype(np.uint8)
+
+
+class ProbabilityCache:
+    """Cell probabilities already computed, keyed by (scenes, resolution, cell row, cell col); LRU-bounded.
+
+    Cells are anchored at the tile origin, so a cell's probability does not depend on the query polygon
+    and a second query over the same scenes costs no model time.
+    """
+
+    def __init__(self, max_cells: int = 2_000_000) -> None:
+        self.max_cells = max_cells
+        self._data: OrderedDict[Hashable, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def lookup(self, keys: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+        """Cached values (float32, NaN where missing) and the missing positions (bool)."""
+        values = np.full(len(keys), np.nan, dtype=np.float32)
+        with self._lock:
+            for i, key in enumerate(keys):
+                value = self._data.get(key)
+                if value is not None:
+                    values[i] = value
+                    self._data.move_to_end(key)
+        missing = np.isnan(values)
+        self.hits += int((~missing).sum())
+        self.misses += int(missing.sum())
+        return values, missing
+
+    def store(self, keys: Sequence[Hashable], values: np.ndarray) -> None:
+        """Remember ``values`` for ``keys``, dropping the least recently used beyond ``max_cells``."""
+        with self._lock:
+            for key, value in zip(keys, values.tolist()):
+                self._data[key] = value
+            while len(self._data) > self.max_cells:
+                self._data.popitem(last=False)
+
+
+@dataclass
+class CellRequest:
+    """The cells of one date that need a probability: their cache keys and model inputs."""
+
+    keys: Sequence[Hashable]
+    pixels: np.ndarray  # float32 (n, 10)
+    values: np.ndarray  # float32 (n,), NaN until resolved
+
+
+def resolve_probabilities(requests: Sequence[CellRequest], model: CloudModel, cache: ProbabilityCache,
+                          extra: np.ndarray | None = None) -> np.ndarray:
+    """Fill every request's ``values`` from the cache and score the rest, with the ``extra`` pixels
+    (``(n, 10)``, e.g. averaged pixels), in one model call. Returns the probabilities of ``extra``."""
+    extra = np.zeros((0, len(MODEL_BANDS))) if extra is None else np.asarray(extra, dtype=np.float64)
+    todo: list[tuple[CellRequest, np.ndarray]] = []
+    for request in requests:
+        request.values, missing = cache.lookup(request.keys)
+        if missing.any():
+            todo.append((request, missing))
+    batch = np.concatenate([extra] + [request.pixels[missing].astype(np.float64) for request, missing in todo])
+    probs = model.probability(batch) if len(batch) else np.zeros(0, dtype=np.float32)
+    start = len(extra)
+    for request, missing in todo:
+        n = int(missing.sum())
+        request.values[missing] = probs[start:start + n]
+        cache.store([k for k, m in zip(request.keys, missing) if m], probs[start:start + n])
+        start += n
+    return probs[: len(extra)]

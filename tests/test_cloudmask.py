@@ -1,0 +1,124 @@
+"""Per-pixel cloud probability and mask: identical to s2cloudless and eo-learn on real scenes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CRS_UTM, band_array, band_transform, utm_box
+from stats import Archive, TimeSeriesRequest, query_timeseries
+from stats.archive.ingest import ingest
+from stats.bands import MODEL_BANDS, S2_BANDS
+from stats.cloud import default_model
+from stats.cloudmask import MaskParameters, ProbabilityCache, cell_means, mask_from_probability, to_clm, to_clp
+
+MODEL_IDX = [S2_BANDS.index(b) for b in MODEL_BANDS]
+
+
+def _probabilities(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CLP of a (rows, cols, 13) DN scene through polyfis's 1 x 1 cells, and the cell validity."""
+    bands = {b: dn[..., S2_BANDS.index(b)].astype(np.float32) for b in MODEL_BANDS}
+    valid = np.ones(dn.shape[:2], dtype=bool)
+    means, cell_valid = cell_means(bands, valid, 1)
+    probs = default_model().probability(means.reshape(-1, len(MODEL_BANDS))).reshape(dn.shape[:2])
+    return probs, cell_valid
+
+
+def test_betsiboka_probabilities_and_mask_equal_s2cloudless(betsiboka_dir: Path) -> None:
+    """Per-pixel probabilities equal cl_probs within 1e-6; the mask with s2cloudless's defaults equals cl_mask."""
+    z = np.load(betsiboka_dir / "betsiboka_l1c.npz")
+    probs, cell_valid = _probabilities(z["dn"])
+    assert np.abs(probs - z["cl_probs"]).max() < 1e-6
+    mask = mask_from_probability(probs, cell_valid, MaskParameters(resolution=10, threshold=0.4, average_over=1,
+                                                                   dilation_size=1))
+    assert (mask == z["cl_mask"]).mean() == 1.0
+
+
+def test_eolearn_probabilities_and_mask_equal_clp_s2c_and_clm_s2c(eolearn_dir: Path) -> None:
+    """On the 5 real dates: probabilities equal CLP_S2C within 1e-6 and the eo-learn mask (radius 4, 0.4,
+    radius 2, at 10 m) equals CLM_S2C on every pixel."""
+    dn = np.load(eolearn_dir / "l1c_5dates.npz")["dn"]
+    refs = np.load(eolearn_dir / "refs_68dates.npz")
+    params = MaskParameters(resolution=10, threshold=0.4, average_over=4, dilation_size=2)
+    for i in range(5):
+        probs, cell_valid = _probabilities(dn[i])
+        assert np.abs(probs - refs["CLP_S2C"][i]).max() < 1e-6, i
+        assert np.array_equal(mask_from_probability(probs, cell_valid, params), refs["CLM_S2C"][i]), i
+
+
+def test_eolearn_pixel_mode_through_the_engine(eolearn_dir: Path, tmp_path: Path) -> None:
+    """Querying the whole ingested patch in pixel mode at 10 m gives the reference cloud fraction and mean CLP."""
+    ingest(sorted(eolearn_dir.glob("l1c_*.tif")), tmp_path / "archive")
+    z = np.load(eolearn_dir / "l1c_5dates.npz")
+    refs = np.load(eolearn_dir / "refs_68dates.npz")
+    minx, miny, maxx, maxy = (float(v) for v in z["bbox"])
+    wkt = f"POLYGON (({minx} {miny}, {maxx} {miny}, {maxx} {maxy}, {minx} {maxy}, {minx} {miny}))"
+    body = {"geometry": wkt, "crs": "EPSG:32633", "time": {"from": "2015-07-01", "to": "2015-09-30"},
+            "bands": ["B04"], "cloud": {"mode": "both", "resolution": 10, "average_over": 4, "dilation_size": 2}}
+    result = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(tmp_path / "archive"),
+                              cache=ProbabilityCache())
+    for i, entry in enumerate(result.series):
+        pc = entry.pixel_cloud
+        assert pc is not None
+        assert pc.fraction == pytest.approx(refs["CLM_S2C"][i].mean(), abs=1e-12)
+        assert pc.probability_mean == pytest.approx(refs["CLP_S2C"][i].astype(np.float64).mean(), abs=1e-6)
+        assert pc.clear_pixels + pc.cloudy_pixels == entry.valid_pixels == 10100
+
+
+def test_cells_average_the_valid_pixels_by_area() -> None:
+    """A 2 x 2 cell of DN 100, 200, 300 and a no-data pixel averages to 200 DN = 0.02."""
+    dn = {b: np.array([[100, 200], [300, 0]], dtype=np.float32) for b in MODEL_BANDS}
+    valid = np.array([[True, True], [True, False]])
+    means, cell_valid = cell_means(dn, valid, 2)
+    assert means.shape == (1, 1, 10) and cell_valid.tolist() == [[True]]
+    assert means[0, 0, 0] == np.float32(200) / np.float32(10000)
+
+
+def test_clp_and_clm_layers_encode_no_data_as_255() -> None:
+    """CLP is round(255 p), CLM 0/1, both 255 where no data."""
+    prob = np.array([[0.0, 0.5], [1.0, 0.7]], dtype=np.float32)
+    valid = np.array([[True, True], [True, False]])
+    assert to_clp(prob, valid).tolist() == [[0, 128], [255, 255]]
+    assert to_clm(np.array([[0, 1], [1, 1]]), valid).tolist() == [[0, 1], [1, 255]]
+
+
+def _half_cloud_archive(make_archive) -> Path:
+    """Tile T1 with the right half a bright cloud and the left half clear vegetation."""
+    bands = {}
+    for b in S2_BANDS:
+        arr = band_array(b)
+        k = arr.shape[1] // 2
+        arr[:, k:] = 150 if b == "B10" else 6000
+        bands[b] = (arr, band_transform(b))
+    return make_archive([{"id": "half", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.timezone.utc), "bands": bands}])
+
+
+def test_cloud_mask_statistics_use_clear_pixels_only(make_archive) -> None:
+    """With cloud.mask the statistics cover the clear half; cloud fraction is the cloudy share."""
+    root = _half_cloud_archive(make_archive)
+    body = {"geometry": {"type": "Polygon", "coordinates": [utm_box(2, 2, 10, 6)]}, "crs": CRS_UTM,
+            "time": {"from": "2023-03-01", "to": "2023-03-01"}, "bands": ["B04"], "statistics": ["count", "max"],
+            "cloud": {"mode": "both", "resolution": 10, "average_over": 0, "dilation_size": 0, "mask": True}}
+    (entry,) = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root), cache=ProbabilityCache()).series
+    assert entry.pixel_cloud.fraction == pytest.approx(0.5)
+    assert (entry.pixel_cloud.clear_pixels, entry.pixel_cloud.cloudy_pixels) == (16, 16)
+    assert entry.bands["B04"]["count"] == 16
+    assert entry.bands["B04"]["max"] < 0.1  # no cloud pixel (DN 6000) among them
+    assert entry.warning in ("mixed", "disagree")
+
+
+def test_second_query_costs_no_model_time(make_archive) -> None:
+    """Cell probabilities are cached: the same query again finds every cell in the cache."""
+    root = _half_cloud_archive(make_archive)
+    cache = ProbabilityCache()
+    body = {"geometry": {"type": "Polygon", "coordinates": [utm_box(2, 2, 10, 6)]}, "crs": CRS_UTM,
+            "time": {"from": "2023-03-01", "to": "2023-03-01"}, "cloud": {"mode": "pixel", "resolution": 20}}
+    first = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root), cache=cache)
+    misses = cache.misses
+    assert misses > 0 and cache.hits == 0
+    second = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root), cache=cache)
+    assert cache.misses == misses and cache.hits == misses
+    assert first.to_dict() == second.to_dict()
