@@ -82,13 +82,22 @@ def cell_means(dn: Mapping[str, np.ndarray], valid: np.ndarray, k: int) -> tuple
 
 
 def mask_from_probability(probability: np.ndarray, cell_valid: np.ndarray, params: MaskParameters) -> np.ndarray:
-    """The s2cloudless mask (uint8 0/1) of a 2-D probability grid; no-data cells enter as 0 and leave as 0."""
+    """The s2cloudless mask (uint8 0/1) of a 2-D probability grid; no-data cells enter as 0 and leave as 0.
+
+    Averaging and thresholding are s2cloudless's ``get_mask_from_prob``; the dilation is its
+    ``cv2.dilate`` with its disk, applied here so that it also works without averaging
+    (``average_over=0``), where s2cloudless's int8 mask is refused by OpenCV.
+    """
+    import cv2
     from s2cloudless import S2PixelCloudDetector
+    from s2cloudless.utils import cv2_disk
 
     detector = S2PixelCloudDetector(threshold=params.threshold, average_over=params.average_over or None,
-                                    dilation_size=params.dilation_size or None)
+                                    dilation_size=None)
     prob = np.where(cell_valid, probability, 0).astype(np.float32)
     mask = detector.get_mask_from_prob(prob[np.newaxis])[0].astype(np.uint8)
+    if params.dilation_size:
+        mask = cv2.dilate(mask, cv2_disk(params.dilation_size))
     return np.where(cell_valid, mask, 0).astype(np.uint8)
 
 

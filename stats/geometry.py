@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError
+from pyproj.exceptions import CRSError, ProjError
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -53,20 +53,30 @@ def parse_crs(value: Any) -> CRS:
                 break
             return _crs_from_epsg(int(code))
     try:
-        return CRS.from_user_input(text)
-    except CRSError as exc:
+        crs = CRS.from_user_input(text)
+    except (CRSError, ValueError, UnicodeError) as exc:
         raise InvalidCRSError(
             f"crs: unknown coordinate reference system {text!r}; expected e.g. 'EPSG:4326', 'EPSG:32633' "
             "or 'http://www.opengis.net/def/crs/EPSG/0/32633'"
         ) from exc
+    return _check_horizontal(crs, text)
+
+
+def _check_horizontal(crs: CRS, text: str) -> CRS:
+    if not (crs.is_geographic or crs.is_projected) or crs.is_geocentric:
+        raise InvalidCRSError(
+            f"crs: {text!r} is a {crs.type_name} CRS; expected a horizontal (geographic or projected) CRS"
+        )
+    return crs
 
 
 @lru_cache(maxsize=256)
 def _crs_from_epsg(code: int) -> CRS:
     try:
-        return CRS.from_epsg(code)
+        crs = CRS.from_epsg(code)
     except CRSError as exc:
         raise InvalidCRSError(f"crs: unknown EPSG code {code}; expected a code in the EPSG registry") from exc
+    return _check_horizontal(crs, f"EPSG:{code}")
 
 
 def crs_name(crs: CRS) -> str:
@@ -101,10 +111,19 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
         return inner, declared or inner_crs
     if kind == "FeatureCollection":
         features = obj.get("features")
-        if not isinstance(features, list) or not features:
+        if not isinstance(features, list):
+            raise InvalidGeometryError(f"geometry: FeatureCollection 'features' is {features!r:.60}; expected a list of Features")
+        if not features:
             raise InvalidGeometryError("geometry: the FeatureCollection has no features; expected at least one polygon")
-        parts = [_from_geojson(f)[0] for f in features]
-        return shapely.union_all(parts), declared
+        if not all(isinstance(f, dict) for f in features):
+            bad = next(f for f in features if not isinstance(f, dict))
+            raise InvalidGeometryError(f"geometry: FeatureCollection member {bad!r:.60} is not a Feature object")
+        parsed = [_from_geojson(f) for f in features]
+        crss = {c.to_wkt() for _, c in parsed if c is not None}
+        if len(crss) > 1:
+            raise InvalidGeometryError("geometry: the FeatureCollection's features declare different CRSs; expected one")
+        inner = next((c for _, c in parsed if c is not None), None)
+        return shapely.union_all([g for g, _ in parsed]), declared or inner
     if kind not in ("Polygon", "MultiPolygon", "GeometryCollection"):
         raise InvalidGeometryError(
             f"geometry: GeoJSON type {kind!r} is not supported; expected Polygon, MultiPolygon, Feature "
@@ -119,7 +138,7 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
 
 def _check_finite(coords: Any) -> None:
     """Reject NaN/Infinity and non-numbers anywhere in GeoJSON coordinates, before shapely sees them."""
-    if isinstance(coords, list):
+    if isinstance(coords, (list, tuple)):
         for item in coords:
             _check_finite(item)
     elif coords is not None and not is_finite_number(coords):
@@ -245,14 +264,23 @@ def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
     """Reproject ``geom`` from ``src`` to ``dst`` in (x, y) axis order. Identity when the CRSs are equal."""
     if src == dst:
         return geom
-    transformer = _transformer(src, dst)
-    out = shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    try:
+        transformer = _transformer(src, dst)
+        out = shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    except ProjError as exc:
+        raise InvalidCRSError(f"crs: cannot transform from {crs_name(src)} to {crs_name(dst)}: {exc}") from exc
     if not np.all(np.isfinite(shapely.get_coordinates(out))):
         raise InvalidGeometryError(
             f"geometry: cannot be projected from {crs_name(src)} to {crs_name(dst)} (outside the CRS's area of use)"
         )
     if not out.is_valid:
-        out = _polygonal_part(shapely.make_valid(out))
+        repaired = shapely.make_valid(out)
+        if repaired.is_empty or repaired.area <= 0:
+            raise InvalidGeometryError(
+                f"geometry: collapses when projected from {crs_name(src)} to {crs_name(dst)}; expected a polygon "
+                "inside the area of use of both CRSs"
+            )
+        out = _polygonal_part(repaired)
     return out
 
 
@@ -266,5 +294,14 @@ def area_m2(geom: BaseGeometry, crs: CRS) -> float:
 
 
 def is_finite_number(value: Any) -> bool:
-    """True for an int or float that is finite (bools are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """True for an int or float that is finite as a float (bools are not numbers here).
+
+    >>> is_finite_number(1.5), is_finite_number(float("nan")), is_finite_number(10 ** 400), is_finite_number(True)
+    (True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

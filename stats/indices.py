@@ -3,6 +3,10 @@
 An expression may use the 13 band names (``B01`` … ``B12``, ``B8A``), numbers, ``+ - * / **``, unary
 minus and parentheses. It is evaluated per pixel on reflectances (DN / 10000). A pixel where the result is
 not finite (a zero denominator) is left out of the index's statistics.
+
+Two more names read the per-pixel cloud layers (which turn the per-pixel cloud mask on): ``CLP``, the cloud
+probability of the pixel's cloud cell as 0..255, and ``CLM``, its cloud mask as 0/1. ``CLP`` and ``CLM`` are
+also built-in indices by themselves.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ BUILTIN_INDICES: Final[dict[str, str]] = {
     "NDRE": "(B8A - B05) / (B8A + B05)",
     "SAVI": "1.5 * (B08 - B04) / (B08 + B04 + 0.5)",
     "EVI": "2.5 * (B08 - B04) / (B08 + 6 * B04 - 7.5 * B02 + 1)",
+    "CLP": "CLP",
+    "CLM": "CLM",
 }
+
+#: Per-pixel cloud layers an expression may read besides the bands.
+CLOUD_LAYERS: Final[tuple[str, ...]] = ("CLP", "CLM")
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 _MAX_EXPRESSION = 500
@@ -37,12 +46,14 @@ _BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """A named index: ``expression`` parsed into ``tree``; ``bands`` are the bands it reads."""
+    """A named index: ``expression`` parsed into ``tree``; ``bands`` are the bands it reads and
+    ``cloud_layers`` the per-pixel cloud layers (CLP, CLM)."""
 
     name: str
     expression: str
     tree: ast.expr
     bands: tuple[str, ...]
+    cloud_layers: tuple[str, ...] = ()
 
     def evaluate(self, reflectance: Mapping[str, np.ndarray]) -> np.ndarray:
         """Evaluate per pixel; non-finite results become NaN. Arrays are float64 of one shape."""
@@ -75,15 +86,19 @@ def _check(node: ast.AST, name: str, expression: str, bands: set[str]) -> None:
         _check(node.right, name, expression, bands)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         _check(node.operand, name, expression, bands)
-    elif isinstance(node, ast.Name) and node.id in S2_BANDS:
+    elif isinstance(node, ast.Name) and (node.id in S2_BANDS or node.id in CLOUD_LAYERS):
         bands.add(node.id)
     elif isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        pass
+        try:
+            float(node.value)
+        except OverflowError as exc:
+            raise UnknownIndexError(
+                f"indices: {name!r} has a number too large for a float in {expression[:60]!r}") from exc
     else:
         piece = ast.unparse(node) if isinstance(node, ast.AST) else repr(node)
         raise UnknownIndexError(
             f"indices: {name!r} has {piece!r} in expression {expression!r}; expected band names "
-            f"{list(S2_BANDS)}, numbers, + - * / ** and parentheses"
+            f"{list(S2_BANDS)}, CLP, CLM, numbers, + - * / ** and parentheses"
         )
 
 
@@ -112,7 +127,8 @@ def compile_index(name: str, expression: str) -> IndexSpec:
     bands: set[str] = set()
     _check(tree, name, expression, bands)
     ordered = tuple(b for b in S2_BANDS if b in bands)
-    return IndexSpec(name=name, expression=expression, tree=tree, bands=ordered)
+    layers = tuple(layer for layer in CLOUD_LAYERS if layer in bands)
+    return IndexSpec(name=name, expression=expression, tree=tree, bands=ordered, cloud_layers=layers)
 
 
 def resolve_index(item: object) -> IndexSpec:

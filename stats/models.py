@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,7 +27,8 @@ from .cloudmask import (
     MaskParameters,
 )
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
-from .indices import IndexSpec, resolve_index
+from .geometry import is_finite_number
+from .indices import BUILTIN_INDICES, IndexSpec, resolve_index
 from .zonal import DEFAULT_STATISTICS, validate_statistics
 
 Number = float | int | None
@@ -157,16 +159,18 @@ class WaterOptions:
         if method not in ("threshold", "otsu"):
             raise InvalidRequestError(f"water.method: expected 'threshold' or 'otsu', got {method!r}")
         threshold = data.get("threshold", 0.0)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
+        if not is_finite_number(threshold) or not -1 <= threshold <= 1:
             raise InvalidRequestError(f"water.threshold: expected a number from -1 to 1, got {threshold!r}")
         index = data.get("index", "NDWI")
-        resolve_index(index)  # a known index name
+        if not isinstance(index, str) or index.upper() not in BUILTIN_INDICES:
+            raise InvalidRequestError(
+                f"water.index: expected a built-in index name such as 'NDWI', got {index!r:.60}")
         return cls(method=method, threshold=float(threshold), index=str(index).upper(),
                    max_cloud_fraction=_unit_interval(data.get("max_cloud_fraction", 0.2), "water.max_cloud_fraction"))
 
 
 def _unit_interval(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+    if not is_finite_number(value) or not 0 <= value <= 1:
         raise InvalidRequestError(f"{name}: expected a number between 0 and 1, got {value!r}")
     return float(value)
 
@@ -183,19 +187,22 @@ def parse_datetime(value: Any, name: str, *, end_of_day: bool = False) -> dt.dat
         raise InvalidTimeRangeError(f"{name}: expected an ISO-8601 date such as '2023-01-31', got {value!r}")
     text = value.strip()
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            clock = dt.time.max if end_of_day else dt.time.min
-            return dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None:
+        clock = dt.time.max if end_of_day else dt.time.min
+        return dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+    try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError) as exc:
         raise InvalidTimeRangeError(
             f"{name}: cannot parse {value!r}; expected an ISO-8601 date '2023-01-31' or date-time "
             "'2023-01-31T10:00:00Z'"
         ) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
 
 
 def parse_time_range(data: Any) -> tuple[dt.datetime, dt.datetime]:
@@ -203,7 +210,7 @@ def parse_time_range(data: Any) -> tuple[dt.datetime, dt.datetime]:
     if isinstance(data, str) and "/" in data:
         start_text, _, end_text = data.partition("/")
         data = {"from": start_text, "to": end_text}
-    if not isinstance(data, dict) or "from" not in data or "to" not in data:
+    if not isinstance(data, dict) or "from" not in data or "to" not in data or set(data) - {"from", "to"}:
         raise InvalidTimeRangeError(
             f"time: expected an object {{'from': '2023-01-01', 'to': '2023-12-31'}}, got {data!r:.80}"
         )
@@ -239,6 +246,9 @@ def parse_indices(value: Any) -> tuple[IndexSpec, ...]:
     if not isinstance(value, list):
         raise InvalidRequestError(f"indices: expected a list such as ['NDVI', 'NDWI'], got {value!r:.80}")
     specs = [resolve_index(item) for item in value]
+    clashes = sorted({s.name for s in specs} & set(S2_BANDS))
+    if clashes:
+        raise InvalidRequestError(f"indices: names {clashes} are band names; expected index names distinct from bands")
     names = [s.name for s in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -260,7 +270,7 @@ def parse_resolution(value: Any) -> int:
     if value is None:
         return 10
     raw = value
-    if isinstance(value, str) and value.strip().lower().removesuffix("m").strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value.strip().lower().removesuffix("m").strip()):
         value = int(value.strip().lower().removesuffix("m"))
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -272,7 +282,7 @@ def parse_resolution(value: Any) -> int:
 def _optional_percent(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
+    if not is_finite_number(value) or not 0 <= value <= 100:
         raise InvalidRequestError(f"{name}: expected a number between 0 and 100 (percent), got {value!r}")
     return float(value)
 

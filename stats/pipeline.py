@@ -76,7 +76,7 @@ class _DateWork:
     nodata: int
     pixel_area: float
     inside: int
-    averaged: np.ndarray | None = None  # (10,) mean reflectance, when the averaged pixel is wanted
+    averaged: np.ndarray | None = None  # (10,) mean harmonised reflectance, when the averaged pixel is wanted
     cells: CellRequest | None = None
     cell_valid: np.ndarray | None = None  # (crows, ccols)
     cell_of_pixel: np.ndarray | None = None  # flat cell index of each valid pixel
@@ -111,7 +111,7 @@ def query_timeseries(
     specs = list(request.indices) + ([water_index] if water_index else [])
     wanted = set(request.bands) | {b for spec in specs for b in spec.bands} | set(MODEL_BANDS)
     read_bands = [b for b in S2_BANDS if b in wanted]
-    pixel_mode = request.cloud.pixel or request.water is not None
+    pixel_mode = request.cloud.pixel or request.water is not None or any(spec.cloud_layers for spec in specs)
 
     works: list[_DateWork | DateResult] = []
     dropped_empty = 0
@@ -149,7 +149,7 @@ def query_timeseries(
         acquisitions=len(found),
         dropped_cloudy=dropped_cloudy,
         dropped_empty=dropped_empty,
-        pixel_cloud=request.cloud.pixel or request.water is not None,
+        pixel_cloud=pixel_mode,
         water=request.water is not None,
     )
 
@@ -161,22 +161,27 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], geom: BaseGeo
     k = params.cell_pixels
     cloud_block: PixelBlock | None = None
     if pixel_mode:
-        cloud_block = read_date(tiles, geom, geom_crs, read_bands, resolution=10, harmonize=request.harmonize,
+        cloud_block = read_date(tiles, geom, geom_crs, read_bands, resolution=10,
                                 max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
     if cloud_block is not None and request.resolution == 10:
         block = cloud_block
     else:
         block = read_date(tiles, geom, geom_crs, read_bands, resolution=request.resolution,
-                          harmonize=request.harmonize, max_pixels=limits.max_pixels)
+                          max_pixels=limits.max_pixels)
     valid = block.valid
     values = {b: block.dn[b][valid] for b in read_bands}
-    work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values,
+    averaged = None
+    if values[read_bands[0]].size and request.cloud.averaged:
+        # the model always sees harmonised reflectance, whatever the statistics report
+        averaged = np.array([values[b].astype(np.float64).mean() / QUANTIFICATION_VALUE for b in MODEL_BANDS])
+    if not request.harmonize:
+        offset = block.offset[valid]
+        values = {b: v + offset for b, v in values.items()}
+    work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()))
-    if work.valid and request.cloud.averaged:
-        work.averaged = np.array([values[b].astype(np.float64).mean() / QUANTIFICATION_VALUE for b in MODEL_BANDS])
     if cloud_block is not None and work.valid:
         means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
-        keys = _cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), request.harmonize, params.resolution))
+        keys = _cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
         work.cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
         work.cell_valid = cell_valid
         work.cell_of_pixel = _cell_of_pixels(block.grid, valid, cloud_block.grid, k, cell_valid.shape)
@@ -222,27 +227,33 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
     """Statistics, pixel cloud and water of one date, once its probabilities are known."""
     cloud = request.cloud
     clear = np.ones(work.valid, dtype=bool)
+    layers: dict[str, np.ndarray] = {}
     pixel_cloud = None
     if work.cells is not None and work.cell_valid is not None and work.cell_of_pixel is not None:
         prob_grid = np.zeros(work.cell_valid.shape, dtype=np.float32)
         prob_grid[work.cell_valid] = work.cells.values
         mask = mask_from_probability(prob_grid, work.cell_valid, cloud.mask_parameters)
         cloudy_px = mask.ravel()[work.cell_of_pixel].astype(bool)
+        probability_px = prob_grid.ravel()[work.cell_of_pixel].astype(np.float64)
         clear = ~cloudy_px
+        layers = {"CLP": np.round(probability_px * 255), "CLM": cloudy_px.astype(np.float64)}
         pixel_cloud = PixelCloud(
             fraction=float(cloudy_px.mean()),
-            probability_mean=float(prob_grid.ravel()[work.cell_of_pixel].astype(np.float64).mean()),
+            probability_mean=float(probability_px.mean()),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(cloudy_px.sum()),
         )
-    elif work.valid == 0 and (cloud.pixel or request.water is not None):
+    elif work.valid == 0 and work.cells is None and (cloud.pixel or request.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)
     selected = clear if cloud.mask else np.ones(work.valid, dtype=bool)
     reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE for b, v in work.values.items()}
+    reflectance.update({name: layer[selected] for name, layer in layers.items()})
+    if not layers:
+        reflectance.update({name: np.zeros(0) for name in ("CLP", "CLM")})
     band_stats = {b: summarize(reflectance[b], request.statistics) for b in request.bands}
     index_stats = {}
     for spec in request.indices:
-        values = spec.evaluate({b: reflectance[b] for b in spec.bands})
+        values = spec.evaluate({b: reflectance[b] for b in spec.bands + spec.cloud_layers})
         index_stats[spec.name] = summarize(values[np.isfinite(values)], request.statistics)
     water = None
     if request.water is not None and water_index is not None:

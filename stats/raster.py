@@ -20,6 +20,7 @@ Mask convention: ``inside`` is True where the pixel centre lies inside the polyg
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from .archive.catalog import Acquisition
 from .bands import QUANTIFICATION_VALUE
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import crs_name, reproject
+
+log = logging.getLogger(__name__)
 
 #: Default cap on the pixels of one query window (Sentinel Hub's 2500 x 2500).
 DEFAULT_MAX_PIXELS = 2500 * 2500
@@ -70,7 +73,8 @@ class PixelBlock:
     """The bands of one date over one polygon, on one grid.
 
     ``dn`` maps band name to a float32 array of shape ``grid.shape`` holding harmonised DN (the baseline
-    04.00 offset already removed when harmonising, clipped at 0); ``inside``, ``data`` (data in every band,
+    04.00 offset removed, clipped at 0; ``offset`` holds the removed offset per pixel, so that
+    ``dn + offset`` gives the stored DN back); ``inside``, ``data`` (data in every band,
     inside the polygon or not) and ``valid`` (``inside & data``) are boolean masks of the same shape.
     ``scenes`` lists the ids of the tiles that contributed.
     """
@@ -79,6 +83,7 @@ class PixelBlock:
     dn: dict[str, np.ndarray]
     inside: np.ndarray
     data: np.ndarray
+    offset: np.ndarray
     scenes: list[str] = field(default_factory=list)
 
     @cached_property
@@ -221,7 +226,8 @@ def _open(acq: Acquisition, band: str) -> rasterio.io.DatasetReader:
     try:
         return rasterio.open(href)
     except rasterio.errors.RasterioIOError as exc:
-        raise SceneReadError(f"scene {acq.id}: cannot open band {band}: {exc}") from exc
+        log.warning("scene %s band %s: %s", acq.id, band, exc)
+        raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
 
 
 def read_date(
@@ -231,7 +237,6 @@ def read_date(
     bands: Sequence[str],
     *,
     resolution: int = 10,
-    harmonize: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pad: int = 0,
     snap: int = 1,
@@ -241,7 +246,6 @@ def read_date(
     :param tiles: acquisitions of one date, in priority order.
     :param geometry: the query polygon in ``geometry_crs``.
     :param resolution: nominal grid resolution, 10, 20 or 60 m.
-    :param harmonize: subtract the baseline 04.00 DN offset (clipped at 0).
     :param pad: grid pixels read around the polygon's bounds (within the first tile).
     :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
     :raises SceneReadError: when a tile's asset is missing or unreadable.
@@ -270,6 +274,7 @@ def read_date(
                 inside = polygon_mask(geom, grid)
                 filled = np.zeros(grid.shape, dtype=bool)
                 mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
+                offsets = np.zeros(grid.shape, dtype=np.uint16)
             assert inside is not None and filled is not None
             tile_crs = CRS.from_user_input(acq.crs)
             same = tile_crs == grid_crs
@@ -281,23 +286,26 @@ def read_date(
                     else:
                         arrays[band] = _read_warped(src, grid)
                 except rasterio.errors.RasterioError as exc:
-                    raise SceneReadError(f"scene {acq.id}: cannot read band {band}: {exc}") from exc
+                    log.warning("scene %s band %s: %s", acq.id, band, exc)
+                    raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
         finally:
             for src in sources.values():
                 src.close()
         has_data = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~filled
         if not has_data.any():
             continue
-        offset = acq.dn_offset if harmonize else 0
+        if acq.dn_offset:
+            offsets[has_data] = acq.dn_offset
         for band, arr in arrays.items():
             values = arr[has_data]
-            if offset:
-                values = np.maximum(values - offset, 0)
+            if acq.dn_offset:
+                values = np.maximum(values - acq.dn_offset, 0)
             mosaic[band][has_data] = values
         filled |= has_data
         scenes.append(acq.id)
     assert grid is not None and inside is not None and filled is not None
-    return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, scenes=scenes or [primary.id])
+    return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, offset=offsets,
+                      scenes=scenes or [primary.id])
 
 
 def describe_grid(grid: Grid) -> dict[str, object]:

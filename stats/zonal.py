@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 
@@ -97,3 +97,57 @@ def summarize(values: np.ndarray, statistics: Sequence[str]) -> dict[str, float 
         elif name == "median":
             out[name] = float(pct[50.0])
     return out
+
+
+HistogramKind = Literal["equalfrequency", "equidistant", "streaming"]
+HISTOGRAM_KINDS: Final[tuple[str, ...]] = ("equalfrequency", "equidistant", "streaming")
+
+
+def histogram(values: np.ndarray, bins: int, kind: str = "equalfrequency") -> list[dict[str, float]]:
+    """A histogram of ``values`` in one of the shapes of Sentinel Hub's FIS.
+
+    * ``equalfrequency``: ``bins`` groups of the sorted values with near-equal counts, each
+      ``{"lowEdge": smallest value, "mean": group mean, "count": size}``;
+    * ``equidistant``: ``bins`` equal-width bins from min to max (the last one closed),
+      ``{"lowEdge", "count"}``;
+    * ``streaming``: at most ``bins`` centroids ``{"value", "count"}`` found by repeatedly merging the two
+      closest neighbouring centroids (Ben-Haim and Tom-Tov's streaming histogram, run over all values).
+
+    Counts are floats, as FIS writes them. No values give no bins.
+
+    >>> histogram(np.array([1.0, 2.0, 3.0, 4.0]), 2, "equidistant")
+    [{'lowEdge': 1.0, 'count': 2.0}, {'lowEdge': 2.5, 'count': 2.0}]
+    >>> histogram(np.array([1.0, 2.0, 3.0, 10.0]), 2, "equalfrequency")
+    [{'lowEdge': 1.0, 'mean': 1.5, 'count': 2.0}, {'lowEdge': 3.0, 'mean': 6.5, 'count': 2.0}]
+    >>> histogram(np.array([1.0, 1.1, 5.0, 5.2, 9.0]), 3, "streaming")
+    [{'value': 1.05, 'count': 2.0}, {'value': 5.1, 'count': 2.0}, {'value': 9.0, 'count': 1.0}]
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))
+    if values.size == 0:
+        return []
+    if kind == "equalfrequency":
+        groups = [g for g in np.array_split(values, min(bins, values.size)) if g.size]
+        return [{"lowEdge": float(g[0]), "mean": float(g.mean()), "count": float(g.size)} for g in groups]
+    if kind == "equidistant":
+        counts, edges = np.histogram(values, bins=bins, range=(values[0], values[-1]))
+        return [{"lowEdge": float(e), "count": float(c)} for e, c in zip(edges[:-1], counts)]
+    return _streaming(values, bins)
+
+
+def _streaming(values: np.ndarray, bins: int) -> list[dict[str, float]]:
+    uniques, counts = np.unique(values, return_counts=True)
+    if uniques.size > 1024:  # pre-merge into 1024 equal-width centroids (exact means and counts)
+        index = np.minimum(((uniques - uniques[0]) / (uniques[-1] - uniques[0]) * 1024).astype(int), 1023)
+        sums = np.bincount(index, weights=uniques * counts, minlength=1024)
+        totals = np.bincount(index, weights=counts, minlength=1024)
+        keep = totals > 0
+        uniques, counts = sums[keep] / totals[keep], totals[keep]
+    centres, weights = list(map(float, uniques)), list(map(float, counts))
+    while len(centres) > bins:
+        gaps = np.diff(centres)
+        i = int(np.argmin(gaps))
+        w = weights[i] + weights[i + 1]
+        centres[i] = (centres[i] * weights[i] + centres[i + 1] * weights[i + 1]) / w
+        weights[i] = w
+        del centres[i + 1], weights[i + 1]
+    return [{"value": c, "count": w} for c, w in zip(centres, weights)]

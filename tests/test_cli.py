@@ -107,3 +107,32 @@ def test_query_pixel_mode_flags_add_cloud_and_water_columns(simple_archive: Path
     assert row["cloud_fraction"] == "0.0" and row["clear_pixels"] == "16" and row["cloudy_pixels"] == "0"
     assert row["cloud_warning"] == "" and row["water_fraction"] == "0.0" and row["water_flag"] == ""
     assert row["B04_count"] == "16"
+
+
+def test_two_granules_of_one_date_become_two_acquisitions(tmp_path: Path) -> None:
+    """Per-band files in two SAFE granules of one date keep distinct ids (the mosaic case)."""
+    for granule, value in (("L1C_T33TWM_A1", 500), ("L1C_T33TWL_A1", 600)):
+        folder = tmp_path / "S2A_MSIL1C_20230105T100031_N0509.SAFE" / "GRANULE" / granule / "IMG_DATA"
+        folder.mkdir(parents=True)
+        for band in ("B04", "B08"):
+            _write_band(folder / f"T33_20230105T100031_{band}.tif", value)
+        _write_band(folder / "T33_20230105T100031_TCI.tif", 1)  # not a band: skipped
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path), "--archive", str(tmp_path / "archive")])
+    assert result.exit_code == 0, result.output
+    ids = sorted(a.id for a in Archive.open(tmp_path / "archive").acquisitions)
+    assert ids == ["L1C_T33TWL_A1_20230105T100031", "L1C_T33TWM_A1_20230105T100031"]
+
+
+def test_source_nodata_becomes_zero(tmp_path: Path) -> None:
+    """A stack whose no-data value is 65535 is written with 0 there, the archive's no-data."""
+    profile = {"driver": "GTiff", "width": 2, "height": 1, "count": 2, "dtype": "uint16", "crs": CRS_UTM,
+               "transform": rasterio.transform.from_origin(X0, Y0, 10, 10), "nodata": 65535}
+    path = tmp_path / "stack_2023-02-01.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.array([[[65535, 700]], [[65535, 2500]]], dtype=np.uint16))
+        dst.descriptions = ("B04", "B08")
+    result = CliRunner().invoke(main, ["ingest", str(path), "--archive", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    (acq,) = Archive.open(tmp_path / "a").acquisitions
+    with rasterio.open(acq.assets["B04"]) as src:
+        assert src.read(1).tolist() == [[0, 700]]

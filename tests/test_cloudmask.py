@@ -122,3 +122,15 @@ def test_second_query_costs_no_model_time(make_archive) -> None:
     second = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root), cache=cache)
     assert cache.misses == misses and cache.hits == misses
     assert first.to_dict() == second.to_dict()
+
+
+def test_clp_and_clm_as_indices_give_per_pixel_layer_statistics(make_archive) -> None:
+    """indices CLP and CLM give statistics of the 0..255 probability and the 0/1 mask over the polygon."""
+    root = _half_cloud_archive(make_archive)
+    body = {"geometry": {"type": "Polygon", "coordinates": [utm_box(2, 2, 10, 6)]}, "crs": CRS_UTM,
+            "time": {"from": "2023-03-01", "to": "2023-03-01"}, "bands": ["B04"], "indices": ["CLP", "CLM"],
+            "statistics": ["mean", "min", "max"], "cloud": {"resolution": 10, "average_over": 0, "dilation_size": 0}}
+    (entry,) = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root), cache=ProbabilityCache()).series
+    assert entry.indices["CLM"] == {"mean": 0.5, "min": 0.0, "max": 1.0}
+    assert entry.indices["CLP"]["max"] >= 0.4 * 255 > entry.indices["CLP"]["min"]
+    assert entry.pixel_cloud is not None and entry.pixel_cloud.fraction == 0.5

@@ -43,11 +43,12 @@ def test_anything_but_band_arithmetic_is_refused(expression) -> None:
 
 def test_unknown_index_name_lists_the_builtins() -> None:
     """An unknown name lists the built-in indices."""
-    with pytest.raises(UnknownIndexError, match=r"unknown index 'FOO'; expected one of \['EVI'"):
+    with pytest.raises(UnknownIndexError, match=r"unknown index 'FOO'; expected one of \['CLM', 'CLP', 'EVI'"):
         resolve_index("FOO")
 
 
 def test_builtins_compile() -> None:
-    """Every built-in index compiles and reads only S2 bands."""
+    """Every built-in index compiles and reads S2 bands, or a per-pixel cloud layer (CLP, CLM)."""
     for name, expression in BUILTIN_INDICES.items():
-        assert compile_index(name, expression).bands
+        spec = compile_index(name, expression)
+        assert spec.bands or spec.cloud_layers == (name,)

@@ -297,3 +297,14 @@ def test_archive_served_over_http_gives_the_same_answer(simple_archive: Path) ->
         server.join(10)
     assert remote.to_dict() == local.to_dict()
     assert len(remote.series) == 3
+
+
+def test_harmonize_false_changes_the_statistics_not_the_cloud_model(simple_archive: Path) -> None:
+    """Without harmonisation the 04.00 date reports stored DN, but s2cloudless still sees harmonised values."""
+    geom = polygon(utm_box(6, 1, 10, 5))
+    window = {"from": "2023-07-04", "to": "2023-07-04"}
+    on = run(simple_archive, geometry=geom, time=window, cloud={"mode": "both", "resolution": 20})
+    off = run(simple_archive, geometry=geom, time=window, harmonize=False, cloud={"mode": "both", "resolution": 20})
+    assert off.series[0].bands["B04"]["mean"] == pytest.approx(on.series[0].bands["B04"]["mean"] + 0.1, abs=1e-12)
+    assert off.series[0].cloud_probability == on.series[0].cloud_probability
+    assert off.series[0].pixel_cloud == on.series[0].pixel_cloud

@@ -130,6 +130,16 @@ BAD_REQUESTS = [
     ("bad resolution", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "resolution": -10}, 400, r"resolution: expected one of \[10, 20, 60\]"),
     ("threshold out of range", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "cloud": {"threshold": 2}}, 400, r"cloud.threshold: expected a number between 0 and 1, got 2"),
     ("unknown field", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "colour": "red"}, 400, r"unknown fields \['colour'\]"),
+    ("integer too big for a float", '{"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "cloud": {"threshold": 1' + "0" * 400 + '}}', 400, r"cloud.threshold: expected a number between 0 and 1"),
+    ("feature that is not an object", {"geometry": {"type": "FeatureCollection", "features": [1]}, "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"member 1 is not a Feature"),
+    ("date out of range after offset", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "0001-01-01T00:00:00+01:00", "to": "2023-01-02"}}, 400, r"time.from: cannot parse"),
+    ("superscript digit resolution", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "resolution": "\u00b2"}, 400, r"resolution: expected one of"),
+    ("lone surrogate crs", '{"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "crs": "\\ud800", "time": {"from": "2023-01-01", "to": "2023-01-02"}}', 400, r"crs: unknown coordinate reference system"),
+    ("vertical crs", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "crs": "EPSG:5703", "time": {"from": "2023-01-01", "to": "2023-01-02"}}, 400, r"expected a horizontal"),
+    ("huge constant in index", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "indices": [{"name": "X", "expression": "1" + "0" * 400 + " * B04"}]}, 400, r"too large for a float"),
+    ("deeply nested json", '{"geometry": ' + "[" * 100000 + "]" * 100000 + ', "time": {"from": "2023-01-01", "to": "2023-01-02"}}', 400, r"nested too deeply"),
+    ("index named like a band", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02"}, "indices": [{"name": "B04", "expression": "B08"}]}, 400, r"are band names"),
+    ("unknown key in time", {"geometry": "POLYGON((0 0,1 0,1 1,0 0))", "time": {"from": "2023-01-01", "to": "2023-01-02", "tz": "CET"}}, 400, r"time: expected an object"),
 ]
 
 

@@ -30,6 +30,10 @@ def json_body() -> Any:
         raise ApiError(f"request body: not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
         raise ApiError(f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise ApiError("request body: JSON nested too deeply; expected a plain request object") from exc
+    except ValueError as exc:  # e.g. an integer literal with thousands of digits
+        raise ApiError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
 
 
 def _reject_constant(name: str) -> None:

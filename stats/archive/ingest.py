@@ -36,6 +36,8 @@ _BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B0[1-9]|B1[0-2]|B8A)(?=[_\-.]|$)", re.
 _COMPACT_TIME = re.compile(r"(\d{8}T\d{6})")
 _ISO_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2}:\d{2}))?")
 _SAFE_BASELINE = re.compile(r"_N(\d{2})(\d{2})(?=_|\.|$)")
+#: Files of a SAFE product that are not bands: true-colour image, preview, quality masks.
+_NOT_BANDS = re.compile(r"(^|_)(TCI|PVI)(_|\.|$)|^MSK_", re.IGNORECASE)
 _TIME_TAGS = ("ACQUISITION", "ACQUISITION_TIME", "DATETIME", "SENSING_TIME", "PRODUCT_START_TIME",
               "DATATAKE_SENSING_START", "TIFFTAG_DATETIME")
 
@@ -55,7 +57,8 @@ def _files(sources: Iterable[str | Path]) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file())
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file()
+                          and not _NOT_BANDS.search(p.name) and "QI_DATA" not in p.parts)
         elif path.is_file():
             out.append(path)
         else:
@@ -67,21 +70,24 @@ def _files(sources: Iterable[str | Path]) -> list[Path]:
 
 def _parse_time_text(text: str) -> dt.datetime | None:
     text = text.strip()
-    match = _COMPACT_TIME.search(text)
-    if match:
-        return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
-    # TIFF's own "YYYY:MM:DD HH:MM:SS"
-    tiff = re.match(r"^(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})$", text)
-    if tiff:
-        year, month, day, hour, minute, second = map(int, tiff.groups())
-        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
     try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        match = _ISO_DATE.search(text)
-        if not match:
-            return None
-        parsed = dt.datetime.fromisoformat(match.group(1) + ("T" + match.group(2) if match.group(2) else ""))
+        match = _COMPACT_TIME.search(text)
+        if match:
+            return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+        # TIFF's own "YYYY:MM:DD HH:MM:SS"
+        tiff = re.match(r"^(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})$", text)
+        if tiff:
+            year, month, day, hour, minute, second = map(int, tiff.groups())
+            return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            match = _ISO_DATE.search(text)
+            if not match:
+                return None
+            parsed = dt.datetime.fromisoformat(match.group(1) + ("T" + match.group(2) if match.group(2) else ""))
+    except ValueError as exc:
+        raise IngestError(f"ingest: {text!r} holds an impossible date or time ({exc})") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.astimezone(dt.timezone.utc)
@@ -173,19 +179,21 @@ def ingest(
         singles[(path.parent, acquisition_time(path, tags))][band] = path
 
     written: list[IngestedItem] = []
+    used: dict[str, Path] = {}
     with ArchiveWriter(archive) as writer:
         for path in stacks:
             tags, _ = meta[path]
             when = acquisition_time(path, tags)
             crs, bands = _read_stack(path)
-            item_id = _safe_id(path.stem)
+            item_id = _unique(_safe_id(path.stem), path, used)
             writer.add(item_id, when, crs, bands, processing_baseline=_baseline(path, tags, processing_baseline),
                        extra_properties={"polyfis:source": path.name})
             written.append(IngestedItem(item_id, when, tuple(bands), (str(path),)))
         for (folder, when), files in sorted(singles.items(), key=lambda kv: kv[0][1]):
             crs, bands = _read_singles(files)
             first = next(iter(files.values()))
-            item_id = _safe_id(f"{folder.name}_{when:%Y%m%dT%H%M%S}")
+            granule = folder.parent if folder.name.upper() == "IMG_DATA" else folder
+            item_id = _unique(_safe_id(f"{granule.name}_{when:%Y%m%dT%H%M%S}"), folder, used)
             writer.add(item_id, when, crs, bands,
                        processing_baseline=_baseline(first, meta[first][0], processing_baseline),
                        extra_properties={"polyfis:source": folder.name})
@@ -194,6 +202,17 @@ def ingest(
 
 
 Bands = dict[str, tuple[np.ndarray, Affine]]
+
+
+def _unique(item_id: str, source: Path, used: dict[str, Path]) -> str:
+    """``item_id``, or an error when another source of this ingest already took it."""
+    if item_id in used:
+        raise IngestError(
+            f"ingest: {str(source)!r} and {str(used[item_id])!r} would both become acquisition {item_id!r}; "
+            "expected distinct file names (or granule folders) per acquisition"
+        )
+    used[item_id] = source
+    return item_id
 
 
 def _read_stack(path: Path) -> tuple[str, Bands]:
@@ -205,7 +224,7 @@ def _read_stack(path: Path) -> tuple[str, Bands]:
             if name is None:
                 raise IngestError(f"ingest: band {index} of {str(path)!r} has description {description!r}; "
                                   "expected a Sentinel-2 band name")
-            bands[name] = (_as_uint16(src.read(index), path), src.transform)
+            bands[name] = (_as_uint16(_nodata_to_zero(src, index), path), src.transform)
         return _crs_text(src, path), bands
 
 
@@ -216,11 +235,17 @@ def _read_singles(files: dict[str, Path]) -> tuple[str, Bands]:
     for name, path in files.items():
         with rasterio.open(path) as src:
             crs_of[path] = _crs_text(src, path)
-            bands[name] = (_as_uint16(src.read(1), path), src.transform)
+            bands[name] = (_as_uint16(_nodata_to_zero(src, 1), path), src.transform)
     if len(set(crs_of.values())) > 1:
         raise IngestError(f"ingest: the bands of one acquisition are in different CRSs: "
                           f"{ {p.name: c for p, c in crs_of.items()} }; expected one CRS")
     return next(iter(crs_of.values())), bands
+
+
+def _nodata_to_zero(src: rasterio.io.DatasetReader, index: int) -> np.ndarray:
+    """Band ``index`` with the source's no-data (value or mask) set to 0, the archive's no-data."""
+    masked = src.read(index, masked=True)
+    return np.ma.filled(masked, 0)
 
 
 def _crs_text(src: rasterio.io.DatasetReader, path: Path) -> str:
