@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from stats.archive.catalog import Archive
+from stats.fis import Layer, load_layers
 
 from . import errors
 from .config import Settings
@@ -61,11 +62,13 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["polyfis.settings"] = settings
     app.extensions["polyfis.archive"] = ArchiveHolder(settings)
+    app.extensions["polyfis.layers"] = None
 
-    from .routes import meta, timeseries
+    from .routes import fis, meta, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
+    app.register_blueprint(fis.bp)
     errors.register(app)
     return app
 
@@ -73,6 +76,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
 def settings() -> Settings:
     """Settings of the current app."""
     value: Settings = current_app.extensions["polyfis.settings"]
+    return value
+
+
+def layers() -> dict[str, Layer]:
+    """FIS layers of the current app, read from ``settings().layers`` on first use."""
+    if current_app.extensions["polyfis.layers"] is None:
+        current_app.extensions["polyfis.layers"] = load_layers(settings().layers_path)
+    value: dict[str, Layer] = current_app.extensions["polyfis.layers"]
     return value
 
 

@@ -8,17 +8,21 @@ variable                       meaning                                          
 ``POLYFIS_MAX_BODY_BYTES``     largest accepted request body                                1000000
 ``POLYFIS_MAX_VERTICES``       most vertices in one query geometry                          100000
 ``POLYFIS_MAX_PIXELS``         most pixels in one query window (bbox at the resolution)     6250000
+``POLYFIS_LAYERS``             FIS layer configuration (YAML)                               fixtures/layers.yaml
 =============================  ==========================================================  =========
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 PREFIX = "POLYFIS_"
+#: The layer configuration shipped with polyfis.
+DEFAULT_LAYERS = Path(__file__).resolve().parents[1] / "fixtures" / "layers.yaml"
 
 
 class ConfigError(ValueError):
@@ -39,6 +43,13 @@ class Settings:
     max_vertices: int = 100_000
     #: Most pixels in one query window (400 above it).
     max_pixels: int = 2500 * 2500
+    #: FIS layer configuration file; None uses fixtures/layers.yaml.
+    layers: str | None = None
+
+    @property
+    def layers_path(self) -> Path:
+        """The FIS layer configuration file in force."""
+        return Path(self.layers) if self.layers else DEFAULT_LAYERS
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_vertices", "max_pixels"):

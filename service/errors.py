@@ -20,6 +20,7 @@ from stats.errors import (
     SceneReadError,
     StatsError,
 )
+from stats.fis import LayerConfigError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class ApiError(Exception):
 STATUS_CODES: dict[type[Exception], int] = {
     InvalidRequestError: 400,
     ArchiveError: 503,
+    LayerConfigError: 503,
     SceneReadError: 502,
     CloudModelError: 500,
     StatsError: 500,
@@ -68,7 +70,8 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("engine error: %s", exc, exc_info=exc)
-            message = str(exc) if isinstance(exc, ArchiveError) else "internal error while computing the answer"
+            message = (str(exc) if isinstance(exc, (ArchiveError, LayerConfigError))
+                       else "internal error while computing the answer")
             return error_response(status, message, type(exc).__name__)
         return error_response(status, str(exc), type(exc).__name__)
 

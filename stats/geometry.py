@@ -174,6 +174,7 @@ def parse_geometry(
     *,
     repair: bool = True,
     max_vertices: int = DEFAULT_MAX_VERTICES,
+    check_range: bool = True,
 ) -> tuple[Polygon | MultiPolygon, CRS]:
     """Parse a query geometry into a valid polygon and its CRS.
 
@@ -181,6 +182,7 @@ def parse_geometry(
         WKT (optionally ``SRID=<epsg>;`` prefixed) or a shapely geometry. A GeoJSON ``crs`` member or a
         WKT SRID overrides ``crs``.
     :param crs: CRS of the coordinates; coordinates are read in (x, y) / (lon, lat) order.
+    :param check_range: check lon/lat ranges for a geographic CRS (off when the caller swaps axes later).
     :param repair: repair invalid polygons with ``shapely.make_valid`` (keeping the polygonal parts);
         with ``False`` an invalid polygon is rejected.
     :returns: ``(polygon, crs)``; the polygon is valid, non-empty, of positive area, with finite coordinates.
@@ -208,7 +210,7 @@ def parse_geometry(
         raise InvalidGeometryError(
             f"geometry: {len(coords)} vertices is more than the limit of {max_vertices}; simplify the polygon"
         )
-    if target_crs.is_geographic:
+    if target_crs.is_geographic and check_range:
         _check_geographic_range(coords)
     if geom.geom_type == "GeometryCollection":
         geom = _polygonal_part(geom)

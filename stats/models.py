@@ -29,14 +29,14 @@ from .cloudmask import (
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
 from .geometry import is_finite_number
 from .indices import BUILTIN_INDICES, IndexSpec, resolve_index
-from .zonal import DEFAULT_STATISTICS, validate_statistics
+from .zonal import DEFAULT_STATISTICS, HISTOGRAM_KINDS, MAX_BINS, HistogramKind, validate_statistics
 
 Number = float | int | None
 Stats = dict[str, Number]
 
 _REQUEST_FIELDS = {
     "geometry", "crs", "time", "bands", "indices", "statistics", "resolution", "cloud", "harmonize",
-    "max_cloud_cover", "include_empty", "water",
+    "max_cloud_cover", "include_empty", "water", "histogram",
 }
 
 
@@ -296,6 +296,30 @@ def _flag(value: Any, name: str, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
+class HistogramOptions:
+    """Histograms of every band and index per date: ``bins`` bins of ``kind`` (see :func:`stats.zonal.histogram`)."""
+
+    bins: int = 10
+    kind: HistogramKind = "equalfrequency"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HistogramOptions | None:
+        """Parse ``{"bins": 10, "type": "equidistant"}``; absent or null for none."""
+        if data is None:
+            return None
+        if not isinstance(data, dict) or set(data) - {"bins", "type"}:
+            raise InvalidRequestError(
+                f"histogram: expected an object {{'bins': 10, 'type': 'equalfrequency'}}, got {data!r:.80}")
+        bins = data.get("bins", 10)
+        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
+            raise InvalidRequestError(f"histogram.bins: expected an integer from 1 to {MAX_BINS}, got {bins!r}")
+        kind = data.get("type", "equalfrequency")
+        if not isinstance(kind, str) or kind.lower() not in HISTOGRAM_KINDS:
+            raise InvalidRequestError(f"histogram.type: expected one of {list(HISTOGRAM_KINDS)}, got {kind!r}")
+        return cls(bins=bins, kind=kind.lower())  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class TimeSeriesRequest:
     """A polygon time-series query.
 
@@ -319,6 +343,7 @@ class TimeSeriesRequest:
     max_cloud_cover: float | None = None
     include_empty: bool = False
     water: WaterOptions | None = None
+    histogram: HistogramOptions | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> TimeSeriesRequest:
@@ -350,6 +375,7 @@ class TimeSeriesRequest:
             max_cloud_cover=_optional_percent(data.get("max_cloud_cover"), "max_cloud_cover"),
             include_empty=_flag(data.get("include_empty"), "include_empty", False),
             water=WaterOptions.from_dict(data.get("water")),
+            histogram=HistogramOptions.from_dict(data.get("histogram")),
         )
 
 
@@ -402,6 +428,7 @@ class DateResult:
     pixel_cloud: PixelCloud | None = None
     warning: str | None = None
     water: Water | None = None
+    histograms: Mapping[str, list[dict[str, float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ISO-8601 date and ``...Z`` date-time)."""
@@ -426,6 +453,8 @@ class DateResult:
         if self.water is not None:
             out["water"] = {"fraction": _clean(self.water.fraction), "area_m2": _clean(self.water.area_m2),
                             "threshold": _clean(self.water.threshold), "flag": self.water.flag}
+        if self.histograms:
+            out["histograms"] = {name: list(bins) for name, bins in self.histograms.items()}
         return out
 
 

@@ -35,7 +35,7 @@ from .indices import IndexSpec, resolve_index
 from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
 from .raster import DEFAULT_MAX_PIXELS, Grid, PixelBlock, read_date
 from .water import water_extent
-from .zonal import summarize
+from .zonal import histogram, summarize
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +252,16 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
         reflectance.update({name: np.zeros(0) for name in ("CLP", "CLM")})
     band_stats = {b: summarize(reflectance[b], request.statistics) for b in request.bands}
     index_stats = {}
+    histograms = {}
+    hist = request.histogram
+    if hist is not None:
+        histograms.update({b: histogram(reflectance[b], hist.bins, hist.kind) for b in request.bands})
     for spec in request.indices:
         values = spec.evaluate({b: reflectance[b] for b in spec.bands + spec.cloud_layers})
-        index_stats[spec.name] = summarize(values[np.isfinite(values)], request.statistics)
+        values = values[np.isfinite(values)]
+        index_stats[spec.name] = summarize(values, request.statistics)
+        if hist is not None:
+            histograms[spec.name] = histogram(values, hist.bins, hist.kind)
     water = None
     if request.water is not None and water_index is not None:
         water = _water(request.water, water_index, work, clear)
@@ -273,6 +280,7 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
         pixel_cloud=pixel_cloud,
         warning=_warning(cloud.mode, cloudy, pixel_cloud),
         water=water,
+        histograms=histograms,
     )
 
 

@@ -100,6 +100,8 @@ def summarize(values: np.ndarray, statistics: Sequence[str]) -> dict[str, float 
 
 
 HistogramKind = Literal["equalfrequency", "equidistant", "streaming"]
+#: Most bins of one histogram.
+MAX_BINS: Final[int] = 1000
 HISTOGRAM_KINDS: Final[tuple[str, ...]] = ("equalfrequency", "equidistant", "streaming")
 
 

@@ -1,0 +1,51 @@
+"""``GET/POST /ogc/fis[/<instance>]``: Sentinel Hub's Feature Info Service.
+
+Parameters come from the query string (GET), a JSON object (POST, as sentinelhub-py sent it, lower-case
+keys) or a form (POST); names are case-insensitive. The layers come from ``POLYFIS_LAYERS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from stats import query_timeseries
+from stats.fis import build_request, fis_response
+
+from .. import archive, layers
+from ..errors import ApiError
+from ..render import json_response
+from .timeseries import json_body, limits
+
+bp = Blueprint("fis", __name__)
+
+
+def _params() -> dict[str, str]:
+    params: dict[str, Any] = dict(request.args.items())
+    if request.method == "POST":
+        if request.mimetype == "application/x-www-form-urlencoded" or request.mimetype == "multipart/form-data":
+            params.update(request.form.items())
+        elif request.get_data(cache=True):
+            body = json_body()
+            if not isinstance(body, dict):
+                raise ApiError(f"request body: expected a JSON object of FIS parameters, got {type(body).__name__}")
+            params.update(body)
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, (str, int, float)):
+            raise ApiError(f"{key.upper()}: expected a string or number, got {value!r:.60}")
+        out[key] = str(value)
+    return out
+
+
+@bp.route("/ogc/fis", methods=["GET", "POST"])
+@bp.route("/ogc/fis/<instance>", methods=["GET", "POST"])
+def fis(instance: str | None = None) -> Response:
+    """Per-date basic statistics (and histograms with BINS) of a layer over a polygon, newest first."""
+    params = _params()
+    engine_request, layer = build_request(params, layers())
+    result = query_timeseries(engine_request, archive(), limits=limits())
+    return json_response(fis_response(result, layer, histogram=engine_request.histogram is not None))

@@ -1,0 +1,233 @@
+"""Sentinel Hub Feature Info Service (FIS) on the polyfis engine: layers, parameters and the response.
+
+A FIS request names a layer (from a YAML configuration, see ``fixtures/layers.yaml``) whose output channels
+``C0 … Cn`` are expressions over the bands (or the per-pixel cloud layers CLP/CLM), a CRS, a time range, a
+WKT geometry or a bbox, a resolution, and optionally BINS, TYPE and MAXCC. The answer is one list per
+channel of ``{"date", "basicStats": {"min", "max", "mean", "stDev"}, "histogram": {"bins": [...]}}``,
+newest date first, with dates whose polygon has no valid pixel left out, as FIS does.
+
+Axis order follows FIS: with ``EPSG:4326`` coordinates (of GEOMETRY and BBOX) are (lat, lon); with
+``CRS:84`` and every projected CRS they are (x, y) / (lon, lat).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import shapely
+import yaml
+from shapely.geometry import box
+
+from .cloudmask import MaskParameters
+from .errors import InvalidRequestError, InvalidTimeRangeError, StatsError
+from .geometry import is_finite_number, parse_crs, parse_geometry
+from .indices import IndexSpec, compile_index
+from .models import (
+    CloudOptions,
+    HistogramOptions,
+    TimeSeriesRequest,
+    TimeSeriesResult,
+    parse_datetime,
+)
+from .zonal import MAX_BINS
+
+#: FIS histogram TYPE values and the polyfis histogram kind of each.
+TYPES = {"EQUALFREQUENCY": "equalfrequency", "EQUIDISTANT": "equidistant", "STREAMING": "streaming"}
+#: Largest RESOLUTION accepted, metres.
+MAX_RESOLUTION_M = 10_000
+_FIS_STATS = ("min", "max", "mean", "std")
+#: Generic OGC parameters that do not change the answer.
+IGNORED = {"service", "request", "version", "warnings", "style", "preview", "showlogo", "format", "srs"}
+#: Parameters whose other values polyfis does not support (value -> accepted values).
+ONLY = {"priority": {"mostrecent"}, "upsampling": {"nearest"}, "downsampling": {"nearest", "box"}}
+#: FIS parameters polyfis does not support at all.
+UNSUPPORTED = {"evalscript", "evalscripturl", "evalsource", "temporal", "geometry_crs"}
+_KNOWN = {"layer", "crs", "time", "geometry", "bbox", "resolution", "bins", "type", "maxcc"} | IGNORED | set(ONLY)
+
+
+class LayerConfigError(StatsError):
+    """Raised when the FIS layer configuration file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A FIS layer: its channels (C0 … Cn) as index expressions, or the averaged-pixel probability."""
+
+    name: str
+    title: str
+    channels: tuple[IndexSpec, ...] = ()
+    kind: str = "channels"
+    mask: MaskParameters = field(default_factory=MaskParameters)
+
+
+def load_layers(path: str | os.PathLike[str]) -> dict[str, Layer]:
+    """Read a layer configuration (YAML, see ``fixtures/layers.yaml``).
+
+    :raises LayerConfigError: naming the file and the bad entry.
+    """
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise LayerConfigError(f"cannot read FIS layer configuration {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("layers"), dict) or not data["layers"]:
+        raise LayerConfigError(f"{str(path)!r}: expected a mapping 'layers: {{NAME: {{channels: [...]}}}}'")
+    layers = {}
+    for name, spec in data["layers"].items():
+        if not isinstance(spec, dict):
+            raise LayerConfigError(f"{str(path)!r}: layer {name!r} must be a mapping")
+        kind = spec.get("kind", "channels")
+        cloud = spec.get("cloud") or {}
+        try:
+            mask = MaskParameters(**cloud)
+            channels = () if kind == "cloud_probability" else tuple(
+                compile_index(f"C{i}", str(expr)) for i, expr in enumerate(spec.get("channels") or []))
+        except (TypeError, StatsError) as exc:
+            raise LayerConfigError(f"{str(path)!r}: layer {name!r}: {exc}") from exc
+        if kind not in ("channels", "cloud_probability") or (kind == "channels" and not channels):
+            raise LayerConfigError(
+                f"{str(path)!r}: layer {name!r} needs 'channels' (a list of expressions) or kind: cloud_probability")
+        layers[str(name)] = Layer(name=str(name), title=str(spec.get("title", name)), channels=channels,
+                                  kind=kind, mask=mask)
+    return layers
+
+
+def _parse_resolution(value: str, geographic: bool) -> int:
+    """RESOLUTION: ``10m`` (metres) or a plain number in CRS units (metres for projected CRSs)."""
+    text = value.strip().lower()
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(m?)", text)
+    if match is None:
+        raise InvalidRequestError(f"RESOLUTION: got {value!r}; expected metres such as '10m' or '20'")
+    if geographic and not match.group(2):
+        raise InvalidRequestError(
+            f"RESOLUTION: got {value!r} with a geographic CRS; expected metres with an 'm' suffix such as '10m'")
+    metres = float(match.group(1))
+    if not 10 <= metres <= MAX_RESOLUTION_M:
+        raise InvalidRequestError(f"RESOLUTION: got {value!r}; expected 10 to {MAX_RESOLUTION_M} metres")
+    return round(metres)
+
+
+def _parse_time(value: str) -> tuple[Any, Any]:
+    start_text, _, end_text = value.partition("/")
+    end_text = end_text or start_text
+    start = parse_datetime(start_text, "TIME")
+    end = parse_datetime(end_text, "TIME", end_of_day=True)
+    if end < start:
+        raise InvalidTimeRangeError(f"TIME: got {value!r}, whose start is after its end; expected start/end")
+    return start, end
+
+
+def _swap_axes(geom: Any) -> Any:
+    return shapely.transform(geom, lambda xy: xy[:, ::-1])
+
+
+def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tuple[TimeSeriesRequest, Layer]:
+    """Turn FIS parameters (keys in any case) into an engine request and the layer it answers.
+
+    :raises InvalidRequestError: naming the parameter, what was received and what was expected.
+    """
+    p = {k.lower(): v for k, v in params.items()}
+    for name in sorted(set(p) & UNSUPPORTED):
+        raise InvalidRequestError(
+            f"{name.upper()}: not supported by polyfis; layers are configured server-side (POLYFIS_LAYERS)")
+    unknown = sorted(set(p) - _KNOWN - UNSUPPORTED)
+    if unknown:
+        raise InvalidRequestError(f"unknown FIS parameters {[u.upper() for u in unknown]}; expected among "
+                                  f"{sorted(n.upper() for n in _KNOWN - IGNORED)}")
+    for name, accepted in ONLY.items():
+        if p.get(name) and str(p[name]).lower() not in accepted:
+            raise InvalidRequestError(f"{name.upper()}: got {p[name]!r}; polyfis supports only {sorted(accepted)}")
+    missing = [name.upper() for name in ("layer", "crs", "time") if not p.get(name)]
+    if missing:
+        raise InvalidRequestError(f"missing FIS parameters {missing}; expected LAYER, CRS, TIME, GEOMETRY or BBOX")
+    layer = layers.get(str(p["layer"]))
+    if layer is None:
+        raise InvalidRequestError(f"LAYER: unknown layer {p['layer']!r}; expected one of {sorted(layers)}")
+    crs_text = str(p["crs"])
+    crs = parse_crs(crs_text)
+    lat_lon = crs.to_epsg() == 4326 and crs_text.strip().upper() not in ("CRS:84", "OGC:CRS84")
+    if p.get("geometry"):
+        geom, _ = parse_geometry(str(p["geometry"]), crs, check_range=not lat_lon)
+    elif p.get("bbox"):
+        parts = str(p["bbox"]).split(",")
+        try:
+            numbers = [float(v) for v in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 4 or not all(is_finite_number(v) for v in numbers):
+            raise InvalidRequestError(f"BBOX: got {p['bbox']!r}; expected four numbers 'minx,miny,maxx,maxy'")
+        if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
+            raise InvalidRequestError(f"BBOX: got {p['bbox']!r}; expected min values below max values")
+        geom = box(*numbers)
+    else:
+        raise InvalidRequestError("missing FIS parameter GEOMETRY or BBOX; expected a WKT polygon or 'minx,miny,maxx,maxy'")
+    if lat_lon:
+        geom = _swap_axes(geom)
+    resolution = _parse_resolution(str(p.get("resolution") or "10m"), crs.is_geographic)
+    start, end = _parse_time(str(p["time"]))
+    histogram = None
+    if p.get("bins"):
+        try:
+            bins = int(str(p["bins"]))
+        except ValueError:
+            bins = 0
+        if not 1 <= bins <= MAX_BINS:
+            raise InvalidRequestError(f"BINS: got {p['bins']!r}; expected an integer from 1 to {MAX_BINS}")
+        kind = str(p.get("type") or "EQUALFREQUENCY").upper()
+        if kind not in TYPES:
+            raise InvalidRequestError(f"TYPE: got {p.get('type')!r}; expected one of {sorted(TYPES)}")
+        histogram = HistogramOptions(bins=bins, kind=TYPES[kind])  # type: ignore[arg-type]
+    elif p.get("type") and str(p["type"]).upper() not in TYPES:
+        raise InvalidRequestError(f"TYPE: got {p.get('type')!r}; expected one of {sorted(TYPES)}")
+    maxcc = None
+    if p.get("maxcc") not in (None, ""):
+        try:
+            maxcc = float(str(p["maxcc"]))
+        except ValueError:
+            maxcc = -1.0
+        if not 0 <= maxcc <= 100:
+            raise InvalidRequestError(f"MAXCC: got {p['maxcc']!r}; expected a number from 0 to 100 (percent)")
+    mask = layer.mask
+    cloud = CloudOptions(mode="averaged", resolution=mask.resolution, threshold=mask.threshold,
+                         average_over=mask.average_over, dilation_size=mask.dilation_size)
+    request = TimeSeriesRequest(
+        geometry=geom, start=start, end=end, crs=crs.to_wkt() if crs.to_epsg() is None else f"EPSG:{crs.to_epsg()}",
+        bands=(), indices=layer.channels, statistics=_FIS_STATS, resolution=resolution, cloud=cloud,
+        max_cloud_cover=maxcc, histogram=histogram,
+    )
+    return request, layer
+
+
+def fis_response(result: TimeSeriesResult, layer: Layer, histogram: bool) -> dict[str, list[dict[str, Any]]]:
+    """The FIS answer: ``{"C0": [{date, basicStats, histogram?}, ...], ...}``, newest date first."""
+    entries = sorted((d for d in result.series if d.error is None and d.valid_pixels > 0),
+                     key=lambda d: d.date, reverse=True)
+    out: dict[str, list[dict[str, Any]]] = {}
+    if layer.kind == "cloud_probability":
+        rows = []
+        for d in entries:
+            p = d.cloud_probability
+            row: dict[str, Any] = {"date": d.date.isoformat(),
+                                   "basicStats": {"min": p, "max": p, "mean": p, "stDev": 0.0}}
+            if histogram:
+                row["histogram"] = {"bins": [{"value": p, "count": 1.0}]}
+            rows.append(row)
+        return {"C0": rows}
+    for spec in layer.channels:
+        rows = []
+        for d in entries:
+            stats = d.indices.get(spec.name, {})
+            if not stats or stats.get("mean") is None:
+                continue
+            row = {"date": d.date.isoformat(),
+                   "basicStats": {"min": stats["min"], "max": stats["max"], "mean": stats["mean"],
+                                  "stDev": stats["std"]}}
+            if histogram:
+                row["histogram"] = {"bins": list(d.histograms.get(spec.name, []))}
+            rows.append(row)
+        out[spec.name] = rows
+    return out
