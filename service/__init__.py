@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from stats.archive.catalog import Archive
 from stats.fis import Layer, load_layers
 
-from . import errors
+from . import auth, errors
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,13 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.extensions["polyfis.archive"] = ArchiveHolder(settings)
     app.extensions["polyfis.layers"] = None
 
-    from .routes import fis, meta, timeseries
+    from .routes import fis, meta, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
     app.register_blueprint(fis.bp)
+    app.register_blueprint(statistical.bp)
+    auth.register(app)
     errors.register(app)
     return app
 

@@ -9,6 +9,10 @@ variable                       meaning                                          
 ``POLYFIS_MAX_VERTICES``       most vertices in one query geometry                          100000
 ``POLYFIS_MAX_PIXELS``         most pixels in one query window (bbox at the resolution)     6250000
 ``POLYFIS_LAYERS``             FIS layer configuration (YAML)                               fixtures/layers.yaml
+``POLYFIS_AUTH_CLIENTS``       OAuth2 clients ``id:secret,id2:secret2``; auth is on if set  (off)
+``POLYFIS_AUTH_KEY``           token signing key, shared by all workers                     random
+``POLYFIS_TOKEN_TTL``          token lifetime, seconds                                      3600
+``POLYFIS_FIS_INSTANCES``      FIS instance ids accepted as keys, comma-separated           (none)
 =============================  ==========================================================  =========
 """
 
@@ -17,7 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+import secrets
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 PREFIX = "POLYFIS_"
@@ -46,13 +51,40 @@ class Settings:
     #: FIS layer configuration file; None uses fixtures/layers.yaml.
     layers: str | None = None
 
+    #: OAuth2 clients "id:secret,..."; auth is on when any is set.
+    auth_clients: str | None = None
+    #: Token signing key; a random one per process when unset (set it when running several workers).
+    auth_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: Token lifetime in seconds.
+    token_ttl: int = 3600
+    #: FIS instance ids accepted as keys, comma-separated.
+    fis_instances_text: str | None = None
+
+    @property
+    def clients(self) -> dict[str, str]:
+        """Client id -> secret."""
+        out = {}
+        for item in (self.auth_clients or "").split(","):
+            if item.strip():
+                client_id, sep, secret = item.strip().partition(":")
+                if not sep or not client_id or not secret:
+                    raise ConfigError(f"{PREFIX}AUTH_CLIENTS: entry {item!r} is not 'id:secret'")
+                out[client_id] = secret
+        return out
+
+    @property
+    def fis_instances(self) -> tuple[str, ...]:
+        """FIS instance ids accepted as keys."""
+        return tuple(i.strip() for i in (self.fis_instances_text or "").split(",") if i.strip())
+
     @property
     def layers_path(self) -> Path:
         """The FIS layer configuration file in force."""
         return Path(self.layers) if self.layers else DEFAULT_LAYERS
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_vertices", "max_pixels"):
+        self.clients  # validates the client list
+        for name in ("max_body_bytes", "max_vertices", "max_pixels", "token_ttl"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()}: expected a positive integer, got {value!r}")
@@ -63,7 +95,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(PREFIX + f.name.upper())
+            raw = environ.get(PREFIX + f.name.upper().removesuffix("_TEXT"))
             if raw is None or raw == "":
                 continue
             if f.type in ("int", int):

@@ -31,6 +31,7 @@ class ApiError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+        self.code = "Unauthorized" if status == 401 else "InvalidRequest"
 
 
 #: Exception class -> HTTP status. The first matching class (in MRO order) wins.
@@ -63,7 +64,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, str(exc), "InvalidRequest")
+        return error_response(exc.status, str(exc), exc.code)
 
     @app.errorhandler(StatsError)
     def _stats_error(exc: StatsError) -> tuple[Response, int]:

@@ -25,6 +25,8 @@ import numpy as np
 
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel
+from .geometry import crs_name
+from .raster import Grid
 
 #: Sentinel Hub's CLP/CLM cloud resolution, metres.
 DEFAULT_CLOUD_RESOLUTION = 160
@@ -79,6 +81,29 @@ def cell_means(dn: Mapping[str, np.ndarray], valid: np.ndarray, k: int) -> tuple
         mean_dn = values.sum(axis=(1, 3)) / np.maximum(counts, 1)
         out[..., i] = mean_dn.astype(np.float32) / np.float32(QUANTIFICATION_VALUE)
     return out, counts > 0
+
+
+def cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashable, ...]) -> list[Hashable]:
+    """Cache keys of the valid cells: the cell's corner in the tile CRS plus the context."""
+    t = grid.transform
+    rows, cols = np.nonzero(cell_valid)
+    xs = np.round(t.c + cols * k * t.a, 3)
+    ys = np.round(t.f + rows * k * t.e, 3)
+    crs = crs_name(grid.crs)
+    return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
+
+
+def cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
+    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
+    rows, cols = np.nonzero(valid)
+    t, c = grid.transform, cloud_grid.transform
+    x = t.c + (cols + 0.5) * t.a
+    y = t.f + (rows + 0.5) * t.e
+    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
+    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
+    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
+    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
+    return np.asarray(cell_row * cells_shape[1] + cell_col)
 
 
 def mask_from_probability(probability: np.ndarray, cell_valid: np.ndarray, params: MaskParameters) -> np.ndarray:

@@ -28,7 +28,15 @@ from shapely.geometry.base import BaseGeometry
 from .archive.catalog import Acquisition, Archive
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from .cloud import CloudModel, default_model
-from .cloudmask import CellRequest, ProbabilityCache, cell_means, mask_from_probability, resolve_probabilities
+from .cloudmask import (
+    CellRequest,
+    ProbabilityCache,
+    cell_keys,
+    cell_means,
+    cell_of_pixels,
+    mask_from_probability,
+    resolve_probabilities,
+)
 from .errors import SceneReadError
 from .geometry import DEFAULT_MAX_VERTICES, crs_name, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
@@ -181,34 +189,11 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], geom: BaseGeo
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()))
     if cloud_block is not None and work.valid:
         means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
-        keys = _cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
+        keys = cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
         work.cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
         work.cell_valid = cell_valid
-        work.cell_of_pixel = _cell_of_pixels(block.grid, valid, cloud_block.grid, k, cell_valid.shape)
+        work.cell_of_pixel = cell_of_pixels(block.grid, valid, cloud_block.grid, k, cell_valid.shape)
     return work
-
-
-def _cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashable, ...]) -> list[Hashable]:
-    """Cache keys of the valid cells: the cell's corner in the tile CRS plus the context."""
-    t = grid.transform
-    rows, cols = np.nonzero(cell_valid)
-    xs = np.round(t.c + cols * k * t.a, 3)
-    ys = np.round(t.f + rows * k * t.e, 3)
-    crs = crs_name(grid.crs)
-    return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
-
-
-def _cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
-    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
-    rows, cols = np.nonzero(valid)
-    t, c = grid.transform, cloud_grid.transform
-    x = t.c + (cols + 0.5) * t.a
-    y = t.f + (rows + 0.5) * t.e
-    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
-    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
-    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
-    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
-    return np.asarray(cell_row * cells_shape[1] + cell_col)
 
 
 def _classify(works: list[_DateWork | DateResult], model: CloudModel, cache: ProbabilityCache) -> None:

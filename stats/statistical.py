@@ -1,0 +1,374 @@
+"""Sentinel Hub Statistical API on the polyfis engine: request, aggregation intervals, evalscript, response.
+
+The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see ``openapi.yaml`` and the
+README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
+(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution, the
+evalscript runs on every pixel of the polygon's bounding box (pixels outside the polygon or without data
+have ``dataMask`` 0 and band values 0), and each output band's statistics are taken over the pixels whose
+output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the box and ``noDataCount`` the
+pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the others are answered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyproj import CRS
+from shapely.geometry import box
+
+from .archive.catalog import Acquisition, Archive
+from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
+from .cloud import CloudModel, default_model
+from .cloudmask import (
+    CellRequest,
+    MaskParameters,
+    ProbabilityCache,
+    cell_keys,
+    cell_means,
+    cell_of_pixels,
+    mask_from_probability,
+    resolve_probabilities,
+)
+from .errors import InvalidRequestError, SceneReadError
+from .evalscript import Evalscript, EvalscriptError, compile_evalscript
+from .geometry import is_finite_number, parse_crs, parse_geometry, reproject
+from .models import parse_datetime
+from .pipeline import Limits, default_cache
+from .raster import read_date
+
+log = logging.getLogger(__name__)
+
+COLLECTIONS = ("sentinel-2-l1c", "s2l1c")
+MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
+LAST_INTERVAL = ("SKIP", "SHORTEN", "EXTEND")
+_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+_METRES_PER_DEGREE = 111_320.0
+
+
+@dataclass(frozen=True)
+class StatisticalRequest:
+    """A parsed Statistical API request."""
+
+    geometry: Any
+    crs: CRS
+    intervals: tuple[tuple[dt.datetime, dt.datetime], ...]
+    data_filter_range: tuple[dt.datetime, dt.datetime] | None
+    max_cloud_cover: float | None
+    mosaicking_order: str
+    harmonize: bool
+    resolution: int
+    evalscript: Evalscript
+    calculations: Mapping[str, Any]
+
+
+def _obj(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"{name}: expected an object, got {value!r:.80}")
+    return value
+
+
+def _add_months(when: dt.datetime, months: int) -> dt.datetime:
+    month = when.month - 1 + months
+    year = when.year + month // 12
+    month = month % 12 + 1
+    days = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return when.replace(year=year, month=month, day=min(when.day, days[month - 1]))
+
+
+def intervals(start: dt.datetime, end: dt.datetime, of: str, last: str = "SKIP") -> list[tuple[dt.datetime, dt.datetime]]:
+    """Aggregation intervals ``[from, to)`` of length ``of`` (ISO-8601 days, weeks, months, years).
+
+    >>> day = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
+    >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D")]
+    [(1, 3), (3, 5)]
+    >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D", "SHORTEN")]
+    [(1, 3), (3, 5), (5, 6)]
+    """
+    match = _DURATION.match(of or "")
+    if match is None or not any(match.groups()):
+        raise InvalidRequestError(
+            f"aggregation.aggregationInterval.of: got {of!r}; expected an ISO-8601 duration of whole days, "
+            "weeks, months or years such as 'P1D', 'P5D', 'P1M'")
+    years, months, weeks, days = (int(g or 0) for g in match.groups())
+    if last not in LAST_INTERVAL:
+        raise InvalidRequestError(
+            f"aggregation.aggregationInterval.lastIntervalBehavior: got {last!r}; expected one of {list(LAST_INTERVAL)}")
+    out = []
+    current = start
+    while current < end:
+        nxt = _add_months(current, 12 * years + months) + dt.timedelta(weeks=weeks, days=days)
+        if nxt > end:
+            if last == "SKIP":
+                break
+            if last == "SHORTEN":
+                nxt = end
+        out.append((current, nxt))
+        current = nxt
+        if len(out) > 10_000:
+            raise InvalidRequestError("aggregation: more than 10000 intervals; expected a longer interval or range")
+    return out
+
+
+def parse_request(body: Any) -> StatisticalRequest:
+    """Parse and check a Statistical API body; every error names the field."""
+    if not isinstance(body, dict):
+        raise InvalidRequestError(f"request body: expected a JSON object, got {type(body).__name__}")
+    input_ = _obj(body.get("input"), "input")
+    bounds = _obj(input_.get("bounds"), "input.bounds")
+    crs_text = _obj(bounds.get("properties"), "input.bounds.properties").get(
+        "crs", "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+    crs = parse_crs(crs_text)
+    if bounds.get("geometry") is not None:
+        geometry, _ = parse_geometry(bounds["geometry"], crs)
+    elif bounds.get("bbox") is not None:
+        bbox = bounds["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox) \
+                or bbox[0] >= bbox[2] or bbox[1] >= bbox[3]:
+            raise InvalidRequestError(f"input.bounds.bbox: got {bbox!r:.80}; expected [minx, miny, maxx, maxy]")
+        geometry, _ = parse_geometry(box(*bbox), crs)
+    else:
+        raise InvalidRequestError("input.bounds: expected 'geometry' (GeoJSON polygon) and/or 'bbox'")
+    data = input_.get("data")
+    if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
+        raise InvalidRequestError(f"input.data: expected a list with one data source object, got {data!r:.80}")
+    source = data[0]
+    if str(source.get("type", "")).lower() not in COLLECTIONS:
+        raise InvalidRequestError(f"input.data[0].type: got {source.get('type')!r}; polyfis serves 'sentinel-2-l1c'")
+    data_filter = _obj(source.get("dataFilter"), "input.data[0].dataFilter")
+    order = data_filter.get("mosaickingOrder", "mostRecent")
+    if order not in MOSAICKING_ORDERS:
+        raise InvalidRequestError(f"input.data[0].dataFilter.mosaickingOrder: got {order!r}; expected one of "
+                                  f"{list(MOSAICKING_ORDERS)}")
+    max_cc = data_filter.get("maxCloudCoverage")
+    if max_cc is not None and (not is_finite_number(max_cc) or not 0 <= max_cc <= 100):
+        raise InvalidRequestError(f"input.data[0].dataFilter.maxCloudCoverage: got {max_cc!r}; expected 0 to 100")
+    filter_range = None
+    if data_filter.get("timeRange") is not None:
+        filter_range = _time_range(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
+    processing = _obj(source.get("processing"), "input.data[0].processing")
+    for key in ("upsampling", "downsampling"):
+        if processing.get(key, "NEAREST") != "NEAREST":
+            raise InvalidRequestError(f"input.data[0].processing.{key}: got {processing[key]!r}; polyfis supports "
+                                      "NEAREST (20/60 m bands by nearest neighbour, 10 m bands area-averaged)")
+    harmonize = processing.get("harmonizeValues", True)
+    if not isinstance(harmonize, bool):
+        raise InvalidRequestError(f"input.data[0].processing.harmonizeValues: expected true or false, got {harmonize!r}")
+
+    aggregation = _obj(body.get("aggregation"), "aggregation")
+    if "timeRange" not in aggregation:
+        raise InvalidRequestError("aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
+    start, end = _time_range(aggregation["timeRange"], "aggregation.timeRange")
+    interval = _obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
+    spans = tuple(intervals(start, end, interval.get("of", ""), interval.get("lastIntervalBehavior", "SKIP")))
+    resolution = _resolution(aggregation, geometry, crs)
+    if "evalscript" not in aggregation:
+        raise InvalidRequestError("aggregation.evalscript: missing; expected a version-3 evalscript")
+    script = compile_evalscript(aggregation["evalscript"])
+    if "dataMask" not in {o.id for o in script.outputs}:
+        raise EvalscriptError("evalscript: setup() declares no 'dataMask' output; the Statistical API needs one "
+                              "(0 leaves a pixel out of the statistics)")
+    calculations = _obj(body.get("calculations"), "calculations")
+    return StatisticalRequest(geometry=geometry, crs=crs, intervals=spans, data_filter_range=filter_range,
+                              max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
+                              resolution=resolution, evalscript=script, calculations=calculations)
+
+
+def _time_range(value: Any, name: str) -> tuple[dt.datetime, dt.datetime]:
+    value = _obj(value, name)
+    if "from" not in value or "to" not in value:
+        raise InvalidRequestError(f"{name}: expected {{'from': ..., 'to': ...}}, got {value!r:.80}")
+    start = parse_datetime(value["from"], f"{name}.from")
+    end = parse_datetime(value["to"], f"{name}.to", end_of_day=True)
+    if end <= start:
+        raise InvalidRequestError(f"{name}: 'from' {value['from']!r} is not before 'to' {value['to']!r}")
+    return start, end
+
+
+def _resolution(aggregation: Mapping[str, Any], geometry: Any, crs: CRS) -> int:
+    """Metres per pixel from resx/resy (CRS units) or width/height (pixels over the bbox)."""
+    minx, miny, maxx, maxy = geometry.bounds
+    lat = (miny + maxy) / 2 if crs.is_geographic else 0.0
+    if "resx" in aggregation or "resy" in aggregation:
+        res = aggregation.get("resx", aggregation.get("resy"))
+        if not is_finite_number(res) or res <= 0:
+            raise InvalidRequestError(f"aggregation.resx: got {res!r}; expected a positive number in CRS units")
+        metres = res * _METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01) if crs.is_geographic else res
+    elif "width" in aggregation or "height" in aggregation:
+        key = "width" if "width" in aggregation else "height"
+        size = aggregation[key]
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 2500:
+            raise InvalidRequestError(f"aggregation.{key}: got {size!r}; expected an integer from 1 to 2500")
+        extent = (maxx - minx) if key == "width" else (maxy - miny)
+        scale = _METRES_PER_DEGREE * (math.cos(math.radians(lat)) if key == "width" else 1.0) if crs.is_geographic else 1
+        metres = extent * scale / size
+    else:
+        raise InvalidRequestError("aggregation: expected resx/resy or width/height")
+    if metres < 9.5:
+        raise InvalidRequestError(f"aggregation: the resolution is {metres:.3g} m; polyfis needs at least 10 m")
+    return max(10, round(metres))
+
+
+def _tiles(found: list[Acquisition], order: str) -> list[Acquisition]:
+    if order == "leastRecent":
+        return sorted(found, key=lambda a: (a.datetime, a.id))
+    if order == "leastCC":
+        return sorted(found, key=lambda a: (a.cloud_cover if a.cloud_cover is not None else 100.0, a.datetime))
+    return sorted(found, key=lambda a: (a.datetime, a.id), reverse=True)
+
+
+def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = None,
+                   cache: ProbabilityCache | None = None, limits: Limits | None = None) -> dict[str, Any]:
+    """Answer a Statistical API request: ``{"status", "data": [{"interval", "outputs"} | {"interval", "error"}]}``."""
+    request = parse_request(body)
+    model = model or default_model()
+    cache = default_cache() if cache is None else cache
+    limits = limits or Limits()
+    wgs84 = reproject(request.geometry, request.crs, CRS.from_epsg(4326))
+    data: list[dict[str, Any]] = []
+    for start, end in request.intervals:
+        lo, hi = start, end
+        if request.data_filter_range is not None:
+            lo, hi = max(lo, request.data_filter_range[0]), min(hi, request.data_filter_range[1])
+        found = [a for a in archive.search(wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover) if a.datetime < hi]
+        if not found:
+            continue
+        interval = {"from": _iso(start), "to": _iso(end)}
+        try:
+            outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), model, cache, limits)
+        except SceneReadError as exc:
+            log.warning("interval %s: %s", interval, exc)
+            data.append({"interval": interval, "error": {"type": "EXECUTION_ERROR", "message": str(exc)}})
+            continue
+        data.append({"interval": interval, "outputs": outputs})
+    errors = sum(1 for d in data if "error" in d)
+    status = "OK" if errors == 0 else ("FAILED" if errors == len(data) else "PARTIAL")
+    return {"status": status, "data": data}
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], model: CloudModel,
+                      cache: ProbabilityCache, limits: Limits) -> dict[str, Any]:
+    script = request.evalscript
+    wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
+    bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
+    block = read_date(tiles, request.geometry, request.crs, bands, resolution=request.resolution,
+                      max_pixels=limits.max_pixels)
+    valid = block.valid
+    columns: dict[str, np.ndarray] = {}
+    for name in script.inputs:
+        if name == "dataMask":
+            columns[name] = valid.astype(np.float64).ravel()
+        elif name in S2_BANDS:
+            dn = block.dn[name].astype(np.float64) + (0 if request.harmonize else block.offset)
+            values = dn if script.units == "DN" else dn / QUANTIFICATION_VALUE
+            columns[name] = np.where(valid, values, 0).astype(np.float64).ravel()
+    if wants_cloud:
+        columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
+    outputs = script.evaluate(columns)
+    mask = outputs["dataMask"][:, 0] != 0
+    total = int(mask.size)
+    result: dict[str, Any] = {}
+    for output in script.outputs:
+        if output.id == "dataMask":
+            continue
+        calc = _obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
+        band_results = {}
+        for i, band in enumerate(output.bands):
+            values = outputs[output.id][:, i]
+            values = values[mask & np.isfinite(values)]
+            band_results[band] = _band_result(values, total, calc, band)
+        result[output.id] = {"bands": band_results}
+    return result
+
+
+def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block: Any, model: CloudModel,
+                   cache: ProbabilityCache, limits: Limits, names: list[str]) -> dict[str, np.ndarray]:
+    """Per-pixel CLP (0..255) and CLM (0/1) at Sentinel Hub's 160 m defaults, for every pixel of the box."""
+    params = MaskParameters()
+    k = params.cell_pixels
+    cloud_block = read_date(tiles, request.geometry, request.crs, list(MODEL_BANDS), resolution=10,
+                            max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
+    means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
+    keys = cell_keys(cloud_block.grid, k, cell_valid, (tuple(cloud_block.scenes), params.resolution))
+    cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
+    resolve_probabilities([cells], model, cache)
+    prob = np.zeros(cell_valid.shape, dtype=np.float32)
+    prob[cell_valid] = cells.values
+    mask = mask_from_probability(prob, cell_valid, params)
+    everywhere = np.ones(block.grid.shape, dtype=bool)
+    index = cell_of_pixels(block.grid, everywhere, cloud_block.grid, k, cell_valid.shape)
+    data = block.valid.ravel()
+    layers = {"CLP": np.round(prob.ravel()[index].astype(np.float64) * 255), "CLM": mask.ravel()[index].astype(np.float64)}
+    return {name: np.where(data, layers[name], 0.0) for name in names}
+
+
+def _band_result(values: np.ndarray, total: int, calc: Mapping[str, Any], band: str) -> dict[str, Any]:
+    stats: dict[str, Any] = {"sampleCount": total, "noDataCount": total - int(values.size)}
+    if values.size == 0:
+        stats.update({"min": "NaN", "max": "NaN", "mean": "NaN", "stDev": "NaN"})
+        return {"stats": stats}
+    stats.update({"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+                  "stDev": float(values.std())})
+    stat_cfg = _obj(_obj(calc.get("statistics"), "calculations.statistics").get(
+        band, _obj(calc.get("statistics"), "calculations.statistics").get("default")), "calculations.statistics")
+    percentiles = _obj(stat_cfg.get("percentiles"), "percentiles")
+    if percentiles:
+        ks = percentiles.get("k", [])
+        method = percentiles.get("interpolation", "higher")
+        if not isinstance(ks, list) or not all(is_finite_number(k) and 0 <= k <= 100 for k in ks):
+            raise InvalidRequestError(f"calculations.statistics.percentiles.k: got {ks!r:.80}; expected numbers 0..100")
+        if method not in ("higher", "lower", "nearest", "linear", "midpoint"):
+            raise InvalidRequestError(f"calculations.statistics.percentiles.interpolation: got {method!r}")
+        stats["percentiles"] = {str(float(k)): float(np.percentile(values, k, method=method)) for k in ks}
+    out: dict[str, Any] = {"stats": stats}
+    hist_cfg = _obj(calc.get("histograms"), "calculations.histograms")
+    spec = hist_cfg.get(band, hist_cfg.get("default"))
+    if spec is not None:
+        out["histogram"] = _histogram(values, _obj(spec, "calculations.histograms"))
+    return out
+
+
+def _histogram(values: np.ndarray, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Sentinel Hub histogram: ``bins`` [low, high) (last closed), plus under- and overflow counts."""
+    if "bins" in spec:
+        edges = spec["bins"]
+        if not isinstance(edges, list) or len(edges) < 2 or not all(is_finite_number(e) for e in edges) \
+                or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise InvalidRequestError(f"calculations.histograms.bins: got {edges!r:.80}; expected increasing numbers")
+        edges = np.asarray(edges, dtype=np.float64)
+    else:
+        low = spec.get("lowEdge", float(values.min()))
+        high = spec.get("highEdge", float(values.max()))
+        if not (is_finite_number(low) and is_finite_number(high)) or high < low:
+            raise InvalidRequestError(f"calculations.histograms: lowEdge {low!r} / highEdge {high!r} are not a range")
+        if "binWidth" in spec:
+            width = spec["binWidth"]
+            if not is_finite_number(width) or width <= 0:
+                raise InvalidRequestError(f"calculations.histograms.binWidth: got {width!r}; expected a positive number")
+            count = max(1, math.ceil((high - low) / width))
+            edges = low + width * np.arange(count + 1)
+        else:
+            n = spec.get("nBins", 10)
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+                raise InvalidRequestError(f"calculations.histograms.nBins: got {n!r}; expected an integer 1..1000")
+            edges = np.linspace(low, high, n + 1) if high > low else np.array([low, low + 1.0])
+    inside = values[(values >= edges[0]) & (values <= edges[-1])]
+    counts, _ = np.histogram(inside, bins=edges)
+    return {
+        "bins": [{"lowEdge": float(a), "highEdge": float(b), "count": int(c)}
+                 for a, b, c in zip(edges[:-1], edges[1:], counts)],
+        "overflowCount": int((values > edges[-1]).sum()),
+        "underflowCount": int((values < edges[0]).sum()),
+    }
