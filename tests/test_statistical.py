@@ -257,3 +257,12 @@ def test_sentinelhub_py_client_against_a_live_server(simple_archive: Path, monke
     for (_, a), (_, b) in zip(ours, theirs):
         assert a == pytest.approx(b, abs=1e-6)  # the evalscript output is FLOAT32
     assert os.environ["OAUTHLIB_INSECURE_TRANSPORT"] == "1"
+
+
+def test_all_intervals_failing_is_failed(client, simple_archive: Path) -> None:
+    """When every interval fails the status is FAILED, and each interval still has its error."""
+    for item in ("T1_20230105", "T1_20230704", "T1_20230810"):
+        (simple_archive / "items" / item / "B04.tif").unlink()
+    data = client.post("/api/v1/statistics", json=body()).json
+    assert data["status"] == "FAILED"
+    assert [d["error"]["type"] for d in data["data"]] == ["EXECUTION_ERROR"] * 3
