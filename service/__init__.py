@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from stats.archive.catalog import Archive
 from stats.fis import Layer, load_layers
 
-from . import auth, errors
+from . import auth, errors, security
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(timeseries.bp)
     app.register_blueprint(fis.bp)
     app.register_blueprint(statistical.bp)
+    security.register(app, settings)
     auth.register(app)
     errors.register(app)
     return app

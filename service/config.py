@@ -13,6 +13,11 @@ variable                       meaning                                          
 ``POLYFIS_AUTH_KEY``           token signing key, shared by all workers                     random
 ``POLYFIS_TOKEN_TTL``          token lifetime, seconds                                      3600
 ``POLYFIS_FIS_INSTANCES``      FIS instance ids accepted as keys, comma-separated           (none)
+``POLYFIS_MAX_ACQUISITIONS``   most acquisitions one request may read                       1000
+``POLYFIS_MAX_DAYS``           longest time range of one request, days                      1098
+``POLYFIS_TIME_BUDGET_S``      seconds of work per request, then PARTIAL                    60
+``POLYFIS_CORS_ORIGINS``       CORS allowed origins, comma-separated or ``*``               (no CORS)
+``POLYFIS_RATE_LIMIT``         per-address rate limit, e.g. ``100/minute``                  (none)
 =============================  ==========================================================  =========
 """
 
@@ -48,6 +53,16 @@ class Settings:
     max_vertices: int = 100_000
     #: Most pixels in one query window (400 above it).
     max_pixels: int = 2500 * 2500
+    #: Most acquisitions (tiles) one request may read (400 above it).
+    max_acquisitions: int = 1000
+    #: Longest time range of one request, days (400 above it).
+    max_days: int = 3 * 366
+    #: Seconds of work one request may take; dates not started by then are reported as not computed.
+    time_budget_s: float = 60.0
+    #: Origins allowed by CORS, comma-separated ("*" for any); None sends no CORS headers.
+    cors_origins: str | None = None
+    #: Rate limit per client address, in flask-limiter notation ("100/minute"); None for no limit.
+    rate_limit: str | None = None
     #: FIS layer configuration file; None uses fixtures/layers.yaml.
     layers: str | None = None
 
@@ -84,10 +99,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.clients  # validates the client list
-        for name in ("max_body_bytes", "max_vertices", "max_pixels", "token_ttl"):
+        for name in ("max_body_bytes", "max_vertices", "max_pixels", "token_ttl", "max_acquisitions", "max_days"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()}: expected a positive integer, got {value!r}")
+        if isinstance(self.time_budget_s, bool) or not isinstance(self.time_budget_s, (int, float)) \
+                or not self.time_budget_s > 0:
+            raise ConfigError(f"{PREFIX}TIME_BUDGET_S: expected a positive number of seconds, got {self.time_budget_s!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -98,11 +116,11 @@ class Settings:
             raw = environ.get(PREFIX + f.name.upper().removesuffix("_TEXT"))
             if raw is None or raw == "":
                 continue
-            if f.type in ("int", int):
+            if f.type in ("int", "float"):
                 try:
-                    values[f.name] = int(raw)
+                    values[f.name] = int(raw) if f.type == "int" else float(raw)
                 except ValueError as exc:
-                    raise ConfigError(f"{PREFIX}{f.name.upper()}: expected an integer, got {raw!r}") from exc
+                    raise ConfigError(f"{PREFIX}{f.name.upper()}: expected a number, got {raw!r}") from exc
             else:
                 values[f.name] = raw
         return replace(cls(**values), **overrides)

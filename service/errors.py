@@ -86,4 +86,6 @@ def register(app: Flask) -> None:
     def _http(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
         message = exc.description or HTTPStatus(status).phrase
+        if status == 429:
+            message = f"rate limit exceeded ({message}); retry later"
         return error_response(status, message, type(exc).__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,28 @@ def main() -> None:
 @click.option("--archive", envvar="POLYFIS_ARCHIVE", help=_ARCHIVE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(archive: str | None, host: str, port: int) -> None:
-    """Serve the HTTP API."""
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes (each loads the archive index and the model once).")
+def serve(archive: str | None, host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API under gunicorn (settings from POLYFIS_* variables)."""
     from service import create_app
+    from service.config import Settings
+    from service.server import serve as run_server
 
-    app = create_app({"archive": archive} if archive else None)
+    settings = Settings.from_env(None, **({"archive": archive} if archive else {}))
+    app = create_app(settings)
     with app.app_context():
         from service import archive as current_archive
 
         try:
-            arch = current_archive()
+            arch = current_archive()  # fail early, and build the demo archive once, before forking
         except StatsError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(f"polyfis: serving {len(arch.acquisitions)} acquisitions on http://{host}:{port}", err=True)
-    app.run(host=host, port=port, threaded=True)
+    if not settings.archive and arch.href:
+        settings = replace(settings, archive=arch.href)  # the workers open the archive just built
+    click.echo(f"polyfis: serving {len(arch.acquisitions)} acquisitions on http://{host}:{port} "
+               f"with {workers} workers", err=True)
+    run_server(settings, host=host, port=port, workers=workers)
 
 
 @main.command()
@@ -100,9 +109,10 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     click.echo(f"curl -s -X POST {url} -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n", err=True)
     click.echo(f"curl -s -X POST '{url}?format=csv' -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n",
                err=True)
-    from service import create_app
+    from service.config import Settings
+    from service.server import serve as run_server
 
-    create_app({"archive": str(root)}).run(host=host, port=port, threaded=True)
+    run_server(Settings.from_env(archive=str(root)), host=host, port=port, workers=2)
 
 
 @main.command()

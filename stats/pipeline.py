@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .cloudmask import (
     mask_from_probability,
     resolve_probabilities,
 )
-from .errors import SceneReadError
+from .errors import InvalidRequestError, SceneReadError
 from .geometry import DEFAULT_MAX_VERTICES, crs_name, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
 from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
@@ -60,10 +61,40 @@ def default_cache() -> ProbabilityCache:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits (the service sets them from ``POLYFIS_*`` settings)."""
+    """Per-request limits (the service sets them from ``POLYFIS_*`` settings).
+
+    ``time_budget_s`` bounds the work of one request: dates (or intervals) not started before it runs out
+    get an error entry saying so, and the answer is PARTIAL instead of late.
+    """
 
     max_vertices: int = DEFAULT_MAX_VERTICES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_acquisitions: int = 1000
+    max_days: int = 3 * 366
+    time_budget_s: float = 60.0
+
+    def check_range(self, start: dt.datetime, end: dt.datetime, name: str = "time") -> None:
+        """Reject a time range longer than ``max_days``."""
+        days = (end - start).total_seconds() / 86400
+        if days > self.max_days:
+            raise InvalidRequestError(
+                f"{name}: the range covers {days:.0f} days, more than the limit of {self.max_days}; "
+                "split it into shorter requests")
+
+    def check_acquisitions(self, count: int) -> None:
+        """Reject a request that would read more than ``max_acquisitions`` tiles."""
+        if count > self.max_acquisitions:
+            raise InvalidRequestError(
+                f"time: the polygon and range match {count} acquisitions, more than the limit of "
+                f"{self.max_acquisitions}; shorten the time range or set max_cloud_cover")
+
+    def deadline(self) -> float:
+        """The monotonic time at which this request's budget runs out."""
+        return time.monotonic() + self.time_budget_s
+
+
+#: Message of dates or intervals skipped because the request ran out of time.
+BUDGET_MESSAGE = "not computed: the request's time budget of {:g} s ran out (POLYFIS_TIME_BUDGET_S)"
 
 
 def group_by_date(acquisitions: list[Acquisition]) -> list[list[Acquisition]]:
@@ -113,7 +144,10 @@ def query_timeseries(
     cache = default_cache() if cache is None else cache
     geom, geom_crs = parse_geometry(request.geometry, request.crs, max_vertices=limits.max_vertices)
     wgs84 = reproject(geom, geom_crs, CRS.from_epsg(4326))
+    limits.check_range(request.start, request.end)
     found = archive.search(wgs84, request.start, request.end, max_cloud_cover=request.max_cloud_cover)
+    limits.check_acquisitions(len(found))
+    deadline = limits.deadline()
 
     water_index = resolve_index(request.water.index) if request.water else None
     specs = list(request.indices) + ([water_index] if water_index else [])
@@ -124,6 +158,10 @@ def query_timeseries(
     works: list[_DateWork | DateResult] = []
     dropped_empty = 0
     for tiles in group_by_date(found):
+        if time.monotonic() > deadline:
+            works.append(DateResult(date=tiles[0].date, datetime=tiles[0].datetime, scenes=tuple(t.id for t in tiles),
+                                    error=BUDGET_MESSAGE.format(limits.time_budget_s)))
+            continue
         try:
             work = _collect(request, tiles, geom, geom_crs, read_bands, pixel_mode, limits)
         except SceneReadError as exc:

@@ -224,10 +224,16 @@ def _open(acq: Acquisition, band: str) -> rasterio.io.DatasetReader:
     if href.startswith(("http://", "https://")):
         href = "/vsicurl/" + href
     try:
-        return rasterio.open(href)
+        src = rasterio.open(href)
     except rasterio.errors.RasterioIOError as exc:
         log.warning("scene %s band %s: %s", acq.id, band, exc)
         raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
+    expected = CRS.from_user_input(acq.crs)
+    if src.crs is None or CRS.from_user_input(src.crs) != expected:
+        found = src.crs.to_string() if src.crs is not None else "no CRS"
+        src.close()
+        raise SceneReadError(f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
+    return src
 
 
 def read_date(

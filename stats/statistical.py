@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from .errors import InvalidRequestError, SceneReadError
 from .evalscript import Evalscript, EvalscriptError, compile_evalscript
 from .geometry import is_finite_number, parse_crs, parse_geometry, reproject
 from .models import parse_datetime
-from .pipeline import Limits, default_cache
+from .pipeline import BUDGET_MESSAGE, Limits, default_cache
 from .raster import read_date
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,11 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
     cache = default_cache() if cache is None else cache
     limits = limits or Limits()
     wgs84 = reproject(request.geometry, request.crs, CRS.from_epsg(4326))
+    if request.intervals:
+        limits.check_range(request.intervals[0][0], request.intervals[-1][1], "aggregation.timeRange")
+    deadline = limits.deadline()
     data: list[dict[str, Any]] = []
+    acquisitions = 0
     for start, end in request.intervals:
         lo, hi = start, end
         if request.data_filter_range is not None:
@@ -241,7 +246,13 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
         found = [a for a in archive.search(wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover) if a.datetime < hi]
         if not found:
             continue
+        acquisitions += len(found)
+        limits.check_acquisitions(acquisitions)
         interval = {"from": _iso(start), "to": _iso(end)}
+        if time.monotonic() > deadline:
+            data.append({"interval": interval, "error": {
+                "type": "TIMEOUT", "message": BUDGET_MESSAGE.format(limits.time_budget_s)}})
+            continue
         try:
             outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), model, cache, limits)
         except SceneReadError as exc:

@@ -308,3 +308,40 @@ def test_harmonize_false_changes_the_statistics_not_the_cloud_model(simple_archi
     assert off.series[0].bands["B04"]["mean"] == pytest.approx(on.series[0].bands["B04"]["mean"] + 0.1, abs=1e-12)
     assert off.series[0].cloud_probability == on.series[0].cloud_probability
     assert off.series[0].pixel_cloud == on.series[0].pixel_cloud
+
+
+def test_band_in_another_crs_than_its_item_is_a_date_error(simple_archive: Path) -> None:
+    """A COG whose CRS disagrees with the item's proj:epsg gives that date an error, not wrong numbers."""
+    import rasterio
+
+    path = simple_archive / "items" / "T1_20230704" / "B04.tif"
+    with rasterio.open(path) as src:
+        data, profile = src.read(), src.profile
+    profile.update(driver="GTiff", crs="EPSG:32634")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    result = run(simple_archive, geometry=polygon(utm_box(6, 6, 10, 10)), bands=["B04"])
+    assert result.status == "PARTIAL"
+    (bad,) = [d for d in result.series if d.error]
+    assert bad.date == dt.date(2023, 7, 4) and "EPSG:32634" in bad.error and "EPSG:32633" in bad.error
+
+
+def test_time_budget_gives_partial_instead_of_late(simple_archive: Path) -> None:
+    """With no time budget left, every date is reported as not computed and the status is PARTIAL."""
+    from stats import Limits
+
+    request = TimeSeriesRequest.from_dict({"geometry": polygon(utm_box(6, 1, 10, 5)), "crs": CRS_UTM, "time": YEAR})
+    result = query_timeseries(request, Archive.open(simple_archive), limits=Limits(time_budget_s=1e-9))
+    assert result.status == "PARTIAL" and len(result.series) == 3
+    assert all("time budget" in d.error for d in result.series)
+
+
+def test_acquisition_and_range_limits(simple_archive: Path) -> None:
+    """More acquisitions or days than allowed is a 400-class error naming the numbers."""
+    from stats import Limits
+
+    request = TimeSeriesRequest.from_dict({"geometry": polygon(utm_box(6, 1, 10, 5)), "crs": CRS_UTM, "time": YEAR})
+    with pytest.raises(InvalidRequestError, match=r"match 3 acquisitions, more than the limit of 2"):
+        query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_acquisitions=2))
+    with pytest.raises(InvalidRequestError, match=r"covers 365 days, more than the limit of 100"):
+        query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_days=100))

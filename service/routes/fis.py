@@ -48,4 +48,9 @@ def fis(instance: str | None = None) -> Response:
     params = _params()
     engine_request, layer = build_request(params, layers())
     result = query_timeseries(engine_request, archive(), limits=limits())
-    return json_response(fis_response(result, layer, histogram=engine_request.histogram is not None))
+    response = json_response(fis_response(result, layer, histogram=engine_request.histogram is not None))
+    failed = [d for d in result.series if d.error]
+    if failed:
+        # FIS has no place for per-date errors: the answer keeps the good dates and says what is missing here
+        response.headers["X-Polyfis-Partial"] = "; ".join(f"{d.date.isoformat()}: {d.error}" for d in failed)[:4000]
+    return response

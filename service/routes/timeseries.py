@@ -43,7 +43,8 @@ def _reject_constant(name: str) -> None:
 def limits() -> Limits:
     """Engine limits from the service settings."""
     s = settings()
-    return Limits(max_vertices=s.max_vertices, max_pixels=s.max_pixels)
+    return Limits(max_vertices=s.max_vertices, max_pixels=s.max_pixels, max_acquisitions=s.max_acquisitions,
+                  max_days=s.max_days, time_budget_s=s.time_budget_s)
 
 
 @bp.post("/api/v1/timeseries")

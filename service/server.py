@@ -1,0 +1,39 @@
+"""Production serving: the app under gunicorn with N worker processes.
+
+Each worker builds its own app (``create_app``) after the fork, so the archive index and the s2cloudless
+model are loaded once per worker, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from . import create_app
+        from .security import configure_logging
+
+        configure_logging()
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
+          timeout: int | None = None) -> None:
+    """Run the service under gunicorn (blocks). ``timeout`` defaults to the time budget plus 30 s."""
+    worker_timeout = timeout or int(settings.time_budget_s) + 30
+    _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": 2,
+                         "timeout": worker_timeout, "graceful_timeout": 10, "accesslog": None}).run()
