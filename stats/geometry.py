@@ -130,6 +130,7 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
             "or FeatureCollection of polygons"
         )
     _check_finite(obj.get("coordinates"))
+    _check_rings(kind, obj.get("coordinates"))
     try:
         return shape(obj), declared
     except Exception as exc:  # shapely raises several types for malformed coordinates
@@ -145,6 +146,18 @@ def _check_finite(coords: Any) -> None:
         raise InvalidGeometryError(
             f"geometry: coordinate {coords!r} is not a finite number; expected finite numbers (no NaN or Infinity)"
         )
+
+
+def _check_rings(kind: Any, coords: Any) -> None:
+    """GeoJSON rings must be closed and have at least four positions (RFC 7946 3.1.6)."""
+    polygons = [coords] if kind == "Polygon" else (coords if kind == "MultiPolygon" else [])
+    for polygon in polygons if isinstance(polygons, list) else []:
+        for i, ring in enumerate(polygon if isinstance(polygon, list) else []):
+            if not isinstance(ring, list) or len(ring) < 4 or ring[0] != ring[-1]:
+                size = len(ring) if isinstance(ring, list) else 0
+                raise InvalidGeometryError(
+                    f"geometry: ring {i} of the {kind} is not closed or has {size} positions; expected a closed "
+                    "ring of at least 4 positions, the last equal to the first")
 
 
 def _from_text(text: str) -> tuple[BaseGeometry, CRS | None]:

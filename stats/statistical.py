@@ -94,8 +94,8 @@ def intervals(start: dt.datetime, end: dt.datetime, of: str, last: str = "SKIP")
     >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D", "SHORTEN")]
     [(1, 3), (3, 5), (5, 6)]
     """
-    match = _DURATION.match(of or "")
-    if match is None or not any(match.groups()):
+    match = _DURATION.match(of if isinstance(of, str) else "")
+    if match is None or not any(int(g or 0) for g in match.groups()):
         raise InvalidRequestError(
             f"aggregation.aggregationInterval.of: got {of!r}; expected an ISO-8601 duration of whole days, "
             "weeks, months or years such as 'P1D', 'P5D', 'P1M'")
