@@ -1,0 +1,103 @@
+"""Security and operations: request ids, CORS, rate limiting, no internals in errors, no archive from requests."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from conftest import CRS_UTM, utm_box
+from service import create_app
+from service.config import ConfigError, Settings
+from service.security import RequestIdFilter
+
+BODY = {"geometry": {"type": "Polygon", "coordinates": [utm_box(6, 1, 10, 5)]}, "crs": CRS_UTM,
+        "time": {"from": "2023-01-01", "to": "2023-12-31"}, "bands": ["B04"]}
+
+
+def test_request_id_is_echoed_or_made(simple_archive: Path) -> None:
+    """A plain X-Request-ID comes back unchanged; a missing or odd one is replaced by a new id."""
+    client = create_app({"archive": str(simple_archive)}).test_client()
+    assert client.get("/health", headers={"X-Request-ID": "job-42.a"}).headers["X-Request-ID"] == "job-42.a"
+    made = client.get("/health", headers={"X-Request-ID": "bad id; <script>"}).headers["X-Request-ID"]
+    assert len(made) == 32 and made.isalnum()
+
+
+def test_log_records_carry_the_request_id(simple_archive: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The access log line of a request has its request id."""
+    app = create_app({"archive": str(simple_archive)})
+    handler_filter = RequestIdFilter()
+    logging.getLogger("polyfis.access").addFilter(handler_filter)
+    try:
+        with caplog.at_level(logging.INFO, logger="polyfis.access"):
+            app.test_client().get("/health", headers={"X-Request-ID": "trace-7"})
+    finally:
+        logging.getLogger("polyfis.access").removeFilter(handler_filter)
+    (record,) = [r for r in caplog.records if r.name == "polyfis.access"]
+    assert record.request_id == "trace-7" and record.getMessage() == "GET /health 200"
+
+
+def test_cors_only_for_configured_origins(simple_archive: Path) -> None:
+    """Configured origins get CORS headers (and preflight answers); others and the default get none."""
+    client = create_app({"archive": str(simple_archive), "cors_origins": "https://fields.example"}).test_client()
+    ok = client.get("/health", headers={"Origin": "https://fields.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://fields.example"
+    assert "Access-Control-Allow-Origin" not in client.get("/health", headers={"Origin": "https://evil.example"}).headers
+    preflight = client.options("/api/v1/timeseries", headers={
+        "Origin": "https://fields.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://fields.example"
+    default = create_app({"archive": str(simple_archive)}).test_client()
+    assert "Access-Control-Allow-Origin" not in default.get("/health", headers={"Origin": "https://a.example"}).headers
+
+
+def test_rate_limit_gives_json_429(simple_archive: Path) -> None:
+    """Past POLYFIS_RATE_LIMIT a client gets a JSON 429 with a retry hint."""
+    client = create_app({"archive": str(simple_archive), "rate_limit": "2/minute"}).test_client()
+    assert [client.get("/health").status_code for _ in range(3)] == [200, 200, 429]
+    error = client.get("/health").json["error"]
+    assert error["status"] == 429 and "retry later" in error["message"]
+
+
+def test_archive_cannot_come_from_a_request(simple_archive: Path) -> None:
+    """No request field selects an archive, path or URL: such fields are rejected as unknown."""
+    client = create_app({"archive": str(simple_archive)}).test_client()
+    for field in ("archive", "href", "url", "path"):
+        response = client.post("/api/v1/timeseries", json={**BODY, field: "/etc"})
+        assert response.status_code == 400 and f"unknown fields ['{field}']" in response.json["error"]["message"]
+    response = client.get("/ogc/fis", query_string={"LAYER": "NDVI", "CRS": CRS_UTM, "TIME": "2023-01-05",
+                                                    "BBOX": "0,0,1,1", "ARCHIVE": "/etc"})
+    assert response.status_code == 400
+
+
+def test_unexpected_error_is_a_generic_500_without_internals(simple_archive: Path, monkeypatch) -> None:
+    """A bug inside the engine answers a JSON 500 with no traceback, no path, no exception text."""
+    import stats.pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"secret detail in {simple_archive}")
+
+    monkeypatch.setattr(stats.pipeline, "_collect", boom)
+    response = create_app({"archive": str(simple_archive)}).test_client().post("/api/v1/timeseries", json=BODY)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 500 and response.json["error"]["message"] == "internal server error"
+    assert "Traceback" not in text and "secret" not in text and str(simple_archive) not in text
+
+
+def test_scene_errors_do_not_leak_server_paths(simple_archive: Path) -> None:
+    """A per-date read error names the scene and band, not the file path on the server."""
+    (simple_archive / "items" / "T1_20230704" / "B04.tif").unlink()
+    data = create_app({"archive": str(simple_archive)}).test_client().post("/api/v1/timeseries", json=BODY).json
+    (error,) = [d["error"] for d in data["series"] if "error" in d]
+    assert "T1_20230704" in error and "B04" in error and str(simple_archive) not in error
+
+
+def test_settings_are_validated_once(monkeypatch) -> None:
+    """Bad POLYFIS_* values stop the app at start-up with the variable's name."""
+    with pytest.raises(ConfigError, match=r"POLYFIS_MAX_PIXELS: expected a number, got 'lots'"):
+        Settings.from_env({"POLYFIS_MAX_PIXELS": "lots"})
+    with pytest.raises(ConfigError, match=r"POLYFIS_AUTH_CLIENTS: entry 'nocolon' is not 'id:secret'"):
+        Settings.from_env({"POLYFIS_AUTH_CLIENTS": "nocolon"})
+    with pytest.raises(ConfigError, match=r"POLYFIS_TIME_BUDGET_S: expected a positive number"):
+        Settings.from_env({"POLYFIS_TIME_BUDGET_S": "0"})
+    assert Settings.from_env({"POLYFIS_TIME_BUDGET_S": "2.5"}).time_budget_s == 2.5
