@@ -26,7 +26,7 @@ import numpy as np
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel
 from .geometry import crs_name
-from .raster import Grid
+from .raster import Grid, PixelBlock
 
 #: Sentinel Hub's CLP/CLM cloud resolution, metres.
 DEFAULT_CLOUD_RESOLUTION = 160
@@ -183,6 +183,22 @@ class CellRequest:
     keys: Sequence[Hashable]
     pixels: np.ndarray  # float32 (n, 10)
     values: np.ndarray  # float32 (n,), NaN until resolved
+    valid: np.ndarray  # bool (crows, ccols): the cells the keys stand for, in row-major order
+
+
+def cell_request(block: PixelBlock, params: MaskParameters) -> CellRequest:
+    """The cloud cells of a 10 m block read with ``snap = params.cell_pixels``: keys, model inputs, validity."""
+    k = params.cell_pixels
+    means, cell_valid = cell_means({b: block.dn[b] for b in MODEL_BANDS}, block.data, k)
+    keys = cell_keys(block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
+    return CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32), valid=cell_valid)
+
+
+def cloud_grids(cells: CellRequest, params: MaskParameters) -> tuple[np.ndarray, np.ndarray]:
+    """Probability (float32) and mask (uint8) grids of resolved cells; no-data cells are 0 in both."""
+    probability = np.zeros(cells.valid.shape, dtype=np.float32)
+    probability[cells.valid] = cells.values
+    return probability, mask_from_probability(probability, cells.valid, params)
 
 
 def resolve_probabilities(requests: Sequence[CellRequest], model: CloudModel, cache: ProbabilityCache,

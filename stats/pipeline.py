@@ -32,10 +32,9 @@ from .cloud import CloudModel, default_model
 from .cloudmask import (
     CellRequest,
     ProbabilityCache,
-    cell_keys,
-    cell_means,
     cell_of_pixels,
-    mask_from_probability,
+    cell_request,
+    cloud_grids,
     resolve_probabilities,
 )
 from .errors import InvalidRequestError, SceneReadError
@@ -117,7 +116,6 @@ class _DateWork:
     inside: int
     averaged: np.ndarray | None = None  # (10,) mean harmonised reflectance, when the averaged pixel is wanted
     cells: CellRequest | None = None
-    cell_valid: np.ndarray | None = None  # (crows, ccols)
     cell_of_pixel: np.ndarray | None = None  # flat cell index of each valid pixel
     probability: float | None = field(default=None)
 
@@ -226,11 +224,8 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], geom: BaseGeo
     work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()))
     if cloud_block is not None and work.valid:
-        means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
-        keys = cell_keys(cloud_block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
-        work.cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
-        work.cell_valid = cell_valid
-        work.cell_of_pixel = cell_of_pixels(block.grid, valid, cloud_block.grid, k, cell_valid.shape)
+        work.cells = cell_request(cloud_block, params)
+        work.cell_of_pixel = cell_of_pixels(block.grid, valid, cloud_block.grid, k, work.cells.valid.shape)
     return work
 
 
@@ -252,10 +247,8 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
     clear = np.ones(work.valid, dtype=bool)
     layers: dict[str, np.ndarray] = {}
     pixel_cloud = None
-    if work.cells is not None and work.cell_valid is not None and work.cell_of_pixel is not None:
-        prob_grid = np.zeros(work.cell_valid.shape, dtype=np.float32)
-        prob_grid[work.cell_valid] = work.cells.values
-        mask = mask_from_probability(prob_grid, work.cell_valid, cloud.mask_parameters)
+    if work.cells is not None and work.cell_of_pixel is not None:
+        prob_grid, mask = cloud_grids(work.cells, cloud.mask_parameters)
         cloudy_px = mask.ravel()[work.cell_of_pixel].astype(bool)
         probability_px = prob_grid.ravel()[work.cell_of_pixel].astype(np.float64)
         clear = ~cloudy_px

@@ -28,13 +28,11 @@ from .archive.catalog import Acquisition, Archive
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from .cloud import CloudModel, default_model
 from .cloudmask import (
-    CellRequest,
     MaskParameters,
     ProbabilityCache,
-    cell_keys,
-    cell_means,
     cell_of_pixels,
-    mask_from_probability,
+    cell_request,
+    cloud_grids,
     resolve_probabilities,
 )
 from .errors import InvalidRequestError, SceneReadError
@@ -311,15 +309,11 @@ def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block:
     k = params.cell_pixels
     cloud_block = read_date(tiles, request.geometry, request.crs, list(MODEL_BANDS), resolution=10,
                             max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
-    means, cell_valid = cell_means({b: cloud_block.dn[b] for b in MODEL_BANDS}, cloud_block.data, k)
-    keys = cell_keys(cloud_block.grid, k, cell_valid, (tuple(cloud_block.scenes), params.resolution))
-    cells = CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32))
+    cells = cell_request(cloud_block, params)
     resolve_probabilities([cells], model, cache)
-    prob = np.zeros(cell_valid.shape, dtype=np.float32)
-    prob[cell_valid] = cells.values
-    mask = mask_from_probability(prob, cell_valid, params)
+    prob, mask = cloud_grids(cells, params)
     everywhere = np.ones(block.grid.shape, dtype=bool)
-    index = cell_of_pixels(block.grid, everywhere, cloud_block.grid, k, cell_valid.shape)
+    index = cell_of_pixels(block.grid, everywhere, cloud_block.grid, k, prob.shape)
     data = block.valid.ravel()
     layers = {"CLP": np.round(prob.ravel()[index].astype(np.float64) * 255), "CLM": mask.ravel()[index].astype(np.float64)}
     return {name: np.where(data, layers[name], 0.0) for name in names}
