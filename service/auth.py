@@ -61,8 +61,8 @@ def token() -> Response:
 def check_request() -> None:
     """Before each protected request: a valid bearer token, or a configured FIS instance id."""
     settings = current_app.extensions["polyfis.settings"]
-    if not settings.clients or not (request.endpoint or "").startswith(PROTECTED):
-        return
+    if not settings.clients or request.method == "OPTIONS" or not (request.endpoint or "").startswith(PROTECTED):
+        return  # CORS preflights carry no credentials and return no data
     if request.endpoint == "fis.fis":
         instance = (request.view_args or {}).get("instance") or ""
         if any(hmac.compare_digest(instance.encode(), known.encode()) for known in settings.fis_instances):

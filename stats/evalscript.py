@@ -27,11 +27,15 @@ DEFAULT_TIMEOUT_MS = 20_000
 DEFAULT_MAX_MEMORY = 512 * 1024 * 1024
 #: Input names an L1C evalscript may read besides the bands.
 EXTRA_INPUTS = ("dataMask", "CLP", "CLM")
+#: Most outputs of one evalscript, and most bands of one output.
+MAX_OUTPUTS = 20
+MAX_OUTPUT_BANDS = 100
 SAMPLE_TYPES = ("FLOAT32", "UINT8", "UINT16", "INT8", "INT16", "AUTO")
 
 _RUNNER = """
-function __polyfisRun(columnsText, n) {
+function __polyfisRun(columnsText, n, countsText) {
   const columns = JSON.parse(columnsText);
+  const counts = JSON.parse(countsText);
   const names = Object.keys(columns);
   const out = {};
   for (let i = 0; i < n; i++) {
@@ -39,11 +43,17 @@ function __polyfisRun(columnsText, n) {
     for (let k = 0; k < names.length; k++) sample[names[k]] = columns[names[k]][i];
     let result = evaluatePixel(sample, [], {}, {}, {});
     if (Array.isArray(result)) result = {"default": result};
-    for (const id in result) {
+    for (const id in counts) {
       let value = result[id];
+      if (value === undefined) throw new Error("evaluatePixel returned no '" + id + "' output");
       if (!Array.isArray(value)) value = [value];
+      if (value.length !== counts[id])
+        throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares " + counts[id]);
       if (out[id] === undefined) out[id] = [];
-      for (let b = 0; b < value.length; b++) out[id].push(value[b]);
+      for (let b = 0; b < value.length; b++) {
+        const v = Number(value[b]);
+        out[id].push(Number.isFinite(v) ? v : null);
+      }
     }
   }
   return JSON.stringify(out);
@@ -85,7 +95,12 @@ class Evalscript:
             raise EvalscriptError("evalscript: no evaluatePixel(samples) function; expected a version-3 evalscript")
         if self._call("typeof setup", "checking setup") != "function":
             raise EvalscriptError("evalscript: no setup() function; expected a version-3 evalscript")
-        spec = json.loads(self._call("__polyfisSetup()", "running setup()"))
+        spec = json.loads(self._call("__polyfisSetup()", "running setup()") or "null")
+        if not isinstance(spec, dict):
+            raise EvalscriptError(f"evalscript: setup() returned {spec!r:.80}; expected an object with input and output")
+        if str(spec.get("mosaicking", "SIMPLE")).upper() != "SIMPLE":
+            raise EvalscriptError(f"evalscript: mosaicking {spec.get('mosaicking')!r} is not supported; polyfis "
+                                  "runs evalscripts with SIMPLE mosaicking (one sample per pixel)")
         self.inputs, self.units = _parse_inputs(spec.get("input"))
         self.outputs = _parse_outputs(spec.get("output"))
 
@@ -113,18 +128,14 @@ class Evalscript:
         if n == 0:
             return {o.id: np.zeros((0, len(o.bands))) for o in self.outputs}
         text = json.dumps({name: np.asarray(v, dtype=np.float64).tolist() for name, v in columns.items()})
-        raw = json.loads(self._call(f"__polyfisRun({json.dumps(text)}, {n})", "running evaluatePixel"))
+        counts = json.dumps({o.id: len(o.bands) for o in self.outputs})
+        result = self._call(f"__polyfisRun({json.dumps(text)}, {n}, {json.dumps(counts)})", "running evaluatePixel")
+        if not isinstance(result, str) or len(result) > 40 * n * sum(len(o.bands) for o in self.outputs) + 1000:
+            raise EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
+        raw = json.loads(result)
         out = {}
         for output in self.outputs:
-            values = raw.get(output.id)
-            if values is None:
-                raise EvalscriptError(f"evalscript: evaluatePixel returned no {output.id!r} output; "
-                                      f"expected the outputs declared in setup(): {[o.id for o in self.outputs]}")
-            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            if array.size != n * len(output.bands):
-                raise EvalscriptError(
-                    f"evalscript: output {output.id!r} has {array.size // max(n, 1)} values per pixel; "
-                    f"setup() declares {len(output.bands)}")
+            array = np.array([np.nan if v is None else v for v in raw[output.id]], dtype=np.float64)
             out[output.id] = _cast(array.reshape(n, len(output.bands)), output.sample_type)
         return out
 
@@ -150,17 +161,20 @@ def _parse_inputs(value: Any) -> tuple[tuple[str, ...], str]:
 
 def _parse_outputs(value: Any) -> tuple[Output, ...]:
     items = value if isinstance(value, list) else [value]
+    if not 1 <= len(items) <= MAX_OUTPUTS:
+        raise EvalscriptError(f"evalscript: setup() declares {len(items)} outputs; expected 1 to {MAX_OUTPUTS}")
     outputs = []
     for item in items:
         if not isinstance(item, dict):
             raise EvalscriptError(f"evalscript: setup().output entries must be objects, got {item!r:.80}")
         bands = item.get("bands", 1)
-        if isinstance(bands, list):
+        if isinstance(bands, list) and 1 <= len(bands) <= MAX_OUTPUT_BANDS:
             names = tuple(str(b) for b in bands)
-        elif isinstance(bands, int) and not isinstance(bands, bool) and bands >= 1:
+        elif isinstance(bands, int) and not isinstance(bands, bool) and 1 <= bands <= MAX_OUTPUT_BANDS:
             names = tuple(f"B{i}" for i in range(bands))
         else:
-            raise EvalscriptError(f"evalscript: output bands must be a count or a list of names, got {bands!r}")
+            raise EvalscriptError(f"evalscript: output bands must be a count or a list of 1 to {MAX_OUTPUT_BANDS} "
+                                  f"names, got {bands!r:.80}")
         sample_type = str(item.get("sampleType", "FLOAT32")).upper()
         if sample_type not in SAMPLE_TYPES:
             raise EvalscriptError(f"evalscript: sampleType {sample_type!r}; expected one of {list(SAMPLE_TYPES)}")

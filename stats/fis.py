@@ -25,7 +25,7 @@ from shapely.geometry import box
 
 from .cloudmask import MaskParameters
 from .errors import InvalidRequestError, InvalidTimeRangeError, StatsError
-from .geometry import is_finite_number, parse_crs, parse_geometry
+from .geometry import OGC_CRS84, is_finite_number, parse_crs, parse_geometry
 from .indices import IndexSpec, compile_index
 from .models import (
     CloudOptions,
@@ -149,7 +149,7 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tup
         raise InvalidRequestError(f"LAYER: unknown layer {p['layer']!r}; expected one of {sorted(layers)}")
     crs_text = str(p["crs"])
     crs = parse_crs(crs_text)
-    lat_lon = crs.to_epsg() == 4326 and crs_text.strip().upper() not in ("CRS:84", "OGC:CRS84")
+    lat_lon = crs.to_epsg() == 4326 and crs_text.strip().upper() not in OGC_CRS84
     if p.get("geometry"):
         geom, _ = parse_geometry(str(p["geometry"]), crs, check_range=not lat_lon)
     elif p.get("bbox"):

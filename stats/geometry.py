@@ -24,7 +24,8 @@ from .errors import InvalidCRSError, InvalidGeometryError
 #: Default cap on the vertices of one query geometry.
 DEFAULT_MAX_VERTICES = 100_000
 
-_OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
+#: Spellings of OGC CRS84 (WGS 84 in lon/lat order).
+OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
 
 
 def parse_crs(value: Any) -> CRS:
@@ -40,7 +41,7 @@ def parse_crs(value: Any) -> CRS:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidCRSError(f"crs: expected a string such as 'EPSG:4326', got {value!r}")
     text = str(value).strip()
-    if text.upper() in _OGC_CRS84:
+    if text.upper() in OGC_CRS84:
         return _crs_from_epsg(4326)
     upper = text.upper()
     if upper.isdigit():

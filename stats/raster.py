@@ -132,6 +132,13 @@ def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseG
         col0, row0 = min(col0, max(col0 - pad, 0)), min(row0, max(row0 - pad, 0))
         col1, row1 = max(col1, min(col1 + pad, cols_max)), max(row1, min(row1 + pad, rows_max))
     col0, row0 = (col0 // snap) * snap, (row0 // snap) * snap
+    if snap > 1:
+        # whole cells only, so that a cell always holds the same pixels whatever the polygon (but at the
+        # tile's edge, where the tile itself ends the cell)
+        rows_max, cols_max = extent if extent is not None else (None, None)
+        col1_whole, row1_whole = -(-col1 // snap) * snap, -(-row1 // snap) * snap
+        col1 = min(col1_whole, cols_max) if cols_max is not None and col1 <= cols_max else col1_whole
+        row1 = min(row1_whole, rows_max) if rows_max is not None and row1 <= rows_max else row1_whole
     width, height = max(col1 - col0, 1), max(row1 - row0, 1)
     if width * height > max_pixels:
         raise InvalidRequestError(

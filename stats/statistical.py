@@ -40,6 +40,7 @@ from .evalscript import Evalscript, EvalscriptError, compile_evalscript
 from .geometry import is_finite_number, parse_crs, parse_geometry, reproject
 from .models import parse_datetime
 from .pipeline import BUDGET_MESSAGE, Limits, default_cache
+from .zonal import MAX_BINS
 from .raster import read_date
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,10 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             log.warning("interval %s: %s", interval, exc)
             data.append({"interval": interval, "error": {"type": "EXECUTION_ERROR", "message": str(exc)}})
             continue
+        except EvalscriptError as exc:
+            kind = "TIMEOUT" if "took more than" in str(exc) else "EXECUTION_ERROR"
+            data.append({"interval": interval, "error": {"type": kind, "message": str(exc)}})
+            continue
         data.append({"interval": interval, "outputs": outputs})
     errors = sum(1 for d in data if "error" in d)
     status = "OK" if errors == 0 else ("FAILED" if errors == len(data) else "PARTIAL")
@@ -286,7 +291,8 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     if wants_cloud:
         columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
     outputs = script.evaluate(columns)
-    mask = outputs["dataMask"][:, 0] != 0
+    data_mask = outputs["dataMask"][:, 0]
+    mask = np.isfinite(data_mask) & (data_mask != 0)
     total = int(mask.size)
     result: dict[str, Any] = {}
     for output in script.outputs:
@@ -362,13 +368,23 @@ def _histogram(values: np.ndarray, spec: Mapping[str, Any]) -> dict[str, Any]:
             width = spec["binWidth"]
             if not is_finite_number(width) or width <= 0:
                 raise InvalidRequestError(f"calculations.histograms.binWidth: got {width!r}; expected a positive number")
-            count = max(1, math.ceil((high - low) / width))
+            with np.errstate(over="ignore"):
+                bins_needed = (float(high) - float(low)) / float(width)
+            if not math.isfinite(bins_needed) or bins_needed > MAX_BINS:
+                raise InvalidRequestError(
+                    f"calculations.histograms.binWidth: {width!r} makes more than {MAX_BINS} bins between "
+                    f"{low!r} and {high!r}; expected a wider bin")
+            count = max(1, math.ceil(bins_needed))
             edges = low + width * np.arange(count + 1)
         else:
             n = spec.get("nBins", 10)
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
                 raise InvalidRequestError(f"calculations.histograms.nBins: got {n!r}; expected an integer 1..1000")
-            edges = np.linspace(low, high, n + 1) if high > low else np.array([low, low + 1.0])
+            with np.errstate(over="ignore", invalid="ignore"):
+                edges = np.linspace(low, high, n + 1) if high > low else np.array([low, low + 1.0])
+    if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):
+        raise InvalidRequestError("calculations.histograms: the bin edges are not finite and increasing; "
+                                  "expected lowEdge/highEdge within the float range")
     inside = values[(values >= edges[0]) & (values <= edges[-1])]
     counts, _ = np.histogram(inside, bins=edges)
     return {

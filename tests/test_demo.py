@@ -118,3 +118,22 @@ def test_lake_water_area_follows_the_ground_truth(demo_root: Path, method: str) 
     assert checked >= 15 and flagged >= 5
     areas = [truth[e["date"]]["water_area_m2"] for e in series]
     assert max(areas) > 1.5 * min(areas)  # the lake does change over the year
+
+
+def test_cached_cloud_cells_do_not_depend_on_earlier_queries(demo_root: Path) -> None:
+    """Pixel-mode answers for a field are the same with a fresh cell cache and after other polygons filled it."""
+    from stats.cloudmask import ProbabilityCache
+
+    archive = Archive.open(demo_root)
+    polygons = {f["properties"]["name"]: f["geometry"] for f in demo_polygons()["features"]}
+
+    def run(name: str, cache: ProbabilityCache) -> dict:
+        request = TimeSeriesRequest.from_dict({"geometry": polygons[name], "time": YEAR, "bands": ["B04"],
+                                               "statistics": ["mean"], "cloud": {"mode": "pixel"}})
+        return query_timeseries(request, archive, cache=cache).to_dict()
+
+    fresh = run("field_small", ProbabilityCache())
+    shared = ProbabilityCache()
+    run("field_wheat", shared)
+    run("forest", shared)
+    assert run("field_small", shared) == fresh

@@ -57,6 +57,9 @@ def test_epsg4326_is_lat_lon_and_crs84_is_lon_lat(client) -> None:
     lon_lat = client.get("/ogc/fis", query_string={**common, "CRS": "CRS:84", "GEOMETRY": wkt(ring)})
     assert lat_lon.status_code == lon_lat.status_code == 200, (lat_lon.json, lon_lat.json)
     assert lat_lon.json == lon_lat.json and len(lat_lon.json["C0"]) == 1
+    for spelling in ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "urn:ogc:def:crs:OGC:1.3:CRS84"):
+        other = client.get("/ogc/fis", query_string={**common, "CRS": spelling, "GEOMETRY": wkt(ring)})
+        assert other.json == lon_lat.json, spelling
     red, nir = expected("B04", 6, 1, 10, 5), expected("B08", 6, 1, 10, 5)
     assert lat_lon.json["C0"][0]["basicStats"]["mean"] == pytest.approx(((nir - red) / (nir + red)).mean())
 

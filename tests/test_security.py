@@ -101,3 +101,12 @@ def test_settings_are_validated_once(monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"POLYFIS_TIME_BUDGET_S: expected a positive number"):
         Settings.from_env({"POLYFIS_TIME_BUDGET_S": "0"})
     assert Settings.from_env({"POLYFIS_TIME_BUDGET_S": "2.5"}).time_budget_s == 2.5
+
+
+def test_cors_preflight_passes_when_auth_is_on(simple_archive: Path) -> None:
+    """A browser's OPTIONS preflight carries no token; it must not get 401, or no browser client can call."""
+    client = create_app({"archive": str(simple_archive), "cors_origins": "*", "auth_clients": "a:b"}).test_client()
+    preflight = client.options("/api/v1/statistics", headers={"Origin": "https://x.example",
+                                                               "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] in ("*", "https://x.example")
+    assert client.post("/api/v1/statistics", json={}).status_code == 401

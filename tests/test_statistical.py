@@ -181,14 +181,52 @@ def test_bad_statistical_requests_are_400(client, change, match) -> None:
 
 
 def test_endless_evalscript_is_stopped(client, monkeypatch) -> None:
-    """A script that never returns is stopped at the time limit and reported as a 400."""
+    """A script that never returns is stopped at the time limit: each interval reports TIMEOUT."""
     import stats.evalscript as evalscript
 
     monkeypatch.setattr(evalscript, "DEFAULT_TIMEOUT_MS", 300)
     script = NDVI_SCRIPT.replace("let index", "while (true) {}\n  let index")
+    data = client.post("/api/v1/statistics", json=body(script)).json
+    assert data["status"] == "FAILED"
+    assert {d["error"]["type"] for d in data["data"]} == {"TIMEOUT"}
+    assert "took more than 300 ms" in data["data"][0]["error"]["message"]
+
+
+def test_script_failing_on_one_interval_leaves_the_others(client) -> None:
+    """A runtime error (here a throw on the 04.00 date's values, or a ragged output) is that interval's
+    EXECUTION_ERROR, not a failed request."""
+    throwing = NDVI_SCRIPT.replace("let index", "if (samples.B04 > 0.06) throw new Error('bright');\n  let index")
+    request = body(throwing)
+    request["input"]["data"][0]["processing"] = {"harmonizeValues": False}
+    data = client.post("/api/v1/statistics", json=request).json
+    assert data["status"] == "PARTIAL"
+    assert [("error" in d) for d in data["data"]] == [False, True, False]
+    ragged = NDVI_SCRIPT.replace("return {data: [index]", "return {data: samples.dataMask ? [index, index] : [index]")
+    (first, *_) = client.post("/api/v1/statistics", json=body(ragged)).json["data"]
+    assert first["error"]["type"] == "EXECUTION_ERROR" and "setup() declares 1" in first["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("calculations", "match"),
+    [({"default": {"histograms": {"default": {"binWidth": 1e-9}}}}, r"makes more than 1000 bins"),
+     ({"default": {"histograms": {"default": {"nBins": 5, "lowEdge": -1e308, "highEdge": 1e308}}}}, r"not finite"),
+     ({"default": {"histograms": {"default": {"binWidth": 1, "lowEdge": -1e308, "highEdge": 1e308}}}}, r"more than 1000")],
+)
+def test_histograms_cannot_ask_for_unbounded_bins(client, calculations, match) -> None:
+    """Bin widths or edges that would need millions of bins or infinite edges are 400s."""
+    import re
+
+    request = body()
+    request["calculations"] = calculations
+    response = client.post("/api/v1/statistics", json=request)
+    assert response.status_code == 400 and re.search(match, response.json["error"]["message"]), response.json
+
+
+def test_evalscript_output_sizes_are_capped(client) -> None:
+    """An output of 10^8 bands is refused at setup(), before anything is allocated."""
+    script = NDVI_SCRIPT.replace('{id: "data", bands: 1}', '{id: "data", bands: 100000000}')
     response = client.post("/api/v1/statistics", json=body(script))
-    assert response.status_code == 400
-    assert "took more than 300 ms" in response.json["error"]["message"]
+    assert response.status_code == 400 and "1 to 100" in response.json["error"]["message"]
 
 
 def test_oauth_tokens_guard_the_data_routes(simple_archive: Path) -> None:
