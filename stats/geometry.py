@@ -300,15 +300,6 @@ def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
     return out
 
 
-def area_m2(geom: BaseGeometry, crs: CRS) -> float:
-    """Geodesic area of ``geom`` (given in ``crs``) in square metres."""
-    wgs = reproject(geom, crs, _crs_from_epsg(4326))
-    from pyproj import Geod
-
-    area, _ = Geod(ellps="WGS84").geometry_area_perimeter(wgs)
-    return float(abs(area))
-
-
 def is_finite_number(value: Any) -> bool:
     """True for an int or float that is finite as a float (bools are not numbers here).
 

@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,10 +37,10 @@ from .cloudmask import (
     resolve_probabilities,
 )
 from .errors import InvalidRequestError, SceneReadError
-from .geometry import DEFAULT_MAX_VERTICES, crs_name, parse_geometry, reproject
+from .geometry import DEFAULT_MAX_VERTICES, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
 from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
-from .raster import DEFAULT_MAX_PIXELS, Grid, PixelBlock, read_date
+from .raster import DEFAULT_MAX_PIXELS, PixelBlock, read_date
 from .water import water_extent
 from .zonal import histogram, summarize
 

@@ -319,8 +319,3 @@ def read_date(
     assert grid is not None and inside is not None and filled is not None
     return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, offset=offsets,
                       scenes=scenes or [primary.id])
-
-
-def describe_grid(grid: Grid) -> dict[str, object]:
-    """A JSON-ready description of a grid (CRS, pixel size, shape)."""
-    return {"crs": crs_name(grid.crs), "pixel_size": list(grid.pixel_size), "shape": list(grid.shape)}
