@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import rasterio
@@ -38,6 +39,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .archive.catalog import Acquisition
 from .bands import QUANTIFICATION_VALUE
+from .datasets import default_pool, map_threads
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import crs_name, reproject
 
@@ -224,23 +226,66 @@ def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
         return vrt.read(1, out_dtype="float32")
 
 
-def _open(acq: Acquisition, band: str) -> rasterio.io.DatasetReader:
+@lru_cache(maxsize=64)
+def _crs(text: str) -> CRS:
+    """A parsed CRS, cached (parsing costs about 0.1 ms and every band read checks one)."""
+    return CRS.from_user_input(text)
+
+
+def _href(acq: Acquisition, band: str) -> str:
     href = acq.assets.get(band)
     if href is None:
         raise SceneReadError(f"scene {acq.id}: band {band} is missing from the archive item")
     if href.startswith(("http://", "https://")):
         href = "/vsicurl/" + href
-    try:
-        src = rasterio.open(href)
-    except rasterio.errors.RasterioIOError as exc:
-        log.warning("scene %s band %s: %s", acq.id, band, exc)
-        raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
-    expected = CRS.from_user_input(acq.crs)
-    if src.crs is None or CRS.from_user_input(src.crs) != expected:
-        found = src.crs.to_string() if src.crs is not None else "no CRS"
-        src.close()
-        raise SceneReadError(f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
-    return src
+    return href
+
+
+@contextmanager
+def open_band(acq: Acquisition, band: str) -> Iterator[rasterio.io.DatasetReader]:
+    """The open dataset of one band of ``acq`` (kept open in :func:`stats.datasets.default_pool`).
+
+    :raises SceneReadError: when the asset is missing, cannot be opened or is not in the catalog's CRS.
+    """
+    href = _href(acq, band)
+    expected = _crs(acq.crs)
+
+    def check(src: rasterio.io.DatasetReader) -> None:
+        if src.crs is None or _crs(src.crs.to_wkt()) != expected:
+            found = src.crs.to_string() if src.crs is not None else "no CRS"
+            raise SceneReadError(
+                f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
+
+    with ExitStack() as stack:
+        try:
+            src = stack.enter_context(default_pool().open(href, check))
+        except rasterio.errors.RasterioIOError as exc:
+            log.warning("scene %s band %s: %s", acq.id, band, exc)
+            raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
+        yield src
+
+
+@dataclass(frozen=True)
+class _BandShape:
+    transform: Affine
+    width: int
+    height: int
+
+
+def _band_shape(acq: Acquisition, band: str) -> _BandShape:
+    with open_band(acq, band) as src:
+        return _BandShape(src.transform, src.width, src.height)
+
+
+def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.ndarray:
+    with open_band(acq, band) as src:
+        try:
+            if _aligned(src.transform, grid, same_crs):
+                return _read_aligned(src, grid)
+            return _read_warped(src, grid)
+        except rasterio.errors.RasterioError as exc:
+            log.warning("scene %s band %s: %s", acq.id, band, exc)
+            raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
 
 
 def read_date(
@@ -274,36 +319,23 @@ def read_date(
     filled: np.ndarray | None = None
     scenes: list[str] = []
     for acq in tiles:
-        sources = {band: _open(acq, band) for band in bands}
-        try:
-            if grid is None:
-                finest = min(sources.values(), key=lambda s: abs(s.transform.a))
-                anchor = finest.transform
-                px, py = _pixel_size_10m(anchor)
-                pixel = (px * resolution / 10.0, py * resolution / 10.0)
-                extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
-                grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
-                                  extent=extent)
-                inside = polygon_mask(geom, grid)
-                filled = np.zeros(grid.shape, dtype=bool)
-                mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
-                offsets = np.zeros(grid.shape, dtype=np.uint16)
-            assert inside is not None and filled is not None
-            tile_crs = CRS.from_user_input(acq.crs)
-            same = tile_crs == grid_crs
-            arrays = {}
-            for band, src in sources.items():
-                try:
-                    if _aligned(src.transform, grid, same):
-                        arrays[band] = _read_aligned(src, grid)
-                    else:
-                        arrays[band] = _read_warped(src, grid)
-                except rasterio.errors.RasterioError as exc:
-                    log.warning("scene %s band %s: %s", acq.id, band, exc)
-                    raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
-        finally:
-            for src in sources.values():
-                src.close()
+        if grid is None:
+            shapes = map_threads(lambda band: _band_shape(acq, band), bands)
+            finest = min(shapes, key=lambda s: abs(s.transform.a))
+            anchor = finest.transform
+            px, py = _pixel_size_10m(anchor)
+            pixel = (px * resolution / 10.0, py * resolution / 10.0)
+            extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
+            grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
+                              extent=extent)
+            inside = polygon_mask(geom, grid)
+            filled = np.zeros(grid.shape, dtype=bool)
+            mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
+            offsets = np.zeros(grid.shape, dtype=np.uint16)
+        assert inside is not None and filled is not None
+        same = _crs(acq.crs) == grid_crs
+        target = grid
+        arrays = dict(zip(bands, map_threads(lambda band: _read_band(acq, band, target, same), bands)))
         has_data = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~filled
         if not has_data.any():
             continue

@@ -178,8 +178,25 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
     )
 
 
-def write_band_cog(path: Path, array: np.ndarray, crs: str, transform: Affine, *, nodata: int = 0) -> None:
-    """Write one uint16 band as a DEFLATE Cloud-Optimised GeoTIFF with 512 px tiles and overviews."""
+@dataclass(frozen=True)
+class CogLayout:
+    """How band COGs are written: internal tile size in pixels, compression codec and predictor."""
+
+    blocksize: int = 512
+    compress: str = "DEFLATE"
+    predictor: int = 2
+
+    def profile(self) -> dict[str, Any]:
+        """Creation options for GDAL's COG driver."""
+        options: dict[str, Any] = {"blocksize": self.blocksize, "compress": self.compress}
+        if self.compress.upper() not in ("NONE", "JPEG", "WEBP", "JXL"):
+            options["predictor"] = self.predictor
+        return options
+
+
+def write_band_cog(path: Path, array: np.ndarray, crs: str, transform: Affine, *, nodata: int = 0,
+                   layout: CogLayout | None = None) -> None:
+    """Write one uint16 band as a Cloud-Optimised GeoTIFF with overviews (default :class:`CogLayout`)."""
     if array.ndim != 2:
         raise ValueError(f"expected a 2-D band array, got shape {array.shape}")
     profile = {
@@ -191,9 +208,7 @@ def write_band_cog(path: Path, array: np.ndarray, crs: str, transform: Affine, *
         "crs": crs,
         "transform": transform,
         "nodata": nodata,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "blocksize": 512,
+        **(layout or CogLayout()).profile(),
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array.astype(np.uint16, copy=False), 1)
@@ -217,8 +232,10 @@ class ArchiveWriter:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, collection_id: str = "sentinel-2-l1c",
-                 title: str = "Sentinel-2 L1C", description: str = "Sentinel-2 L1C acquisitions") -> None:
+                 title: str = "Sentinel-2 L1C", description: str = "Sentinel-2 L1C acquisitions",
+                 layout: CogLayout | None = None) -> None:
         self.root = Path(root)
+        self.layout = layout or CogLayout()
         self.root.mkdir(parents=True, exist_ok=True)
         existing = self.root / COLLECTION_FILE
         if existing.is_file():
@@ -273,7 +290,7 @@ class ArchiveWriter:
         item_dir.mkdir(parents=True)
         all_bounds = []
         for name, (array, transform) in bands.items():
-            write_band_cog(item_dir / f"{name}.tif", array, crs, transform)
+            write_band_cog(item_dir / f"{name}.tif", array, crs, transform, layout=self.layout)
             rows, cols = array.shape
             all_bounds.append(rasterio.transform.array_bounds(rows, cols, transform))
         b = np.array(all_bounds)

@@ -1,0 +1,188 @@
+"""Open band datasets kept between reads, so repeated queries skip the open and hit GDAL's block cache.
+
+GDAL caches decoded blocks per open dataset: closing a COG after each read throws its decoded tiles away,
+and a repeated query over the same area decodes them again. :class:`DatasetPool` keeps up to ``size``
+datasets open (least recently used closed first) and hands each out to one thread at a time, since a
+rasterio dataset must not be read from two threads at once. A local file is keyed by its path, size and
+modification time, so a file rewritten in place is opened afresh.
+
+The pool used by the engine is :func:`default_pool`; ``POLYFIS_OPEN_DATASETS`` sets its size (default 512,
+0 disables keeping datasets open) and ``POLYFIS_READ_THREADS`` the threads reading the bands of one
+date in parallel (default: the number of CPUs).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import rasterio
+from rasterio.io import DatasetReader
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_OPEN_DATASETS = 512
+
+
+@dataclass
+class _Entry:
+    dataset: DatasetReader
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _key(href: str) -> tuple[str, int, int]:
+    """``href`` with the size and mtime of a local file (0, 0 for remote or missing files)."""
+    if href.startswith("/vsi") or "://" in href:
+        return href, 0, 0
+    try:
+        st = os.stat(href)
+    except OSError:
+        return href, 0, 0
+    return href, st.st_size, st.st_mtime_ns
+
+
+class DatasetPool:
+    """A bounded, thread-safe set of open rasterio datasets.
+
+    ``check`` is called on each newly opened dataset (and may raise, in which case the dataset is closed
+    and not kept).
+
+    >>> pool = DatasetPool(size=0)
+    >>> pool.size, len(pool)
+    (0, 0)
+    """
+
+    def __init__(self, size: int = DEFAULT_OPEN_DATASETS) -> None:
+        self.size = max(0, int(size))
+        self._entries: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @contextmanager
+    def open(self, href: str, check: Callable[[DatasetReader], None] | None = None) -> Iterator[DatasetReader]:
+        """Yield an open dataset for ``href``, for the exclusive use of the calling thread.
+
+        :raises rasterio.errors.RasterioIOError: when the file cannot be opened.
+        """
+        if self.size == 0:
+            with rasterio.open(href) as src:
+                if check is not None:
+                    check(src)
+                yield src
+            return
+        key = _key(href)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+        if entry is None:
+            entry = self._new(key, href, check)
+        with entry.lock:
+            yield entry.dataset
+
+    def _new(self, key: tuple[str, int, int], href: str, check: Callable[[DatasetReader], None] | None) -> _Entry:
+        src = rasterio.open(href)
+        try:
+            if check is not None:
+                check(src)
+        except BaseException:
+            src.close()
+            raise
+        entry = _Entry(src)
+        with self._lock:
+            current = self._entries.get(key)
+            if current is not None:  # another thread opened it meanwhile: keep theirs
+                src.close()
+                return current
+            self._entries[key] = entry
+            self._evict()
+        return entry
+
+    def _evict(self) -> None:
+        """Close the least recently used datasets beyond ``size`` that no thread is reading."""
+        excess = len(self._entries) - self.size
+        if excess <= 0:
+            return
+        for key in list(self._entries):
+            if excess <= 0:
+                break
+            entry = self._entries[key]
+            if entry.lock.acquire(blocking=False):
+                try:
+                    entry.dataset.close()
+                finally:
+                    entry.lock.release()
+                del self._entries[key]
+                excess -= 1
+
+    def clear(self) -> None:
+        """Close every dataset that no thread is reading (all of them when the pool is idle)."""
+        with self._lock:
+            size, self.size = self.size, 0
+            try:
+                self._evict()
+            finally:
+                self.size = size
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        return default
+
+
+_POOL: DatasetPool | None = None
+_EXECUTOR: ThreadPoolExecutor | None = None
+_INIT = threading.Lock()
+
+
+def default_pool() -> DatasetPool:
+    """The process-wide pool (``POLYFIS_OPEN_DATASETS`` datasets)."""
+    global _POOL
+    with _INIT:
+        if _POOL is None:
+            _POOL = DatasetPool(_env_int("POLYFIS_OPEN_DATASETS", DEFAULT_OPEN_DATASETS))
+        return _POOL
+
+
+def read_threads() -> int:
+    """Threads reading the bands of one date (``POLYFIS_READ_THREADS``, default the CPU count)."""
+    return max(1, _env_int("POLYFIS_READ_THREADS", os.cpu_count() or 1))
+
+
+def map_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[fn(x) for x in items]``, run on the shared reader threads; the first exception is raised.
+
+    >>> map_threads(lambda x: x * x, [1, 2, 3])
+    [1, 4, 9]
+    """
+    global _EXECUTOR
+    items = list(items)
+    threads = read_threads()
+    if threads == 1 or len(items) < 2 or threading.current_thread().name.startswith("polyfis-read"):
+        return [fn(x) for x in items]
+    with _INIT:
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyfis-read")
+        executor = _EXECUTOR
+    return list(executor.map(fn, items))
+
+
+def _reset_after_fork() -> None:
+    """A forked child must not reuse the parent's GDAL handles or reader threads."""
+    global _POOL, _EXECUTOR, _INIT
+    _POOL, _EXECUTOR, _INIT = None, None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
