@@ -1,4 +1,4 @@
-"""``polyfis`` command line: serve | demo | query | ingest. Each command is a thin wrapper."""
+"""``polyfis`` command line: serve | demo | query | batch | ingest. Each command is a thin wrapper."""
 
 from __future__ import annotations
 
@@ -144,9 +144,6 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
     from .models import TimeSeriesRequest
     from .pipeline import query_timeseries
 
-    def split(text: str | None) -> list[str] | None:
-        return [t.strip() for t in text.split(",") if t.strip()] if text else None
-
     body: dict[str, Any] = {
         "geometry": _read_geometry(geometry),
         "crs": crs,
@@ -157,7 +154,7 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
     }
     if water:
         body["water"] = {"method": water}
-    for key, value in (("bands", split(bands)), ("indices", split(indices)), ("statistics", split(statistics))):
+    for key, value in (("bands", _split(bands)), ("indices", _split(indices)), ("statistics", _split(statistics))):
         if value is not None:
             body[key] = value
     try:
@@ -169,6 +166,57 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
     else:
         json.dump(result.to_dict(), output, indent=2, allow_nan=False)
         output.write("\n")
+
+
+@main.command()
+@click.argument("polygons", type=click.Path(exists=True, dir_okay=False))
+@click.option("--archive", envvar="POLYFIS_ARCHIVE", help=_ARCHIVE_HELP)
+@click.option("--from", "start", required=True, help="First date, YYYY-MM-DD or an ISO date-time.")
+@click.option("--to", "end", required=True, help="Last date (inclusive), YYYY-MM-DD or an ISO date-time.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .csv, .parquet or .gpkg (one row per polygon and date).")
+@click.option("--id-field", help="Attribute or column holding the polygon id (default: 'id' when present, "
+                                 "else the row number).")
+@click.option("--wkt-column", help="CSV column holding the WKT geometry (default: wkt, geometry or geom).")
+@click.option("--crs", help="CRS of the polygons (default: the file's own, EPSG:4326 for CSV).")
+@click.option("--bands", help="Comma-separated bands (default all 13).")
+@click.option("--indices", help="Comma-separated indices, e.g. NDVI,NDWI.")
+@click.option("--statistics", help="Comma-separated statistics (default mean,min,max,std,p10,p50,p90).")
+@click.option("--threshold", type=float, default=0.4, show_default=True, help="Cloud probability threshold.")
+@click.option("--max-probability", type=float, help="Drop dates with a cloud probability above this.")
+@click.option("--cloud-mode", type=click.Choice(["averaged", "pixel", "both"]), default="averaged",
+              show_default=True, help="Averaged-pixel probability, per-pixel cloud mask, or both.")
+@click.option("--scheduler", envvar="POLYFIS_DASK_SCHEDULER",
+              help="Address of a running Dask scheduler (default: a LocalCluster on this machine).")
+@click.option("--workers", type=click.IntRange(1, 256), help="LocalCluster worker processes (default: CPUs).")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id_field: str | None,
+          wkt_column: str | None, crs: str | None, bands: str | None, indices: str | None,
+          statistics: str | None, threshold: float, max_probability: float | None, cloud_mode: str,
+          scheduler: str | None, workers: int | None, no_progress: bool) -> None:
+    """Statistics for every polygon of a file and every date, on Dask; a rerun resumes."""
+    from .batch import run_batch
+
+    options: dict[str, Any] = {"cloud": {"threshold": threshold, "max_probability": max_probability,
+                                         "mode": cloud_mode}}
+    for key, value in (("bands", _split(bands)), ("indices", _split(indices)), ("statistics", _split(statistics))):
+        if value is not None:
+            options[key] = value
+    try:
+        summary = run_batch(_open_archive(archive), polygons, start, end, out, options=options,
+                            scheduler=scheduler, workers=workers, progress=not no_progress, id_field=id_field,
+                            wkt_field=wkt_column, crs=crs)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{summary.rows} rows for {summary.polygons} polygons ({summary.tasks} tasks, "
+               f"{summary.skipped_tasks} already done) in {summary.seconds:.1f} s -> {summary.out}", err=True)
+    if summary.failed_polygons or summary.error_rows:
+        click.echo(f"{summary.failed_polygons} polygons could not be used and {summary.error_rows} rows carry "
+                   "an error; see the error column", err=True)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 @main.command()

@@ -10,12 +10,14 @@ exactextract does:
 * :func:`weighted_summary` computes the statistics of :mod:`stats.zonal` over pixel values weighted by
   their coverage fractions, with exactextract's definitions (see there).
 
-How the fractions are found: rasterio burns the polygon by pixel centre and its rings with
-``all_touched=True``; the pixels the rings touch are cut out of the polygon exactly with shapely (one
-vectorised ``intersection`` of unit boxes, working in pixel coordinates so that pixel edges are whole
-numbers). As a check, the fractions must add up to the area of the polygon within the grid; if they do not
-(a pixel the rasteriser missed), the set of exactly computed pixels is widened to their neighbours, and
-then to every pixel of the polygon's bounding box.
+How the fractions are found: rasterio burns the polygon by pixel centre, and its rings with
+``all_touched=True``. The pixels the rings touch are cut out of the polygon exactly with shapely, working in
+pixel coordinates (pixel edges are whole numbers): the polygon is cut into one strip per row, and each
+pixel out of its row's strip, by vectorised rectangle clipping, checked pixel by pixel and redone by full
+overlay (``shapely.intersection``) where the check fails (see :func:`_exact_areas`). As a last check, the
+fractions must add up to the area of the polygon within the grid; if they do not (a pixel the rasteriser
+missed), the set of exactly computed pixels is widened to their neighbours, and then to every pixel of the
+polygon's bounding box.
 """
 
 from __future__ import annotations
@@ -59,13 +61,15 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry:
 
 
 def _exact_areas(pixel_geom: BaseGeometry, rows: np.ndarray, cols: np.ndarray, *, fast: bool) -> np.ndarray:
-    """Area of ``pixel_geom`` (in pixel coordinates: x = column, y = row) within each unit pixel
-    ``(rows[i], cols[i])``.
+    """Area of ``pixel_geom`` (a valid polygon in pixel coordinates: x = column, y = row) within each unit
+    pixel ``(rows[i], cols[i])``.
 
-    The polygon is first cut into one strip per row, then each pixel's strip is moved so that the pixel
-    is the unit square at the origin and cut by it, all pixels in one vectorised call. ``fast`` cuts with
-    GEOS's rectangle clipping (``shapely.clip_by_rect``); otherwise with the full overlay
-    (``shapely.intersection``), slower but robust to any input.
+    The polygon is first cut into one strip per row; each pixel's strip is then moved so that the pixel is
+    the unit square at the origin, and cut by it, all pixels in one vectorised call. With ``fast``, the cuts
+    use GEOS's rectangle clipping (``shapely.clip_by_rect``), which can go wrong on degenerate input (a
+    vertex on a pixel corner): a pixel is trusted only when its area and those of its strip left and right
+    of it add up to the strip's area, and the others are cut again by full overlay (``shapely.intersection``,
+    robust but slower), as every pixel is without ``fast``.
     """
     if rows.size == 0:
         return np.zeros(0, dtype=np.float64)
@@ -74,16 +78,29 @@ def _exact_areas(pixel_geom: BaseGeometry, rows: np.ndarray, cols: np.ndarray, *
     strip_rows, which = np.unique(rows, return_inverse=True)
     if fast:
         strips = np.array([shapely.clip_by_rect(pixel_geom, x0, float(r), x1, float(r) + 1.0) for r in strip_rows])
+        # rectangle clipping may return a ring touching itself (a hole meeting the strip's edge): right in
+        # area, but not fit to be clipped again; cut those strips by full overlay
+        dirty = ~shapely.is_valid(strips)
+        if dirty.any():
+            strips[dirty] = shapely.intersection(pixel_geom, shapely.box(x0, strip_rows[dirty], x1,
+                                                                         strip_rows[dirty] + 1.0))
     else:
         strips = shapely.intersection(pixel_geom, shapely.box(x0, strip_rows, x1, strip_rows + 1.0))
     pieces = strips[which.ravel()]
     shift = np.repeat(np.column_stack([cols, rows]), shapely.get_num_coordinates(pieces), axis=0)
     local = shapely.transform(pieces, lambda xy: xy - shift)
-    if fast:
-        cut = shapely.clip_by_rect(local, 0.0, 0.0, 1.0, 1.0)
-    else:
-        cut = shapely.intersection(local, shapely.box(0.0, 0.0, 1.0, 1.0))
-    return np.clip(np.asarray(shapely.area(cut), dtype=np.float64), 0.0, 1.0)
+    unit = shapely.box(0.0, 0.0, 1.0, 1.0)
+    if not fast:
+        return np.clip(np.asarray(shapely.area(shapely.intersection(local, unit)), dtype=np.float64), 0.0, 1.0)
+    areas = np.asarray(shapely.area(shapely.clip_by_rect(local, 0.0, 0.0, 1.0, 1.0)), dtype=np.float64)
+    lo, hi = x0 - float(cols.max()) - 1.0, x1 - float(cols.min()) + 1.0
+    left = shapely.area(shapely.clip_by_rect(local, lo, -1.0, 0.0, 2.0))
+    right = shapely.area(shapely.clip_by_rect(local, 1.0, -1.0, hi, 2.0))
+    whole = shapely.area(pieces)
+    suspect = np.abs(left + areas + right - whole) > _AREA_RTOL * (1.0 + whole)
+    if suspect.any():
+        areas[suspect] = shapely.area(shapely.intersection(local[suspect], unit))
+    return np.clip(areas, 0.0, 1.0)
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
@@ -112,6 +129,7 @@ def coverage_fractions(geom: BaseGeometry, transform: Affine, shape: tuple[int, 
            [0.5 , 1.  ]])
 
     :raises ValueError: for a rotated or sheared ``transform``.
+    :raises TypeError: when ``geom`` is not a shapely geometry.
     """
     rows, cols = int(shape[0]), int(shape[1])
     out = np.zeros((rows, cols), dtype=np.float64)
@@ -135,7 +153,8 @@ def coverage_fractions(geom: BaseGeometry, transform: Affine, shape: tuple[int, 
     c0, c1 = max(math.floor(xmin), 0), min(max(math.ceil(xmax), math.floor(xmin) + 1), cols)
     r0, r1 = max(math.floor(ymin), 0), min(max(math.ceil(ymax), math.floor(ymin) + 1), rows)
     window_shape = (r1 - r0, c1 - c0)
-    window_transform = transform * Affine.translation(c0, r0)
+    window_transform = Affine(transform.a, 0.0, transform.c + c0 * transform.a,
+                              0.0, transform.e, transform.f + r0 * transform.e)
 
     inside = rasterize([polygon], out_shape=window_shape, transform=window_transform, all_touched=False,
                        fill=0, default_value=1, dtype="uint8").astype(bool)
@@ -143,9 +162,9 @@ def coverage_fractions(geom: BaseGeometry, transform: Affine, shape: tuple[int, 
                      fill=0, default_value=1, dtype="uint8").astype(bool)
     frac = inside.astype(np.float64)
     tolerance = _AREA_ATOL + _AREA_RTOL * area
-    # exact areas of the pixels the boundary touches, by rectangle clipping; should the fractions not add up
-    # to the polygon's area, again by full overlay, then over their neighbours too, then over the window
-    for stage, fast in (("edge", True), ("edge", False), ("grown", False), ("window", False)):
+    # exact areas of the pixels the boundary touches; should the fractions not add up to the polygon's area
+    # (the rasteriser missed a pixel), of their neighbours too, and at last of the whole window by full overlay
+    for stage, fast in (("edge", True), ("grown", True), ("window", False)):
         todo = edge if stage == "edge" else _grow(edge) if stage == "grown" else np.ones(window_shape, dtype=bool)
         rr, cc = np.nonzero(todo)
         frac[rr, cc] = _exact_areas(pixel_geom, rr + float(r0), cc + float(c0), fast=fast)

@@ -153,3 +153,80 @@ def _streaming(values: np.ndarray, bins: int) -> list[dict[str, float]]:
         weights[i] = w
         del centres[i + 1], weights[i + 1]
     return [{"value": c, "count": w} for c, w in zip(centres, weights)]
+
+
+def grouped_summary(values: np.ndarray, labels: np.ndarray, groups: int,
+                    statistics: Sequence[str], *, keys: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`summarize` for many groups at once: ``labels[i]`` (0 <= label < ``groups``) is the group of
+    ``values[i]``. Returns one float64 array of length ``groups`` per statistic, NaN for an empty group
+    (``count`` is 0 there). Same definitions as :func:`summarize` (population std, linear percentiles).
+
+    ``keys``, when given, is a uint16 array ordered like ``values`` (such as the DN the values come from):
+    the order statistics then use two radix sorts instead of a comparison sort.
+
+    >>> out = grouped_summary(np.array([1.0, 5.0, 2.0, 3.0, 4.0]), np.array([0, 1, 0, 0, 2]), 4,
+    ...                       ["count", "mean", "max", "p50", "std"])
+    >>> out["count"].tolist(), out["mean"].tolist()[:3], out["max"].tolist()[:3], out["p50"].tolist()[:3]
+    ([3.0, 1.0, 1.0, 0.0], [2.0, 5.0, 4.0], [3.0, 5.0, 4.0], [2.0, 5.0, 4.0])
+    >>> round(float(out["std"][0]), 6), bool(np.isnan(out["mean"][3]))
+    (0.816497, True)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.intp)
+    counts = np.bincount(labels, minlength=groups).astype(np.float64)
+    has = counts > 0
+    nan = np.full(groups, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sums = np.bincount(labels, weights=values, minlength=groups)
+        mean = np.where(has, sums / counts, np.nan)
+    out: dict[str, np.ndarray] = {}
+    wanted = [percentile_of(s) for s in statistics]
+    ordered: np.ndarray | None = None
+    starts = (np.cumsum(counts) - counts).astype(np.intp)
+    n = counts.astype(np.intp)
+
+    def sorted_values() -> np.ndarray:
+        nonlocal ordered
+        if ordered is None:
+            by_value = np.argsort(keys, kind="stable") if keys is not None else np.argsort(values)
+            by_label = labels[by_value]
+            if groups <= np.iinfo(np.uint16).max:
+                by_label = by_label.astype(np.uint16)  # radix sort
+            ordered = values[by_value[np.argsort(by_label, kind="stable")]]
+        return ordered
+
+    def quantile(q: float) -> np.ndarray:
+        v = sorted_values()
+        result = nan.copy()
+        if not has.any():
+            return result
+        pos = (q / 100.0) * (n[has] - 1)
+        lo = np.floor(pos).astype(np.intp)
+        t = pos - lo
+        hi = np.minimum(lo + 1, n[has] - 1)
+        a, b = v[starts[has] + lo], v[starts[has] + hi]
+        # numpy's lerp: symmetric form so that t = 1 gives b exactly
+        result[has] = np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)
+        return result
+
+    for name, q in zip(statistics, wanted):
+        if q is not None or name == "median":
+            out[name] = quantile(50.0 if q is None else q)
+        elif name == "count":
+            out[name] = counts
+        elif name == "mean":
+            out[name] = mean
+        elif name == "sum":
+            out[name] = np.where(has, sums, np.nan)
+        elif name in ("min", "max"):
+            v = sorted_values()
+            result = nan.copy()
+            pick = starts[has] if name == "min" else starts[has] + n[has] - 1
+            result[has] = v[pick]
+            out[name] = result
+        elif name == "std":
+            dev = values - np.where(has, mean, 0.0)[labels]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = np.where(has, np.sqrt(np.bincount(labels, weights=dev * dev, minlength=groups) / counts),
+                                     np.nan)
+    return out

@@ -1,0 +1,779 @@
+"""Statistics for many polygons at once, grouped by acquisition so each tile is read once for all of them.
+
+A batch is planned as tasks: one per acquisition date and set of tiles, holding every polygon those tiles
+cover (split into tasks of at most :data:`MAX_TASK_POLYGONS` polygons, in spatial order). A task
+reads each band once per chunk of nearby polygons (a window around the polygons of one 1024-pixel
+block of the tile), takes the pixels of all its polygons by flat index, and computes every polygon's
+statistics together (:func:`stats.zonal.grouped_summary`); the averaged pixels of all its polygons go to
+s2cloudless in one call. The answers equal those of :func:`stats.pipeline.query_timeseries` for each
+polygon: same pixels (pixel centres, 20/60 m bands by nearest), same harmonisation, same statistics.
+
+Options that need more than band values (per-pixel clouds, water, histograms, resolutions other than
+10 m, tiles of one date in different CRSs) are answered polygon by polygon with the time-series engine
+itself, so they are slower but the same.
+
+:func:`compute_batch` runs the tasks in this process; :func:`run_batch` runs them on Dask distributed
+(a LocalCluster, or an existing scheduler), writes each finished task to a part file so that a rerun
+resumes, and assembles the output (CSV, Parquet or GeoPackage).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from pyproj import CRS
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+from .archive.catalog import Acquisition, Archive
+from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
+from .cloud import CloudModel, default_model
+from .errors import InvalidRequestError, SceneReadError, StatsError
+from .geometry import DEFAULT_MAX_VERTICES, parse_geometry, reproject
+from .indices import IndexSpec
+from .models import DateResult, TimeSeriesRequest, TimeSeriesResult, csv_cell, names
+from .raster import Grid, _aligned, _band_shape, _crs, _pixel_size_10m, open_band, polygon_mask, query_grid
+from .zonal import grouped_summary
+
+log = logging.getLogger(__name__)
+
+#: Most polygons in one task (one date).
+MAX_TASK_POLYGONS = 5000
+#: Polygons are chunked by the block of this many 10 m pixels that holds their bounding box's centre.
+CHUNK_PIXELS = 1024
+#: Output formats by file suffix.
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".gpkg": "gpkg"}
+#: Columns before the time-series CSV columns.
+ID_COLUMN = "id"
+_ORDER_COLUMN = "_polygon"
+
+_WGS84 = CRS.from_epsg(4326)
+
+
+@dataclass(frozen=True)
+class BatchPolygon:
+    """One input polygon: its ``id`` (kept as given), a shapely geometry and the geometry's CRS."""
+
+    id: Any
+    geometry: BaseGeometry | None
+    crs: str = "EPSG:4326"
+    error: str | None = None  # why the input row has no usable geometry
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """The polygons (indices into the batch) to compute on one date's tiles."""
+
+    key: str
+    date: dt.date
+    tiles: tuple[str, ...]
+    polygons: tuple[int, ...]
+
+
+@dataclass
+class BatchPlan:
+    """What a batch will compute: validated polygons (in the grid-independent CRS they came in),
+    the request options, and the tasks."""
+
+    polygons: list[BatchPolygon]
+    request: TimeSeriesRequest
+    tasks: list[BatchTask]
+    invalid: dict[int, str] = field(default_factory=dict)  # polygon index -> error
+    archive_href: str = ""
+
+    def columns(self) -> list[str]:
+        """Output columns: ``id``, then the time-series CSV columns."""
+        return [ID_COLUMN] + _template(self.request).columns()
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What :func:`run_batch` did."""
+
+    out: Path
+    polygons: int
+    tasks: int
+    skipped_tasks: int
+    rows: int
+    failed_polygons: int
+    error_rows: int
+    seconds: float
+
+
+# --------------------------------------------------------------------------------------------------
+# Input
+# --------------------------------------------------------------------------------------------------
+
+def read_polygons(path: str | os.PathLike[str], *, id_field: str | None = None, wkt_field: str | None = None,
+                  crs: str | None = None) -> list[BatchPolygon]:
+    """Read polygons from GeoJSON, GeoPackage (or any vector format GDAL reads) or CSV with a WKT column.
+
+    The id is the ``id_field`` attribute (default ``id`` when present), else the feature's position
+    (0-based). A CSV's WKT column is ``wkt_field`` (default: ``wkt``, ``WKT``, ``geometry`` or ``geom``)
+    and its CRS ``crs`` (default EPSG:4326); a vector file's CRS comes from the file (``crs`` overrides).
+    A row whose geometry cannot be read is kept with ``error`` set, so the output says why.
+
+    :raises InvalidRequestError: when the file cannot be read or has no such column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidRequestError(f"polygons: {str(path)!r} is not a file; expected GeoJSON, GeoPackage or CSV")
+    if path.suffix.lower() in (".csv", ".txt"):
+        return _read_csv(path, id_field=id_field, wkt_field=wkt_field, crs=crs or "EPSG:4326")
+    return _read_vector(path, id_field=id_field, crs=crs)
+
+
+def _read_csv(path: Path, *, id_field: str | None, wkt_field: str | None, crs: str) -> list[BatchPolygon]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        wkt_col = wkt_field or next((c for c in ("wkt", "WKT", "geometry", "geom") if c in header), None)
+        if wkt_col is None or wkt_col not in header:
+            raise InvalidRequestError(
+                f"polygons: CSV columns {header} have no WKT column {wkt_field or ''!r}; expected one named "
+                "wkt, geometry or geom, or --wkt-column NAME")
+        id_col = _id_column(header, id_field)
+        out = []
+        for i, row in enumerate(reader):
+            pid: Any = row[id_col] if id_col else i
+            text = (row.get(wkt_col) or "").strip()
+            try:
+                geom = shapely.from_wkt(text)
+            except shapely.errors.GEOSException as exc:
+                out.append(BatchPolygon(pid, None, crs, f"geometry: not valid WKT ({exc})"))
+                continue
+            out.append(BatchPolygon(pid, geom, crs))
+    return out
+
+
+def _id_column(header: Sequence[str], id_field: str | None) -> str | None:
+    if id_field is not None and id_field not in header:
+        raise InvalidRequestError(f"polygons: no id column {id_field!r}; the columns are {list(header)}")
+    return id_field or ("id" if "id" in header else None)
+
+
+def _read_vector(path: Path, *, id_field: str | None, crs: str | None) -> list[BatchPolygon]:
+    import pyogrio.raw
+    from pyogrio.errors import DataSourceError
+
+    try:
+        meta, _, geometries, columns = pyogrio.raw.read(path)
+    except (DataSourceError, OSError, ValueError) as exc:
+        raise InvalidRequestError(f"polygons: cannot read {path.name!r} as a vector file ({exc})") from exc
+    fields = [str(f) for f in meta["fields"]]
+    id_col = _id_column(fields, id_field)
+    ids = list(columns[fields.index(id_col)]) if id_col else list(range(len(geometries)))
+    file_crs = crs or meta.get("crs") or "EPSG:4326"
+    out = []
+    for pid, wkb in zip(ids, geometries):
+        pid = pid.item() if isinstance(pid, np.generic) else pid
+        if wkb is None:
+            out.append(BatchPolygon(pid, None, file_crs, "geometry: missing"))
+            continue
+        out.append(BatchPolygon(pid, shapely.from_wkb(wkb), file_crs))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------------
+
+def batch_request(options: Mapping[str, Any] | None, start: str | dt.datetime, end: str | dt.datetime,
+                  ) -> TimeSeriesRequest:
+    """The time-series request every polygon is answered with (``options``: its fields but geometry)."""
+    body = dict(options or {})
+    for key in ("geometry", "time", "crs"):
+        if key in body:
+            raise InvalidRequestError(f"options: {key!r} is set per batch, not in the options")
+    iso = [t.isoformat() if isinstance(t, dt.datetime) else t for t in (start, end)]
+    body.update(geometry="POINT (0 0)", time={"from": iso[0], "to": iso[1]})
+    return TimeSeriesRequest.from_dict(body)
+
+
+def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], request: TimeSeriesRequest, *,
+               max_vertices: int = DEFAULT_MAX_VERTICES) -> BatchPlan:
+    """Validate the polygons and group them into tasks by date and tiles."""
+    invalid: dict[int, str] = {}
+    wgs84: list[BaseGeometry | None] = []
+    valid_polygons = []
+    for i, poly in enumerate(polygons):
+        if poly.geometry is None:
+            invalid[i] = poly.error or "geometry: missing"
+            wgs84.append(None)
+            valid_polygons.append(poly)
+            continue
+        try:
+            geom, crs = parse_geometry(mapping(poly.geometry), poly.crs, max_vertices=max_vertices)
+            valid_polygons.append(replace(poly, geometry=geom, crs=crs.to_string()))
+            wgs84.append(reproject(geom, crs, _WGS84))
+        except StatsError as exc:
+            invalid[i] = str(exc)
+            wgs84.append(None)
+            valid_polygons.append(poly)
+    candidates = [a for a in archive.acquisitions if request.start <= a.datetime <= request.end and not (
+        request.max_cloud_cover is not None and a.cloud_cover is not None
+        and a.cloud_cover > request.max_cloud_cover)]
+    ok = [i for i, g in enumerate(wgs84) if g is not None]
+    shapes = np.array([wgs84[i] for i in ok], dtype=object)
+    by_date: dict[dt.date, list[Acquisition]] = defaultdict(list)
+    for acq in candidates:
+        by_date[acq.date].append(acq)
+    tasks: list[BatchTask] = []
+    for day in sorted(by_date):
+        tiles = sorted(by_date[day], key=lambda a: (a.datetime, a.id))
+        hits = np.array([shapely.intersects(t.footprint, shapes) for t in tiles]).reshape(len(tiles), len(ok))
+        groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for col, i in enumerate(ok):
+            ids = tuple(t.id for t, hit in zip(tiles, hits[:, col]) if hit)
+            if ids:
+                groups[ids].append(i)
+        for ids, members in groups.items():
+            members = _spatial_order(members, wgs84)
+            for start in range(0, len(members), MAX_TASK_POLYGONS):
+                part = tuple(members[start:start + MAX_TASK_POLYGONS])
+                digest = hashlib.sha1(json.dumps([list(ids), list(part)]).encode()).hexdigest()[:12]
+                tasks.append(BatchTask(f"{day.isoformat()}_{digest}", day, ids, part))
+    return BatchPlan(valid_polygons, request, tasks, invalid, archive.href or "")
+
+
+def _spatial_order(members: list[int], wgs84: Sequence[BaseGeometry | None]) -> list[int]:
+    """Polygons sorted by the centre of their bounds, in rows of about 0.1 degree (so chunks stay compact)."""
+    def key(i: int) -> tuple[int, float]:
+        geom = wgs84[i]
+        assert geom is not None
+        minx, miny, maxx, maxy = geom.bounds
+        return (-math.floor((miny + maxy) * 5), (minx + maxx) / 2)
+    return sorted(members, key=key)
+
+
+# --------------------------------------------------------------------------------------------------
+# One task
+# --------------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=4)
+def _archive(href: str) -> Archive:
+    return Archive.open(href)
+
+
+def _template(request: TimeSeriesRequest) -> TimeSeriesResult:
+    pixel = request.cloud.pixel or request.water is not None or any(s.cloud_layers for s in request.indices)
+    return TimeSeriesResult(series=(), bands=request.bands, indices=names(request.indices),
+                            statistics=request.statistics, acquisitions=0, pixel_cloud=pixel,
+                            water=request.water is not None)
+
+
+def _fast(request: TimeSeriesRequest, tiles: Sequence[Acquisition]) -> bool:
+    """Whether the vectorised path answers this request (else the time-series engine, polygon by polygon)."""
+    template = _template(request)
+    return (request.resolution == 10 and not template.pixel_cloud and not template.water
+            and request.histogram is None and len({_crs(t.crs) for t in tiles}) == 1)
+
+
+def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = None,
+             archive: Archive | None = None) -> pa.Table:
+    """Compute one task: a table of rows (``_polygon`` index, ``id``, then the time-series columns)."""
+    archive = archive or _archive(plan.archive_href)
+    by_id = {a.id: a for a in archive.acquisitions}
+    tiles = [by_id[t] for t in task.tiles]
+    model = model or default_model()
+    try:
+        try:
+            if not _fast(plan.request, tiles):
+                raise _NotAligned
+            results = _task_vectorised(plan, task, tiles, model)
+        except _NotAligned:
+            results = _task_per_polygon(plan, task, tiles, model, archive)
+    except SceneReadError as exc:
+        log.warning("date %s: %s", task.date, exc)
+        failed = DateResult(date=tiles[0].date, datetime=tiles[0].datetime, scenes=task.tiles, error=str(exc))
+        results = {i: failed for i in task.polygons}
+    return _table(plan, [(i, entry) for i in task.polygons if (entry := results.get(i)) is not None])
+
+
+def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition], model: CloudModel,
+                      archive: Archive) -> dict[int, DateResult | None]:
+    """The time-series engine itself on each polygon, over this date's tiles only."""
+    from .pipeline import query_timeseries
+
+    first, last = min(t.datetime for t in tiles), max(t.datetime for t in tiles)
+    out: dict[int, DateResult | None] = {}
+    for i in task.polygons:
+        poly = plan.polygons[i]
+        assert poly.geometry is not None
+        request = replace(plan.request, geometry=mapping(poly.geometry), crs=poly.crs, start=first, end=last)
+        result = query_timeseries(request, archive, model=model)
+        out[i] = result.series[0] if result.series else None
+    return out
+
+
+class _NotAligned(Exception):
+    """A band that the vectorised path cannot read by index (another grid): use the per-polygon path."""
+
+
+@dataclass
+class _Chunk:
+    grid: Grid
+    flat: np.ndarray  # flat pixel index in the chunk grid of every polygon pixel
+    labels: np.ndarray  # position in the task's polygon list of each pixel
+    inside: np.ndarray  # pixels inside each polygon (per position)
+    members: list[int]  # positions
+
+
+def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
+                     model: CloudModel) -> dict[int, DateResult | None]:
+    request = plan.request
+    specs = list(request.indices)
+    wanted = set(request.bands) | {b for s in specs for b in s.bands} | set(MODEL_BANDS)
+    bands = [b for b in S2_BANDS if b in wanted]
+    primary = tiles[0]
+    grid_crs = _crs(primary.crs)
+    shapes = [_band_shape(primary, b) for b in bands]
+    finest = min(shapes, key=lambda s: abs(s.transform.a))
+    anchor = finest.transform
+    pixel = _pixel_size_10m(anchor)
+    extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
+    n = len(task.polygons)
+    geoms = [reproject(plan.polygons[i].geometry, _crs(plan.polygons[i].crs), grid_crs) for i in task.polygons]
+
+    chunks = _chunks(geoms, anchor, grid_crs, pixel, extent)
+    total = sum(c.flat.size for c in chunks)
+    labels = np.concatenate([c.labels for c in chunks]) if chunks else np.zeros(0, np.intp)
+    inside = np.zeros(n, dtype=np.int64)
+    for c in chunks:
+        inside[c.members] = c.inside[c.members]
+    dn = {b: np.zeros(total, dtype=np.float32) for b in bands}
+    offsets = np.zeros(total, dtype=np.float32)
+    filled = np.zeros(total, dtype=bool)
+    scenes: list[set[str]] = [set() for _ in range(n)]
+    from .datasets import map_threads
+
+    for acq in tiles:
+        same = _crs(acq.crs) == grid_crs
+        if not same:  # not reached: _fast() sends such dates to the per-polygon path
+            raise _NotAligned
+        start = 0
+        for chunk in chunks:
+            stop = start + chunk.flat.size
+            arrays = map_threads(lambda band: _gather(acq, band, chunk), bands)
+            has = np.logical_and.reduce([a > 0 for a in arrays]) & ~filled[start:stop]
+            if has.any():
+                for band, arr in zip(bands, arrays):
+                    values = arr[has]
+                    if acq.dn_offset:
+                        values = np.maximum(values - acq.dn_offset, 0)
+                    dn[band][start:stop][has] = values
+                if acq.dn_offset:
+                    offsets[start:stop][has] = acq.dn_offset
+                filled[start:stop] |= has
+                for pos in np.unique(chunk.labels[has]).tolist():
+                    scenes[pos].add(acq.id)
+            start = stop
+
+    valid_labels = labels[filled]
+    valid_count = np.bincount(valid_labels, minlength=n)
+    reflectance = {b: dn[b][filled].astype(np.float64) / QUANTIFICATION_VALUE for b in bands}
+    stats_source = reflectance
+    if not request.harmonize:
+        extra = offsets[filled].astype(np.float64)
+        stats_source = {b: (dn[b][filled] + extra).astype(np.float64) / QUANTIFICATION_VALUE for b in bands}
+
+    probability = np.full(n, np.nan)
+    if request.cloud.averaged and valid_count.any():
+        sums = np.stack([np.bincount(valid_labels, weights=reflectance[b], minlength=n) for b in MODEL_BANDS],
+                        axis=1)
+        scored = valid_count > 0
+        probability[scored] = np.asarray(model.probability(sums[scored] / valid_count[scored, None]),
+                                         dtype=np.float64)
+
+    band_stats = {b: grouped_summary(stats_source[b], valid_labels, n, request.statistics,
+                                     keys=_dn_keys(dn[b][filled], offsets[filled], request.harmonize))
+                  for b in request.bands}
+    index_stats = {spec.name: _index_stats(spec, stats_source, valid_labels, n, request.statistics)
+                   for spec in specs}
+    first = tiles[0]
+    out: dict[int, DateResult | None] = {}
+    threshold = request.cloud.threshold
+    for pos, i in enumerate(task.polygons):
+        count = int(valid_count[pos])
+        if count == 0 and not request.include_empty:
+            out[i] = None
+            continue
+        p = None if math.isnan(probability[pos]) else float(probability[pos])
+        entry = DateResult(
+            date=first.date, datetime=first.datetime,
+            scenes=tuple(t.id for t in tiles if t.id in scenes[pos]) or (first.id,),
+            cloud_probability=p, cloudy=None if p is None else p >= threshold,
+            valid_pixels=count, nodata_pixels=int(inside[pos]) - count,
+            bands={b: _row_stats(band_stats[b], pos, request.statistics) for b in request.bands},
+            indices={s: _row_stats(index_stats[s], pos, request.statistics) for s in index_stats},
+        )
+        max_p = request.cloud.max_probability
+        out[i] = None if (max_p is not None and p is not None and p > max_p) else entry
+    return out
+
+
+def _dn_keys(dn: np.ndarray, offsets: np.ndarray, harmonize: bool) -> np.ndarray:
+    """Band values as uint16 DN (they are whole DN in [0, 65535] on the 10 m grid), to sort by radix."""
+    return (dn if harmonize else dn + offsets).astype(np.uint16)
+
+
+def _index_stats(spec: IndexSpec, reflectance: Mapping[str, np.ndarray], labels: np.ndarray, n: int,
+                 statistics: Sequence[str]) -> dict[str, np.ndarray]:
+    values = spec.evaluate({b: reflectance[b] for b in spec.bands})
+    finite = np.isfinite(values)
+    return grouped_summary(values[finite], labels[finite], n, statistics)
+
+
+def _row_stats(table: Mapping[str, np.ndarray], pos: int, statistics: Sequence[str]) -> dict[str, float | int | None]:
+    row: dict[str, float | int | None] = {}
+    for s in statistics:
+        value = float(table[s][pos])
+        if s == "count":
+            row[s] = int(value)
+        else:
+            row[s] = None if math.isnan(value) else value
+    return row
+
+
+def _chunks(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel: tuple[float, float],
+            extent: tuple[int, int]) -> list[_Chunk]:
+    """Group polygons by the 1024-pixel block holding their bounds' centre; one grid per group."""
+    px, py = pixel
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for pos, geom in enumerate(geoms):
+        minx, miny, maxx, maxy = geom.bounds
+        col = int(((minx + maxx) / 2 - anchor.c) / px) // CHUNK_PIXELS
+        row = int((anchor.f - (miny + maxy) / 2) / py) // CHUNK_PIXELS
+        groups[(row, col)].append(pos)
+    chunks = []
+    for key in sorted(groups):
+        members = groups[key]
+        bounds = shapely.box(*shapely.total_bounds([geoms[p] for p in members]))
+        grid = query_grid(anchor, crs, pixel, bounds, max_pixels=2**62)
+        flat_parts, label_parts = [], []
+        inside = np.zeros(len(geoms), dtype=np.int64)
+        for pos in members:
+            own = query_grid(anchor, crs, pixel, geoms[pos], max_pixels=2**62)
+            mask = polygon_mask(geoms[pos], own)
+            rows, cols = np.nonzero(mask)
+            dr = round((grid.transform.f - own.transform.f) / py)
+            dc = round((own.transform.c - grid.transform.c) / px)
+            flat_parts.append((rows + dr) * grid.shape[1] + (cols + dc))
+            label_parts.append(np.full(rows.size, pos, dtype=np.intp))
+            inside[pos] = rows.size
+        chunks.append(_Chunk(grid, np.concatenate(flat_parts).astype(np.intp), np.concatenate(label_parts),
+                             inside, members))
+    return chunks
+
+
+def _gather(acq: Acquisition, band: str, chunk: _Chunk) -> np.ndarray:
+    """The band's values (float32 DN, 0 outside the tile) at the chunk's polygon pixels, each taken from
+    the band pixel containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    grid = chunk.grid
+    width = grid.shape[1]
+    rows, cols = np.divmod(chunk.flat, width)
+    with open_band(acq, band) as src:
+        t = src.transform
+        if not _aligned(t, grid, True) or t.a < grid.transform.a - 1e-9:
+            raise _NotAligned
+        xs = grid.transform.c + (cols + 0.5) * grid.transform.a
+        ys = grid.transform.f + (rows + 0.5) * grid.transform.e
+        brow = np.floor((ys - t.f) / t.e).astype(np.intp)
+        bcol = np.floor((xs - t.c) / t.a).astype(np.intp)
+        inside = (brow >= 0) & (brow < src.height) & (bcol >= 0) & (bcol < src.width)
+        out = np.zeros(chunk.flat.size, dtype=np.float32)
+        if not inside.any():
+            return out
+        r0, r1 = int(brow[inside].min()), int(brow[inside].max()) + 1
+        c0, c1 = int(bcol[inside].min()), int(bcol[inside].max()) + 1
+        try:
+            block = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        except rasterio.errors.RasterioError as exc:
+            log.warning("scene %s band %s: %s", acq.id, band, exc)
+            raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
+    out[inside] = block[brow[inside] - r0, bcol[inside] - c0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables and output
+# --------------------------------------------------------------------------------------------------
+
+def _table(plan: BatchPlan, entries: Iterable[tuple[int, DateResult]]) -> pa.Table:
+    """Rows of (polygon index, date result) as an Arrow table with the batch's columns."""
+    template = _template(plan.request)
+    order: list[int] = []
+    rows: list[list[Any]] = []
+    for i, entry in entries:
+        result = replace(template, series=(entry,))
+        order.append(i)
+        rows.append([plan.polygons[i].id] + result.to_rows()[0])
+    return _to_arrow(plan, order, rows)
+
+
+def _error_table(plan: BatchPlan) -> pa.Table:
+    """One row per invalid polygon: its id and the error, everything else empty."""
+    width = len(plan.columns())
+    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] for i, message in sorted(plan.invalid.items())]
+    return _to_arrow(plan, sorted(plan.invalid), rows)
+
+
+def _schema(plan: BatchPlan) -> pa.Schema:
+    ids = [p.id for p in plan.polygons]
+    id_type = pa.int64() if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in ids) else pa.string()
+    fields = [pa.field(_ORDER_COLUMN, pa.int64()), pa.field(ID_COLUMN, id_type)]
+    for name in plan.columns()[1:]:
+        if name in ("date", "error", "warning", "water_flag"):
+            kind = pa.string()
+        elif name in ("cloudy",):
+            kind = pa.bool_()
+        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or name.endswith("_count"):
+            kind = pa.int64()
+        else:
+            kind = pa.float64()
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def _to_arrow(plan: BatchPlan, order: list[int], rows: list[list[Any]]) -> pa.Table:
+    schema = _schema(plan)
+    columns: list[list[Any]] = [order] + [list(col) for col in zip(*rows)] if rows else [[] for _ in schema]
+    if schema.field(ID_COLUMN).type == pa.string() and rows:
+        columns[1] = [None if v is None else str(v) for v in columns[1]]
+    return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
+
+
+def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.PathLike[str] | Sequence[BatchPolygon],
+                  start: str | dt.datetime, end: str | dt.datetime, *, options: Mapping[str, Any] | None = None,
+                  model: CloudModel | None = None) -> pa.Table:
+    """Run a batch in this process and return its rows (``id``, then the time-series columns), ordered
+    by polygon (input order) and date."""
+    arch = archive if isinstance(archive, Archive) else Archive.open(archive)
+    polys = read_polygons(polygons) if isinstance(polygons, (str, os.PathLike)) else list(polygons)
+    plan = plan_batch(arch, polys, batch_request(options, start, end))
+    tables = [_error_table(plan)] + [run_task(plan, task, model=model, archive=arch) for task in plan.tasks]
+    return _finish_table(pa.concat_tables(tables))
+
+
+def _finish_table(table: pa.Table) -> pa.Table:
+    table = table.sort_by([(_ORDER_COLUMN, "ascending"), ("date", "ascending")])
+    return table.drop_columns([_ORDER_COLUMN])
+
+
+def write_table(table: pa.Table, out: str | os.PathLike[str], polygons: Sequence[BatchPolygon] | None = None) -> None:
+    """Write ``table`` to ``out``: CSV (``true``/``false``, empty cells for nulls), Parquet or GeoPackage
+    (each row with its polygon, in EPSG:4326). The file appears only once complete."""
+    out = Path(out)
+    kind = output_format(out)
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    if kind == "csv":
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(table.column_names)
+            for batch in table.to_batches(max_chunksize=10_000):
+                columns = [c.to_pylist() for c in batch.columns]
+                writer.writerows([csv_cell(v) for v in row] for row in zip(*columns))
+    elif kind == "parquet":
+        pq.write_table(table, tmp)
+    else:
+        _write_gpkg(table, tmp, polygons or [])
+    os.replace(tmp, out)
+
+
+def output_format(out: str | os.PathLike[str]) -> str:
+    """``csv``, ``parquet`` or ``gpkg`` from the file suffix.
+
+    >>> output_format("stats.parquet")
+    'parquet'
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidRequestError(f"out: unknown format {suffix or Path(out).name!r}; expected a file ending in "
+                                  f"{', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _write_gpkg(table: pa.Table, path: Path, polygons: Sequence[BatchPolygon]) -> None:
+    import pyogrio.raw
+
+    by_id: dict[Any, BaseGeometry | None] = {}
+    for poly in polygons:
+        if poly.geometry is not None and poly.error is None:
+            by_id[poly.id] = reproject(poly.geometry, _crs(poly.crs), _WGS84)
+    ids = table.column(ID_COLUMN).to_pylist()
+    geometries = np.array([shapely.to_wkb(by_id[i]) if by_id.get(i) is not None else None for i in ids], dtype=object)
+    fields = table.column_names
+    data = [np.array(table.column(f).to_pylist(), dtype=object) for f in fields]
+    pyogrio.raw.write(path, geometries, data, fields, driver="GPKG", geometry_type="Unknown", crs="EPSG:4326",
+                      layer="statistics")
+
+
+# --------------------------------------------------------------------------------------------------
+# Dask
+# --------------------------------------------------------------------------------------------------
+
+def _task_payload(plan: BatchPlan, task: BatchTask) -> BatchPlan:
+    """A plan holding only this task's polygons (what a worker needs), so tasks ship small."""
+    keep = set(task.polygons)
+    polygons = [p if i in keep else BatchPolygon(p.id, None, p.crs) for i, p in enumerate(plan.polygons)]
+    return BatchPlan(polygons, plan.request, [task], {}, plan.archive_href)
+
+
+def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:
+    return run_task(plan, task)
+
+
+def _digest(plan: BatchPlan, start: Any, end: Any, options: Mapping[str, Any] | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"archive": plan.archive_href, "start": str(start), "end": str(end),
+                         "options": options or {}}, sort_keys=True, default=str).encode())
+    for p in plan.polygons:
+        h.update(repr(p.id).encode())
+        h.update(shapely.to_wkb(p.geometry) if p.geometry is not None else b"-")
+        h.update(p.crs.encode())
+    return h.hexdigest()
+
+
+def run_batch(
+    archive: Archive | str | os.PathLike[str],
+    polygons: str | os.PathLike[str] | Sequence[BatchPolygon],
+    start: str | dt.datetime,
+    end: str | dt.datetime,
+    out: str | os.PathLike[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    id_field: str | None = None,
+    wkt_field: str | None = None,
+    crs: str | None = None,
+) -> BatchSummary:
+    """Run a batch on Dask distributed and write ``out`` (.csv, .parquet or .gpkg).
+
+    Finished tasks are kept as Parquet parts in ``<out>.parts/``; a rerun of the same batch (same archive,
+    polygons, range and options) skips them, and a changed batch starts afresh. ``scheduler`` is the
+    address of a running Dask scheduler (its workers must reach the archive); without it a LocalCluster of
+    ``workers`` processes (default: the CPU count) runs here. ``progress`` shows a progress bar (True) or
+    is called with (done, total) tasks.
+    """
+    began = time.monotonic()
+    out = Path(out)
+    output_format(out)
+    arch = archive if isinstance(archive, Archive) else Archive.open(archive)
+    if not arch.href:
+        raise InvalidRequestError("archive: a batch needs an archive opened from a folder or URL")
+    polys = (read_polygons(polygons, id_field=id_field, wkt_field=wkt_field, crs=crs)
+             if isinstance(polygons, (str, os.PathLike)) else list(polygons))
+    plan = plan_batch(arch, polys, batch_request(options, start, end))
+    for i, message in sorted(plan.invalid.items()):
+        log.warning("polygon %r: %s", plan.polygons[i].id, message)
+    parts = out.with_name(out.name + ".parts")
+    digest = _digest(plan, start, end, options)
+    manifest = parts / "manifest.json"
+    if parts.is_dir() and (not manifest.is_file() or json.loads(manifest.read_text()).get("digest") != digest):
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"digest": digest, "tasks": len(plan.tasks)}))
+    todo = [t for t in plan.tasks if not (parts / f"{t.key}.parquet").is_file()]
+    skipped = len(plan.tasks) - len(todo)
+    report = _progress(progress, len(plan.tasks), skipped)
+    failed: dict[str, pa.Table] = {}
+    if todo:
+        _run_on_dask(plan, todo, parts, scheduler, workers, report, failed)
+    report(None)
+    tables = [_error_table(plan)] + [failed[t.key] if t.key in failed else pq.read_table(parts / f"{t.key}.parquet")
+                                     for t in plan.tasks]
+    table = _finish_table(pa.concat_tables(tables))
+    write_table(table, out, plan.polygons)
+    if not failed:
+        shutil.rmtree(parts)
+    errors = table.column("error").drop_null()
+    return BatchSummary(out=out, polygons=len(plan.polygons), tasks=len(plan.tasks), skipped_tasks=skipped,
+                        rows=table.num_rows, failed_polygons=len(plan.invalid), error_rows=len(errors),
+                        seconds=time.monotonic() - began)
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int, done: int) -> Callable[[int | None], None]:
+    """A callback taking the number of newly finished tasks (None at the end)."""
+    if callable(progress):
+        state = {"done": done}
+        progress(done, total)
+
+        def call(step: int | None) -> None:
+            if step:
+                state["done"] += step
+                progress(state["done"], total)
+        return call
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="task", desc="batch", disable=not progress)
+
+    def update(step: int | None) -> None:
+        if step is None:
+            bar.close()
+        else:
+            bar.update(step)
+    return update
+
+
+def _run_on_dask(plan: BatchPlan, todo: list[BatchTask], parts: Path, scheduler: str | None,
+                 workers: int | None, report: Callable[[int | None], None], failed: dict[str, pa.Table]) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"GDAL_CACHEMAX": os.environ.get("GDAL_CACHEMAX", "256")})
+        client = Client(cluster)
+    try:
+        futures = {client.submit(_run_remote, _task_payload(plan, task), task, pure=False, key=f"polyfis-{task.key}"):
+                   task for task in todo}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                table = future.result()
+            except Exception as exc:  # a worker died or the task failed: its rows say so, the batch goes on
+                log.error("task %s (%s, %d polygons) failed: %s", task.key, task.date, len(task.polygons), exc)
+                failed[task.key] = _failed_task_table(plan, task, exc)  # not kept: a rerun retries it
+                report(1)
+                continue
+            tmp = parts / f"{task.key}.parquet.tmp"
+            pq.write_table(table, tmp)
+            os.replace(tmp, parts / f"{task.key}.parquet")
+            report(1)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:
+    message = f"internal error computing this date ({type(exc).__name__}); rerun the batch to retry"
+    entry = DateResult(date=task.date, datetime=dt.datetime.combine(task.date, dt.time(), dt.timezone.utc),
+                       scenes=task.tiles, error=message)
+    return _table(plan, [(i, entry) for i in task.polygons])
