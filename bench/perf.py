@@ -735,7 +735,7 @@ def run_polyfis_run_batch(job: Job) -> dict[str, Any]:
         out = Path(tmp) / "batch.parquet"
         t0 = time.perf_counter()
         batch.run_batch(archive, job.polygons, job.start, job.end, out, options={"statistics": list(STATS)},
-                        workers=2)
+                        workers=2, progress=False)
         seconds = time.perf_counter() - t0
         table = pq.read_table(out)
     return {"wall_s": seconds, "rows": table.num_rows, "values": _batch_values(table, job.sample_ids)}
@@ -1117,6 +1117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="warm calls of the polyfis single cases")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of field,lake,batch")
     parser.add_argument("--contenders", help="comma-separated subset of contenders (development)")
+    parser.add_argument("--generate-only", action="store_true", help="build the archive and polygons, then exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -1133,6 +1134,8 @@ def main() -> None:
     polygons = make_polygons(cfg)
     write_polygons(data_dir, polygons)
     manifest = generate_archive(data_dir, cfg, polygons)
+    if args.generate_only:
+        return
 
     from stats import Archive
 

@@ -675,8 +675,8 @@ def run_batch(
     Finished tasks are kept as Parquet parts in ``<out>.parts/``; a rerun of the same batch (same archive,
     polygons, range and options) skips them, and a changed batch starts afresh. ``scheduler`` is the
     address of a running Dask scheduler (its workers must reach the archive); without it a LocalCluster of
-    ``workers`` processes (default: the CPU count) runs here. ``progress`` shows a progress bar (True) or
-    is called with (done, total) tasks.
+    ``workers`` processes (default: the CPU count) runs here, and ``workers=0`` runs the tasks in this
+    process without Dask. ``progress`` shows a progress bar (True) or is called with (done, total) tasks.
     """
     began = time.monotonic()
     out = Path(out)
@@ -700,7 +700,11 @@ def run_batch(
     skipped = len(plan.tasks) - len(todo)
     report = _progress(progress, len(plan.tasks), skipped)
     failed: dict[str, pa.Table] = {}
-    if todo:
+    if todo and workers == 0 and not scheduler:
+        for task in todo:
+            _write_part(parts, task, run_task(plan, task, archive=arch))
+            report(1)
+    elif todo:
         _run_on_dask(plan, todo, parts, scheduler, workers, report, failed)
     report(None)
     tables = [_error_table(plan)] + [failed[t.key] if t.key in failed else pq.read_table(parts / f"{t.key}.parquet")
@@ -762,14 +766,18 @@ def _run_on_dask(plan: BatchPlan, todo: list[BatchTask], parts: Path, scheduler:
                 failed[task.key] = _failed_task_table(plan, task, exc)  # not kept: a rerun retries it
                 report(1)
                 continue
-            tmp = parts / f"{task.key}.parquet.tmp"
-            pq.write_table(table, tmp)
-            os.replace(tmp, parts / f"{task.key}.parquet")
+            _write_part(parts, task, table)
             report(1)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _write_part(parts: Path, task: BatchTask, table: pa.Table) -> None:
+    tmp = parts / f"{task.key}.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, parts / f"{task.key}.parquet")
 
 
 def _failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:

@@ -188,7 +188,8 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
               show_default=True, help="Averaged-pixel probability, per-pixel cloud mask, or both.")
 @click.option("--scheduler", envvar="POLYFIS_DASK_SCHEDULER",
               help="Address of a running Dask scheduler (default: a LocalCluster on this machine).")
-@click.option("--workers", type=click.IntRange(1, 256), help="LocalCluster worker processes (default: CPUs).")
+@click.option("--workers", type=click.IntRange(0, 256),
+              help="LocalCluster worker processes (default: CPUs); 0 runs in this process without Dask.")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
 def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id_field: str | None,
           wkt_column: str | None, crs: str | None, bands: str | None, indices: str | None,

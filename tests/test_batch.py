@@ -128,7 +128,7 @@ def test_batch_resumes_after_an_interruption(demo_root: Path, polygons_file: Pat
             else:
                 assert a[key] == b[key], key
     # another range is another batch: old parts are not reused
-    again = run_batch(demo_root, polygons_file, START, "2023-05-31", out, options=OPTIONS, workers=1, progress=False)
+    again = run_batch(demo_root, polygons_file, START, "2023-05-31", out, options=OPTIONS, workers=0, progress=False)
     assert again.skipped_tasks == 0
 
 
