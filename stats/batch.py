@@ -283,7 +283,7 @@ def _template(request: TimeSeriesRequest) -> TimeSeriesResult:
 def _fast(request: TimeSeriesRequest, tiles: Sequence[Acquisition]) -> bool:
     """Whether the vectorised path answers this request (else the time-series engine, polygon by polygon)."""
     template = _template(request)
-    return (request.resolution == 10 and not template.pixel_cloud and not template.water
+    return (request.resolution == 10 and not request.exact and not template.pixel_cloud and not template.water
             and request.histogram is None and len({_crs(t.crs) for t in tiles}) == 1)
 
 
@@ -548,7 +548,8 @@ def _schema(plan: BatchPlan) -> pa.Schema:
             kind = pa.string()
         elif name in ("cloudy",):
             kind = pa.bool_()
-        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or name.endswith("_count"):
+        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or (
+                name.endswith("_count") and not plan.request.exact):  # exact mode: count is an area
             kind = pa.int64()
         else:
             kind = pa.float64()

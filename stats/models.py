@@ -36,7 +36,7 @@ Stats = dict[str, Number]
 
 _REQUEST_FIELDS = {
     "geometry", "crs", "time", "bands", "indices", "statistics", "resolution", "cloud", "harmonize",
-    "max_cloud_cover", "include_empty", "water", "histogram",
+    "max_cloud_cover", "include_empty", "water", "histogram", "exact",
 }
 
 
@@ -327,7 +327,9 @@ class TimeSeriesRequest:
     bound acquisition times inclusively (UTC). ``bands`` are reported with ``statistics``; ``indices``
     are computed per pixel. ``resolution`` is the nominal grid (10, 20 or 60 m). ``harmonize`` removes
     the baseline 04.00 offset. ``max_cloud_cover`` (0–100) filters tiles by their ``eo:cloud_cover``.
-    ``include_empty`` keeps dates with no valid pixel in the polygon.
+    ``include_empty`` keeps dates with no valid pixel in the polygon. ``exact`` weights each pixel by the
+    fraction of its area inside the polygon (every pixel the polygon touches counts, ``count`` becomes the
+    covered area in pixels), instead of counting the pixels whose centre is inside.
     """
 
     geometry: Any
@@ -344,6 +346,7 @@ class TimeSeriesRequest:
     include_empty: bool = False
     water: WaterOptions | None = None
     histogram: HistogramOptions | None = None
+    exact: bool = False
 
     @classmethod
     def from_dict(cls, data: Any) -> TimeSeriesRequest:
@@ -376,7 +379,16 @@ class TimeSeriesRequest:
             include_empty=_flag(data.get("include_empty"), "include_empty", False),
             water=WaterOptions.from_dict(data.get("water")),
             histogram=HistogramOptions.from_dict(data.get("histogram")),
+            exact=_exact(data),
         )
+
+
+def _exact(data: dict[str, Any]) -> bool:
+    exact = _flag(data.get("exact"), "exact", False)
+    if exact and data.get("histogram") not in (None, False):
+        raise InvalidRequestError("exact: histograms count whole pixels and are not weighted by coverage; "
+                                  "expected exact false (or absent) when a histogram is requested")
+    return exact
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from .indices import IndexSpec, resolve_index
 from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
 from .raster import DEFAULT_MAX_PIXELS, PixelBlock, read_date
 from .water import water_extent
+from .coverage import weighted_summary
 from .zonal import histogram, summarize
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class _DateWork:
     cells: CellRequest | None = None
     cell_of_pixel: np.ndarray | None = None  # flat cell index of each valid pixel
     probability: float | None = field(default=None)
+    weights: np.ndarray | None = None  # exact mode: coverage fraction of each valid pixel
+    inside_area: float = 0.0  # the polygon's area in pixels (pixels inside, or their coverage in exact mode)
 
     @property
     def valid(self) -> int:
@@ -205,23 +208,28 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], geom: BaseGeo
     cloud_block: PixelBlock | None = None
     if pixel_mode:
         cloud_block = read_date(tiles, geom, geom_crs, read_bands, resolution=10,
-                                max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
+                                max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k,
+                                exact=request.exact)
     if cloud_block is not None and request.resolution == 10:
         block = cloud_block
     else:
         block = read_date(tiles, geom, geom_crs, read_bands, resolution=request.resolution,
-                          max_pixels=limits.max_pixels)
+                          max_pixels=limits.max_pixels, exact=request.exact)
     valid = block.valid
     values = {b: block.dn[b][valid] for b in read_bands}
+    weights = block.coverage[valid] if block.coverage is not None else None
     averaged = None
     if values[read_bands[0]].size and request.cloud.averaged:
         # the model always sees harmonised reflectance, whatever the statistics report
-        averaged = np.array([values[b].astype(np.float64).mean() / QUANTIFICATION_VALUE for b in MODEL_BANDS])
+        averaged = np.array([np.average(values[b].astype(np.float64), weights=weights) / QUANTIFICATION_VALUE
+                             for b in MODEL_BANDS])
     if not request.harmonize:
         offset = block.offset[valid]
         values = {b: v + offset for b, v in values.items()}
+    inside_area = float(block.coverage.sum()) if block.coverage is not None else float(block.inside.sum())
     work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
-                     nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()))
+                     nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()),
+                     weights=weights, inside_area=inside_area)
     if cloud_block is not None and work.valid:
         work.cells = cell_request(cloud_block, params)
         work.cell_of_pixel = cell_of_pixels(block.grid, valid, cloud_block.grid, k, work.cells.valid.shape)
@@ -253,8 +261,8 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
         clear = ~cloudy_px
         layers = {"CLP": np.round(probability_px * 255), "CLM": cloudy_px.astype(np.float64)}
         pixel_cloud = PixelCloud(
-            fraction=float(cloudy_px.mean()),
-            probability_mean=float(probability_px.mean()),
+            fraction=float(np.average(cloudy_px, weights=work.weights)),
+            probability_mean=float(np.average(probability_px, weights=work.weights)),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(cloudy_px.sum()),
         )
@@ -265,7 +273,15 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
     reflectance.update({name: layer[selected] for name, layer in layers.items()})
     if not layers:
         reflectance.update({name: np.zeros(0) for name in ("CLP", "CLM")})
-    band_stats = {b: summarize(reflectance[b], request.statistics) for b in request.bands}
+    weights = work.weights[selected] if work.weights is not None else None
+
+    def stats_of(values: np.ndarray, keep: np.ndarray | None = None) -> dict[str, float | int | None]:
+        if weights is None:
+            return summarize(values if keep is None else values[keep], request.statistics)
+        w = weights if keep is None else weights[keep]
+        return weighted_summary(values if keep is None else values[keep], w, request.statistics)
+
+    band_stats = {b: stats_of(reflectance[b]) for b in request.bands}
     index_stats = {}
     histograms = {}
     hist = request.histogram
@@ -273,10 +289,10 @@ def _finish(request: TimeSeriesRequest, work: _DateWork, specs: list[IndexSpec],
         histograms.update({b: histogram(reflectance[b], hist.bins, hist.kind) for b in request.bands})
     for spec in request.indices:
         values = spec.evaluate({b: reflectance[b] for b in spec.bands + spec.cloud_layers})
-        values = values[np.isfinite(values)]
-        index_stats[spec.name] = summarize(values, request.statistics)
+        finite = np.isfinite(values)
+        index_stats[spec.name] = stats_of(values, finite)
         if hist is not None:
-            histograms[spec.name] = histogram(values, hist.bins, hist.kind)
+            histograms[spec.name] = histogram(values[finite], hist.bins, hist.kind)
     water = None
     if request.water is not None and water_index is not None:
         water = _water(request.water, water_index, work, clear)
@@ -312,12 +328,15 @@ def _warning(mode: str, cloudy: bool | None, pixel_cloud: PixelCloud | None) -> 
 
 def _water(options: WaterOptions, index: IndexSpec, work: _DateWork, clear: np.ndarray) -> Water:
     """Water extent over the clear valid pixels, scaled to the polygon's area (flagged when too cloudy)."""
-    clear_share = clear.sum() / work.inside if work.inside else 0.0
+    weights = work.weights if work.weights is not None else np.ones(work.valid)
+    clear_share = weights[clear].sum() / work.inside_area if work.inside_area else 0.0
     if clear_share < 1 - options.max_cloud_fraction:
         return Water(None, None, None, flag="cloudy" if work.valid else "nodata")
     values = index.evaluate({b: work.values[b][clear].astype(np.float64) / QUANTIFICATION_VALUE for b in index.bands})
-    fraction, threshold = water_extent(values[np.isfinite(values)], options.method, options.threshold)
-    area = None if fraction is None else fraction * work.inside * work.pixel_area
+    finite = np.isfinite(values)
+    fraction, threshold = water_extent(values[finite], options.method, options.threshold,
+                                       weights=weights[clear][finite] if work.weights is not None else None)
+    area = None if fraction is None else fraction * work.inside_area * work.pixel_area
     return Water(fraction, area, threshold)
 
 

@@ -39,6 +39,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .archive.catalog import Acquisition
 from .bands import QUANTIFICATION_VALUE
+from .coverage import coverage_fractions
 from .datasets import default_pool, map_threads
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import crs_name, reproject
@@ -78,7 +79,8 @@ class PixelBlock:
     04.00 offset removed, clipped at 0; ``offset`` holds the removed offset per pixel, so that
     ``dn + offset`` gives the stored DN back); ``inside``, ``data`` (data in every band,
     inside the polygon or not) and ``valid`` (``inside & data``) are boolean masks of the same shape.
-    ``scenes`` lists the ids of the tiles that contributed.
+    ``scenes`` lists the ids of the tiles that contributed. ``coverage``, read in exact mode, holds the
+    fraction of each pixel's area inside the polygon (``inside`` is then ``coverage > 0``).
     """
 
     grid: Grid
@@ -87,6 +89,7 @@ class PixelBlock:
     data: np.ndarray
     offset: np.ndarray
     scenes: list[str] = field(default_factory=list)
+    coverage: np.ndarray | None = None
 
     @cached_property
     def valid(self) -> np.ndarray:
@@ -298,6 +301,7 @@ def read_date(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pad: int = 0,
     snap: int = 1,
+    exact: bool = False,
 ) -> PixelBlock:
     """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
 
@@ -306,6 +310,7 @@ def read_date(
     :param resolution: nominal grid resolution, 10, 20 or 60 m.
     :param pad: grid pixels read around the polygon's bounds (within the first tile).
     :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
+    :param exact: compute the coverage fraction of every pixel (``inside`` = touched by the polygon).
     :raises SceneReadError: when a tile's asset is missing or unreadable.
     """
     if not tiles:
@@ -315,6 +320,7 @@ def read_date(
     geom = reproject(geometry, geometry_crs, grid_crs)
     grid: Grid | None = None
     inside: np.ndarray | None = None
+    coverage: np.ndarray | None = None
     mosaic: dict[str, np.ndarray] = {}
     filled: np.ndarray | None = None
     scenes: list[str] = []
@@ -328,7 +334,11 @@ def read_date(
             extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
             grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
                               extent=extent)
-            inside = polygon_mask(geom, grid)
+            if exact:
+                coverage = coverage_fractions(geom, grid.transform, grid.shape)
+                inside = coverage > 0
+            else:
+                inside = polygon_mask(geom, grid)
             filled = np.zeros(grid.shape, dtype=bool)
             mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
             offsets = np.zeros(grid.shape, dtype=np.uint16)
@@ -350,4 +360,4 @@ def read_date(
         scenes.append(acq.id)
     assert grid is not None and inside is not None and filled is not None
     return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, offset=offsets,
-                      scenes=scenes or [primary.id])
+                      scenes=scenes or [primary.id], coverage=coverage)

@@ -15,8 +15,10 @@ import numpy as np
 MIN_SEPARATION = 0.2
 
 
-def water_extent(values: np.ndarray, method: str, threshold: float) -> tuple[float | None, float | None]:
-    """Share of ``values`` (1-D, finite) classified as water, and the threshold used.
+def water_extent(values: np.ndarray, method: str, threshold: float, *,
+                 weights: np.ndarray | None = None) -> tuple[float | None, float | None]:
+    """Share of ``values`` (1-D, finite) classified as water, and the threshold used. ``weights`` (exact
+    mode: each pixel's coverage fraction) weight the share; Otsu's threshold is found on the values alone.
 
     >>> water_extent(np.array([-0.4, -0.3, 0.2, 0.5]), "threshold", 0.0)
     (0.5, 0.0)
@@ -34,4 +36,4 @@ def water_extent(values: np.ndarray, method: str, threshold: float) -> tuple[flo
             threshold = split
     if values.size == 0:
         return None, threshold
-    return float(np.mean(values > threshold)), threshold
+    return float(np.average(values > threshold, weights=weights)), threshold
