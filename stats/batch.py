@@ -2,9 +2,8 @@
 
 A batch is planned as tasks: one per acquisition date and set of tiles, holding every polygon those tiles
 cover (split into tasks of at most :data:`MAX_TASK_POLYGONS` polygons, in spatial order). A task
-reads each band once per chunk of nearby polygons (a window around the polygons of one 1024-pixel
-block of the tile), takes the pixels of all its polygons by flat index, and computes every polygon's
-statistics together (:func:`stats.zonal.grouped_summary`); the averaged pixels of all its polygons go to
+reads each internal tile (block) of each band COG that holds a pixel of one of its polygons exactly once,
+takes the pixels of all its polygons from it by index, and computes every polygon's statistics together (:func:`stats.zonal.grouped_summary`); the averaged pixels of all its polygons go to
 s2cloudless in one call. The answers equal those of :func:`stats.pipeline.query_timeseries` for each
 polygon: same pixels (pixel centres, 20/60 m bands by nearest), same harmonisation, same statistics.
 
@@ -39,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
+from affine import Affine
 from pyproj import CRS
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
@@ -57,8 +57,6 @@ log = logging.getLogger(__name__)
 
 #: Most polygons in one task (one date).
 MAX_TASK_POLYGONS = 5000
-#: Polygons are chunked by the block of this many 10 m pixels that holds their bounding box's centre.
-CHUNK_PIXELS = 1024
 #: Output formats by file suffix.
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".gpkg": "gpkg"}
 #: Columns before the time-series CSV columns.
@@ -329,12 +327,16 @@ class _NotAligned(Exception):
 
 
 @dataclass
-class _Chunk:
-    grid: Grid
-    flat: np.ndarray  # flat pixel index in the chunk grid of every polygon pixel
-    labels: np.ndarray  # position in the task's polygon list of each pixel
-    inside: np.ndarray  # pixels inside each polygon (per position)
-    members: list[int]  # positions
+class _Pixels:
+    """The pixels of all polygons of a task: centre coordinates, the polygon (position) of each, and
+    per polygon the count of pixels inside."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    labels: np.ndarray
+    inside: np.ndarray
+    lookups: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]] = \
+        field(default_factory=dict)
 
 
 def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
@@ -349,43 +351,36 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     finest = min(shapes, key=lambda s: abs(s.transform.a))
     anchor = finest.transform
     pixel = _pixel_size_10m(anchor)
-    extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
     n = len(task.polygons)
     geoms = [reproject(plan.polygons[i].geometry, _crs(plan.polygons[i].crs), grid_crs) for i in task.polygons]
-
-    chunks = _chunks(geoms, anchor, grid_crs, pixel, extent)
-    total = sum(c.flat.size for c in chunks)
-    labels = np.concatenate([c.labels for c in chunks]) if chunks else np.zeros(0, np.intp)
-    inside = np.zeros(n, dtype=np.int64)
-    for c in chunks:
-        inside[c.members] = c.inside[c.members]
+    pixels = _polygon_pixels(geoms, anchor, grid_crs, pixel)
+    labels = pixels.labels
+    inside = pixels.inside
+    total = labels.size
     dn = {b: np.zeros(total, dtype=np.float32) for b in bands}
     offsets = np.zeros(total, dtype=np.float32)
     filled = np.zeros(total, dtype=bool)
     scenes: list[set[str]] = [set() for _ in range(n)]
     from .datasets import map_threads
 
+    grid = Grid(grid_crs, Affine(pixel[0], 0.0, anchor.c, 0.0, -pixel[1], anchor.f), (1, 1))
     for acq in tiles:
-        same = _crs(acq.crs) == grid_crs
-        if not same:  # not reached: _fast() sends such dates to the per-polygon path
+        if _crs(acq.crs) != grid_crs:  # not reached: _fast() sends such dates to the per-polygon path
             raise _NotAligned
-        start = 0
-        for chunk in chunks:
-            stop = start + chunk.flat.size
-            arrays = map_threads(lambda band: _gather(acq, band, chunk), bands)
-            has = np.logical_and.reduce([a > 0 for a in arrays]) & ~filled[start:stop]
-            if has.any():
-                for band, arr in zip(bands, arrays):
-                    values = arr[has]
-                    if acq.dn_offset:
-                        values = np.maximum(values - acq.dn_offset, 0)
-                    dn[band][start:stop][has] = values
-                if acq.dn_offset:
-                    offsets[start:stop][has] = acq.dn_offset
-                filled[start:stop] |= has
-                for pos in np.unique(chunk.labels[has]).tolist():
-                    scenes[pos].add(acq.id)
-            start = stop
+        arrays = map_threads(lambda band: _gather(acq, band, pixels, grid), bands)
+        has = np.logical_and.reduce([a > 0 for a in arrays]) & ~filled
+        if not has.any():
+            continue
+        for band, arr in zip(bands, arrays):
+            values = arr[has]
+            if acq.dn_offset:
+                values = np.maximum(values - acq.dn_offset, 0)
+            dn[band][has] = values
+        if acq.dn_offset:
+            offsets[has] = acq.dn_offset
+        filled |= has
+        for pos in np.unique(labels[has]).tolist():
+            scenes[pos].add(acq.id)
 
     valid_labels = labels[filled]
     valid_count = np.bincount(valid_labels, minlength=n)
@@ -453,67 +448,68 @@ def _row_stats(table: Mapping[str, np.ndarray], pos: int, statistics: Sequence[s
     return row
 
 
-def _chunks(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel: tuple[float, float],
-            extent: tuple[int, int]) -> list[_Chunk]:
-    """Group polygons by the 1024-pixel block holding their bounds' centre; one grid per group."""
-    px, py = pixel
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+def _polygon_pixels(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel: tuple[float, float]) -> _Pixels:
+    """The pixel centres of every polygon (pixel-centre rule, as :func:`stats.raster.polygon_mask`), on the
+    tile's 10 m lattice, each polygon rasterised over its own bounding box only."""
+    xs_parts, ys_parts, label_parts = [], [], []
+    inside = np.zeros(len(geoms), dtype=np.int64)
     for pos, geom in enumerate(geoms):
-        minx, miny, maxx, maxy = geom.bounds
-        col = int(((minx + maxx) / 2 - anchor.c) / px) // CHUNK_PIXELS
-        row = int((anchor.f - (miny + maxy) / 2) / py) // CHUNK_PIXELS
-        groups[(row, col)].append(pos)
-    chunks = []
-    for key in sorted(groups):
-        members = groups[key]
-        bounds = shapely.box(*shapely.total_bounds([geoms[p] for p in members]))
-        grid = query_grid(anchor, crs, pixel, bounds, max_pixels=2**62)
-        flat_parts, label_parts = [], []
-        inside = np.zeros(len(geoms), dtype=np.int64)
-        for pos in members:
-            own = query_grid(anchor, crs, pixel, geoms[pos], max_pixels=2**62)
-            mask = polygon_mask(geoms[pos], own)
-            rows, cols = np.nonzero(mask)
-            dr = round((grid.transform.f - own.transform.f) / py)
-            dc = round((own.transform.c - grid.transform.c) / px)
-            flat_parts.append((rows + dr) * grid.shape[1] + (cols + dc))
-            label_parts.append(np.full(rows.size, pos, dtype=np.intp))
-            inside[pos] = rows.size
-        chunks.append(_Chunk(grid, np.concatenate(flat_parts).astype(np.intp), np.concatenate(label_parts),
-                             inside, members))
-    return chunks
+        own = query_grid(anchor, crs, pixel, geom, max_pixels=2**62)
+        rows, cols = np.nonzero(polygon_mask(geom, own))
+        t = own.transform
+        xs_parts.append(t.c + (cols + 0.5) * t.a)
+        ys_parts.append(t.f + (rows + 0.5) * t.e)
+        label_parts.append(np.full(rows.size, pos, dtype=np.intp))
+        inside[pos] = rows.size
+    if not geoms:
+        return _Pixels(np.zeros(0), np.zeros(0), np.zeros(0, np.intp), inside)
+    return _Pixels(np.concatenate(xs_parts), np.concatenate(ys_parts), np.concatenate(label_parts), inside)
 
 
-def _gather(acq: Acquisition, band: str, chunk: _Chunk) -> np.ndarray:
-    """The band's values (float32 DN, 0 outside the tile) at the chunk's polygon pixels, each taken from
-    the band pixel containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`)."""
+def _gather(acq: Acquisition, band: str, pixels: _Pixels, grid: Grid) -> np.ndarray:
+    """The band's values (float32 DN, 0 outside the tile) at the polygons' pixels, each from the band pixel
+    containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`). Each internal
+    tile of the COG that holds a pixel is read (and decoded) exactly once."""
     import rasterio
     from rasterio.windows import Window
 
-    grid = chunk.grid
-    width = grid.shape[1]
-    rows, cols = np.divmod(chunk.flat, width)
+    out = np.zeros(pixels.labels.size, dtype=np.float32)
     with open_band(acq, band) as src:
         t = src.transform
         if not _aligned(t, grid, True) or t.a < grid.transform.a - 1e-9:
             raise _NotAligned
-        xs = grid.transform.c + (cols + 0.5) * grid.transform.a
-        ys = grid.transform.f + (rows + 0.5) * grid.transform.e
-        brow = np.floor((ys - t.f) / t.e).astype(np.intp)
-        bcol = np.floor((xs - t.c) / t.a).astype(np.intp)
-        inside = (brow >= 0) & (brow < src.height) & (bcol >= 0) & (bcol < src.width)
-        out = np.zeros(chunk.flat.size, dtype=np.float32)
-        if not inside.any():
-            return out
-        r0, r1 = int(brow[inside].min()), int(brow[inside].max()) + 1
-        c0, c1 = int(bcol[inside].min()), int(bcol[inside].max()) + 1
+        bh, bw = src.block_shapes[0]
+        key = (tuple(t)[:6], src.width, src.height, bh, bw)
+        lookup = pixels.lookups.get(key)
+        if lookup is None:
+            lookup = pixels.lookups[key] = _block_lookup(pixels, t, src.width, src.height, bh, bw)
+        order, brow, bcol, blocks = lookup
         try:
-            block = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+            for start, stop, r0, c0 in blocks:
+                window = Window(c0, r0, min(bw, src.width - c0), min(bh, src.height - r0))
+                block = src.read(1, window=window)
+                idx = order[start:stop]
+                out[idx] = block[brow[idx] - r0, bcol[idx] - c0]
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
-    out[inside] = block[brow[inside] - r0, bcol[inside] - c0]
     return out
+
+
+def _block_lookup(pixels: _Pixels, t: Any, width: int, height: int, bh: int,
+                  bw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int, int, int]]]:
+    """For a band grid: the band pixel (row, col) of every polygon pixel, the pixels sorted by internal
+    tile, and per tile the (start, stop) of its run in that order and its top-left band pixel."""
+    brow = np.floor((pixels.ys - t.f) / t.e).astype(np.intp)
+    bcol = np.floor((pixels.xs - t.c) / t.a).astype(np.intp)
+    on = np.flatnonzero((brow >= 0) & (brow < height) & (bcol >= 0) & (bcol < width))
+    tiles_across = -(-width // bw)
+    block = (brow[on] // bh) * tiles_across + bcol[on] // bw
+    order = on[np.argsort(block, kind="stable")]
+    ids, starts, counts = np.unique(block[np.argsort(block, kind="stable")], return_index=True, return_counts=True)
+    blocks = [(int(s), int(s + c), int(b // tiles_across) * bh, int(b % tiles_across) * bw)
+              for b, s, c in zip(ids.tolist(), starts.tolist(), counts.tolist())]
+    return order, brow, bcol, blocks
 
 
 # --------------------------------------------------------------------------------------------------
