@@ -873,7 +873,8 @@ def compare(candidate: dict[str, Values], reference: dict[str, Values], *, compl
             for band, ref in bands.items():
                 got = candidate.get(fid, {}).get(date, {}).get(band)
                 if got is None:
-                    missing += complete or date in candidate.get(fid, {})
+                    if complete or date in candidate.get(fid, {}):
+                        missing += 1
                     continue
                 for a, b in zip(got, ref):
                     compared += 1
@@ -982,6 +983,15 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "os": platform.platform()}
 
 
+def git_revision() -> str:
+    """The checkout's commit, with ``+local changes`` when stats/ or service/ differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    return revision + (" +local changes" if git("status", "--porcelain", "--", "stats", "service") else "")
+
+
 def package_versions() -> dict[str, str]:
     import rasterio
 
@@ -1003,7 +1013,8 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`  ", f"Run: {report['finished']}  ",
              f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram_bytes'] / 2**30:.1f} GiB RAM, Python {m['python']}, "
              f"{m['os']}  ",
-             "Packages: " + ", ".join(f"{k} {v}" for k, v in p.items()), "",
+             "Packages: " + ", ".join(f"{k} {v}" for k, v in p.items()) + f"; polyfis checkout {report['polyfis_revision']}",
+             "",
              f"Archive (`{arch['path']}`): {arch['dates']} dates x {len(BANDS)} bands, {arch['pixels']} x "
              f"{arch['pixels']} px per band at 10 m, EPSG:32633, DEFLATE COGs with {arch['blocksize']} px tiles, "
              f"{arch['files']} files, {arch['bytes'] / 1e9:.2f} GB "
@@ -1029,14 +1040,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     if details:
         lines += ["## polyfis single cases: cold, warm, model", "",
                   "| case | path | import s | model load s | archive open / server start s | cold s | warm s (median) | "
-                  "warm speed-up | model in cold call s (share) | model in warm call s (share) | model rows per call |",
+                  "warm speed-up | model in cold call s (share) | model in warm call s (share) | model calls per query |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for d in details:
             lines.append(
                 f"| {d['case']} | {d['path']} | {fmt(d.get('import_s'))} | {fmt(d.get('model_load_s'))} | "
                 f"{fmt(d.get('startup_s'))} | {fmt(d['cold_s'])} | {fmt(d['warm_s'])} | {fmt(d['speedup'])} | "
                 + (f"{fmt(d['model_cold_s'])} ({d['model_cold_s'] / d['cold_s']:.1%}) | "
-                   f"{fmt(d['model_warm_s'])} ({d['model_warm_s'] / d['warm_s']:.1%}) | {d['model_rows']} |"
+                   f"{fmt(d['model_warm_s'])} ({d['model_warm_s'] / d['warm_s']:.1%}) | "
+                   f"{d['model_calls']} call(s), {d['model_rows']} rows |"
                    if d.get("model_cold_s") is not None else "— | — | — |"))
         lines.append("")
     lines += ["## Correctness (band statistics against rasterstats, reflectance = DN / 10000)", "",
@@ -1213,6 +1225,7 @@ def main() -> None:
         "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "packages": package_versions(),
+        "polyfis_revision": git_revision(),
         "archive": {"path": display_path(data_dir / "archive"), "dates": dates, "pixels": cfg.pixels,
                     "blocksize": cfg.blocksize, "files": len(files), "bytes": manifest["bytes"],
                     "generation_s": manifest["generation_s"], "generated_in_this_run": manifest["generated_in_this_run"],
