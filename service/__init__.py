@@ -1,6 +1,10 @@
 """polyfis HTTP service: a Flask app that parses requests, calls the :mod:`stats` engine and renders.
 
 Views never touch arrays: they parse, call and render. Create the app with :func:`create_app`.
+
+Batch jobs (``/api/v1/batch``) run on a background thread of each process (:class:`stats.jobs.JobRunner`),
+started when a job is submitted, or on the first request (or by :func:`resume_jobs`) when the jobs folder
+holds jobs left pending by a previous run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from flask import Flask, current_app
 
 from stats.archive.catalog import Archive
 from stats.fis import Layer, load_layers
+from stats.jobs import JobRunner, JobStore
 
 from . import auth, errors, security
 from .config import Settings
@@ -60,20 +65,39 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    holder = ArchiveHolder(settings)
     app.extensions["polyfis.settings"] = settings
-    app.extensions["polyfis.archive"] = ArchiveHolder(settings)
+    app.extensions["polyfis.archive"] = holder
     app.extensions["polyfis.layers"] = None
+    app.extensions["polyfis.jobs"] = JobRunner(JobStore(settings.jobs_path), holder.get,
+                                               workers=settings.batch_workers, scheduler=settings.dask_scheduler)
 
-    from .routes import fis, meta, statistical, timeseries
+    from .routes import batch, fis, meta, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
     app.register_blueprint(fis.bp)
     app.register_blueprint(statistical.bp)
+    app.register_blueprint(batch.bp)
     security.register(app, settings)
     auth.register(app)
     errors.register(app)
+
+    @app.before_request
+    def _resume_jobs() -> None:
+        resume_jobs(app)  # a cheap check after the first request
+
     return app
+
+
+def resume_jobs(app: Flask) -> bool:
+    """Start ``app``'s batch runner if the jobs folder holds pending jobs (once; later calls do nothing).
+
+    Not done by :func:`create_app` itself, which may run in a process that forks afterwards (gunicorn's
+    arbiter): the first request, or the gunicorn worker after the fork, calls it.
+    """
+    runner: JobRunner = app.extensions["polyfis.jobs"]
+    return runner.resume()
 
 
 def settings() -> Settings:
@@ -87,6 +111,12 @@ def layers() -> dict[str, Layer]:
     if current_app.extensions["polyfis.layers"] is None:
         current_app.extensions["polyfis.layers"] = load_layers(settings().layers_path)
     value: dict[str, Layer] = current_app.extensions["polyfis.layers"]
+    return value
+
+
+def jobs() -> JobRunner:
+    """Batch job runner (and its store) of the current app."""
+    value: JobRunner = current_app.extensions["polyfis.jobs"]
     return value
 
 

@@ -3,9 +3,9 @@
 Auth is on when clients are configured (``POLYFIS_AUTH_CLIENTS="id:secret,id2:secret2"``). Tokens are
 signed and timestamped with ``itsdangerous`` (key ``POLYFIS_AUTH_KEY``, which every worker behind one
 load balancer must share), expire after ``POLYFIS_TOKEN_TTL`` seconds, and are checked on
-``/api/v1/timeseries``, ``/api/v1/statistics`` and ``/ogc/fis``. FIS also accepts a configured instance id
-(``POLYFIS_FIS_INSTANCES``) in its path as the key, as Sentinel Hub's OGC services do. Secrets are compared
-in constant time.
+``/api/v1/timeseries``, ``/api/v1/statistics``, every ``/api/v1/batch`` route and ``/ogc/fis``. FIS also
+accepts a configured instance id (``POLYFIS_FIS_INSTANCES``) in its path as the key, as Sentinel Hub's OGC
+services do. Secrets are compared in constant time.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .render import json_response
 
 bp = Blueprint("auth", __name__)
 
-PROTECTED = ("timeseries.", "statistical.", "fis.")
+PROTECTED = ("timeseries.", "statistical.", "batch.", "fis.")
 
 
 def _serializer() -> URLSafeTimedSerializer:

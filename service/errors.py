@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """Raised by the HTTP layer for a request it cannot take (bad JSON, unknown format, …)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.code = "Unauthorized" if status == 401 else "InvalidRequest"
+        self.code = code or ("Unauthorized" if status == 401 else "InvalidRequest")
 
 
 #: Exception class -> HTTP status. The first matching class (in MRO order) wins.

@@ -64,7 +64,7 @@ def register(app: Flask, settings: Settings) -> None:
 
         origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
         CORS(app, origins="*" if origins == ["*"] else origins,
-             expose_headers=["X-Request-ID", "X-Polyfis-Partial"])
+             expose_headers=["X-Request-ID", "X-Polyfis-Partial", "Location", "Content-Disposition"])
     if settings.rate_limit:
         from flask_limiter import Limiter
         from flask_limiter.util import get_remote_address

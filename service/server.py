@@ -1,7 +1,8 @@
 """Production serving: the app under gunicorn with N worker processes.
 
 Each worker builds its own app (``create_app``) after the fork, so the archive index and the s2cloudless
-model are loaded once per worker, on first use.
+model are loaded once per worker, on first use. Each worker also starts its batch job runner right away, so
+jobs left pending by a previous run are resumed without waiting for a request.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from . import create_app
+        from . import create_app, resume_jobs
         from .security import configure_logging
 
         configure_logging()
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        resume_jobs(app)
+        return app
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,

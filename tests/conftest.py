@@ -133,7 +133,8 @@ def fixture_betsiboka_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep tests away from the user's POLYFIS_* settings."""
+    """Keep tests away from the user's POLYFIS_* settings (and their batch jobs folder)."""
     for key in list(os.environ):
         if key.startswith("POLYFIS_") and key not in ("POLYFIS_DEMO_DIR",):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("POLYFIS_JOBS_DIR", str(tmp_path_factory.getbasetemp() / f"jobs-{os.urandom(8).hex()}"))

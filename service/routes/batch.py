@@ -1,0 +1,98 @@
+"""``/api/v1/batch``: batch jobs over HTTP — submit many polygons, poll the status, download CSV or Parquet.
+
+A job is validated up front, written to the jobs folder (``POLYFIS_JOBS_DIR``) and run in the background
+by this process's runner (:class:`stats.jobs.JobRunner`) with :func:`stats.batch.run_batch`. Any worker
+process sharing the folder answers the status and result routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request, send_file
+
+from stats.jobs import BatchJobRequest
+
+from .. import archive, jobs, settings
+from ..errors import ApiError
+from ..render import json_response
+from .timeseries import json_body, limits
+
+bp = Blueprint("batch", __name__)
+log = logging.getLogger(__name__)
+
+BASE = "/api/v1/batch"
+#: Download format -> media type.
+MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def job_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The public status of a job record (no paths, no request), with its links."""
+    link = f"{BASE}/{record['id']}"
+    links = {"self": link}
+    if record["status"] == "DONE":
+        links.update({fmt: f"{link}/results?format={fmt}" for fmt in MEDIA_TYPES})
+    return {"id": record["id"], "status": record["status"], "progress": record["progress"],
+            "created": record["created"], "updated": record["updated"], "polygons": record["polygons"],
+            "rows": record["rows"], "error": record["error"], "links": links}
+
+
+def _record(job_id: str) -> dict[str, Any]:
+    record = jobs().store.get(job_id)
+    if record is None:
+        raise ApiError(f"batch job {job_id!r:.80} not found; expected an id returned by POST {BASE}",
+                       status=404, code="NotFound")
+    return record
+
+
+def _state(record: dict[str, Any]) -> str:
+    """Why a job has no results yet, in words."""
+    if record["status"] == "FAILED":
+        return f"it FAILED: {record['error']}"
+    done, total = record["progress"]["done"], record["progress"]["total"]
+    return f"it is {record['status']} ({done} of {'?' if total is None else total} tasks done)"
+
+
+@bp.post(BASE)
+def create() -> Response:
+    """Validate a batch job, store it and queue it: 202 with its status and a Location header."""
+    s = settings()
+    request.max_content_length = s.batch_max_body_bytes
+    parsed = BatchJobRequest.from_dict(json_body(), max_polygons=s.batch_max_polygons,
+                                       max_vertices=s.max_vertices, limits=limits())
+    runner = jobs()
+    try:
+        record = runner.store.create(parsed, archive().href or "")
+    except OSError as exc:
+        log.error("cannot store a batch job: %s", exc)
+        raise ApiError("batch jobs cannot be stored on this server (its jobs folder is not writable); "
+                       "retry later or tell the operator", status=503, code="ServiceUnavailable") from exc
+    runner.wake()
+    response = json_response(job_view(record), status=202)
+    response.headers["Location"] = f"{BASE}/{record['id']}"
+    return response
+
+
+@bp.get(f"{BASE}/<job_id>")
+def status(job_id: str) -> Response:
+    """The job's status, progress (tasks done / total) and, once DONE, the result links."""
+    return json_response(job_view(_record(job_id)))
+
+
+@bp.get(f"{BASE}/<job_id>/results")
+def results(job_id: str) -> Response:
+    """The job's result table as a CSV or Parquet attachment (409 until the job is DONE)."""
+    record = _record(job_id)
+    given = request.args.get("format", "csv")
+    fmt = given.lower()
+    if fmt not in MEDIA_TYPES:
+        raise ApiError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
+    if record["status"] != "DONE":
+        raise ApiError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once the "
+                       "status is DONE", status=409, code="Conflict")
+    path = jobs().store.result_path(job_id, fmt)
+    if not path.is_file():
+        raise ApiError(f"batch job {job_id}: the {fmt} result is no longer on this server", status=404, code="NotFound")
+    return send_file(path, mimetype=MEDIA_TYPES[fmt], as_attachment=True, download_name=f"batch-{job_id}.{fmt}",
+                     max_age=0)
