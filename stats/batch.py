@@ -26,8 +26,9 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -96,6 +97,7 @@ class BatchPlan:
     tasks: list[BatchTask]
     invalid: dict[int, str] = field(default_factory=dict)  # polygon index -> error
     archive_href: str = ""
+    key: str = ""  # identifies the polygons (digest of ids, geometries and CRSs)
 
     def columns(self) -> list[str]:
         """Output columns: ``id``, then the time-series CSV columns."""
@@ -249,7 +251,16 @@ def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], request: Time
                 part = tuple(members[start:start + MAX_TASK_POLYGONS])
                 digest = hashlib.sha1(json.dumps([list(ids), list(part)]).encode()).hexdigest()[:12]
                 tasks.append(BatchTask(f"{day.isoformat()}_{digest}", day, ids, part))
-    return BatchPlan(valid_polygons, request, tasks, invalid, archive.href or "")
+    return BatchPlan(valid_polygons, request, tasks, invalid, archive.href or "", _polygons_key(valid_polygons))
+
+
+def _polygons_key(polygons: Sequence[BatchPolygon]) -> str:
+    h = hashlib.sha256()
+    for p in polygons:
+        h.update(repr(p.id).encode())
+        h.update(shapely.to_wkb(p.geometry) if p.geometry is not None else b"-")
+        h.update(p.crs.encode())
+    return h.hexdigest()
 
 
 def _spatial_order(members: list[int], wgs84: Sequence[BaseGeometry | None]) -> list[int]:
@@ -352,8 +363,7 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     anchor = finest.transform
     pixel = _pixel_size_10m(anchor)
     n = len(task.polygons)
-    geoms = [reproject(plan.polygons[i].geometry, _crs(plan.polygons[i].crs), grid_crs) for i in task.polygons]
-    pixels = _polygon_pixels(geoms, anchor, grid_crs, pixel)
+    pixels = _task_pixels(plan, task.polygons, anchor, grid_crs, pixel)
     labels = pixels.labels
     inside = pixels.inside
     total = labels.size
@@ -446,6 +456,34 @@ def _row_stats(table: Mapping[str, np.ndarray], pos: int, statistics: Sequence[s
         else:
             row[s] = None if math.isnan(value) else value
     return row
+
+
+_PIXELS: OrderedDict[tuple[Any, ...], _Pixels] = OrderedDict()
+_PIXELS_LOCK = threading.Lock()
+#: Pixel sets kept per process: the tasks of other dates on the same tile grid reuse them.
+PIXEL_CACHE_SIZE = 8
+
+
+def _task_pixels(plan: BatchPlan, members: tuple[int, ...], anchor: Any, crs: CRS,
+                 pixel: tuple[float, float]) -> _Pixels:
+    """The pixels of the task's polygons on this tile grid, computed once per grid and polygon set."""
+    key = (plan.key, members, tuple(anchor)[:6], crs.to_wkt(), pixel)
+    with _PIXELS_LOCK:
+        cached = _PIXELS.get(key)
+        if cached is not None:
+            _PIXELS.move_to_end(key)
+            return cached
+    geoms = []
+    for i in members:
+        geometry = plan.polygons[i].geometry
+        assert geometry is not None
+        geoms.append(reproject(geometry, _crs(plan.polygons[i].crs), crs))
+    pixels = _polygon_pixels(geoms, anchor, crs, pixel)
+    with _PIXELS_LOCK:
+        _PIXELS[key] = pixels
+        while len(_PIXELS) > PIXEL_CACHE_SIZE:
+            _PIXELS.popitem(last=False)
+    return pixels
 
 
 def _polygon_pixels(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel: tuple[float, float]) -> _Pixels:
@@ -634,7 +672,7 @@ def _task_payload(plan: BatchPlan, task: BatchTask) -> BatchPlan:
     """A plan holding only this task's polygons (what a worker needs), so tasks ship small."""
     keep = set(task.polygons)
     polygons = [p if i in keep else BatchPolygon(p.id, None, p.crs) for i, p in enumerate(plan.polygons)]
-    return BatchPlan(polygons, plan.request, [task], {}, plan.archive_href)
+    return BatchPlan(polygons, plan.request, [task], {}, plan.archive_href, plan.key)
 
 
 def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:
@@ -645,10 +683,7 @@ def _digest(plan: BatchPlan, start: Any, end: Any, options: Mapping[str, Any] | 
     h = hashlib.sha256()
     h.update(json.dumps({"archive": plan.archive_href, "start": str(start), "end": str(end),
                          "options": options or {}}, sort_keys=True, default=str).encode())
-    for p in plan.polygons:
-        h.update(repr(p.id).encode())
-        h.update(shapely.to_wkb(p.geometry) if p.geometry is not None else b"-")
-        h.update(p.crs.encode())
+    h.update(plan.key.encode())
     return h.hexdigest()
 
 
