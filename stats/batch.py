@@ -47,6 +47,7 @@ from shapely.geometry.base import BaseGeometry
 from .archive.catalog import Acquisition, Archive
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from .cloud import CloudModel, default_model
+from .datasets import DatasetPool
 from .errors import InvalidRequestError, SceneReadError, StatsError
 from .geometry import DEFAULT_MAX_VERTICES, parse_geometry, reproject
 from .indices import IndexSpec
@@ -333,6 +334,10 @@ def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition]
     return out
 
 
+#: Batch reads do not keep datasets open: every tile is read once, so GDAL's block cache would only grow.
+_UNPOOLED = DatasetPool(size=0)
+
+
 class _NotAligned(Exception):
     """A band that the vectorised path cannot read by index (another grid): use the per-polygon path."""
 
@@ -358,7 +363,7 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     bands = [b for b in S2_BANDS if b in wanted]
     primary = tiles[0]
     grid_crs = _crs(primary.crs)
-    shapes = [_band_shape(primary, b) for b in bands]
+    shapes = [_band_shape(primary, b, _UNPOOLED) for b in bands]
     finest = min(shapes, key=lambda s: abs(s.transform.a))
     anchor = finest.transform
     pixel = _pixel_size_10m(anchor)
@@ -512,7 +517,7 @@ def _gather(acq: Acquisition, band: str, pixels: _Pixels, grid: Grid) -> np.ndar
     from rasterio.windows import Window
 
     out = np.zeros(pixels.labels.size, dtype=np.float32)
-    with open_band(acq, band) as src:
+    with open_band(acq, band, _UNPOOLED) as src:
         t = src.transform
         if not _aligned(t, grid, True) or t.a < grid.transform.a - 1e-9:
             raise _NotAligned

@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 from .archive.catalog import Acquisition
 from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
-from .datasets import default_pool, map_threads
+from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import crs_name, reproject
 
@@ -245,8 +245,9 @@ def _href(acq: Acquisition, band: str) -> str:
 
 
 @contextmanager
-def open_band(acq: Acquisition, band: str) -> Iterator[rasterio.io.DatasetReader]:
-    """The open dataset of one band of ``acq`` (kept open in :func:`stats.datasets.default_pool`).
+def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> Iterator[rasterio.io.DatasetReader]:
+    """The open dataset of one band of ``acq``, kept open in ``pool`` (default
+    :func:`stats.datasets.default_pool`).
 
     :raises SceneReadError: when the asset is missing, cannot be opened or is not in the catalog's CRS.
     """
@@ -261,7 +262,7 @@ def open_band(acq: Acquisition, band: str) -> Iterator[rasterio.io.DatasetReader
 
     with ExitStack() as stack:
         try:
-            src = stack.enter_context(default_pool().open(href, check))
+            src = stack.enter_context((pool or default_pool()).open(href, check))
         except rasterio.errors.RasterioIOError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
@@ -275,20 +276,29 @@ class _BandShape:
     height: int
 
 
-def _band_shape(acq: Acquisition, band: str) -> _BandShape:
-    with open_band(acq, band) as src:
+def _band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> _BandShape:
+    with open_band(acq, band, pool) as src:
         return _BandShape(src.transform, src.width, src.height)
 
 
 def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.ndarray:
+    """The band on ``grid`` (float32 DN, 0 outside the tile); a window read before comes from the cache."""
+    key = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape, grid.crs.to_wkt())
+    cache = window_cache()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
     with open_band(acq, band) as src:
         try:
             if _aligned(src.transform, grid, same_crs):
-                return _read_aligned(src, grid)
-            return _read_warped(src, grid)
+                array = _read_aligned(src, grid)
+            else:
+                array = _read_warped(src, grid)
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
+    cache.put(key, array)
+    return array
 
 
 def read_date(

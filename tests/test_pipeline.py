@@ -345,3 +345,32 @@ def test_acquisition_and_range_limits(simple_archive: Path) -> None:
         query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_acquisitions=2))
     with pytest.raises(InvalidRequestError, match=r"covers 365 days, more than the limit of 100"):
         query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_days=100))
+
+
+def test_repeated_query_reads_nothing_and_a_rewritten_file_is_read_again(simple_archive: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second identical query comes from the window cache; a band file rewritten meanwhile is not."""
+    import os
+
+    from stats import raster
+    from stats.archive.catalog import write_band_cog
+
+    query = {"geometry": polygon(utm_box(1, 1, 5, 5)), "bands": ["B04"], "statistics": ["mean"],
+             "time": {"from": "2023-01-05", "to": "2023-01-05"}}
+    first = run(simple_archive, **query).series[0].bands["B04"]["mean"]
+    reads: list[str] = []
+    real_read = raster._read_aligned
+
+    def counting_read(src, grid):  # type: ignore[no-untyped-def]
+        reads.append(Path(src.name).stem)
+        return real_read(src, grid)
+
+    monkeypatch.setattr(raster, "_read_aligned", counting_read)
+    assert run(simple_archive, **query).series[0].bands["B04"]["mean"] == first
+    assert reads == []
+    path = simple_archive / "items" / "T1_20230105" / "B04.tif"
+    write_band_cog(path, band_array("B04") + 100, CRS_UTM, band_transform("B04"))
+    stamp = path.stat().st_mtime + 5
+    os.utime(path, (stamp, stamp))
+    assert run(simple_archive, **query).series[0].bands["B04"]["mean"] == pytest.approx(first + 0.01, abs=1e-12)
+    assert reads == ["B04"]
