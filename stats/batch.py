@@ -19,6 +19,7 @@ resumes, and assembles the output (CSV, Parquet or GeoPackage).
 from __future__ import annotations
 
 import csv
+import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import rasterio
 import shapely
 from affine import Affine
 from pyproj import CRS
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Most polygons in one task (one date).
 MAX_TASK_POLYGONS = 5000
+#: GDAL block cache (MiB) while a task reads: each tile is read once, so a large cache only costs memory.
+BATCH_GDAL_CACHE_MB = 64
 #: Output formats by file suffix.
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".gpkg": "gpkg"}
 #: Columns before the time-series CSV columns.
@@ -308,14 +312,27 @@ def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = Non
         try:
             if not _fast(plan.request, tiles):
                 raise _NotAligned
-            results = _task_vectorised(plan, task, tiles, model)
+            with rasterio.Env(GDAL_CACHEMAX=BATCH_GDAL_CACHE_MB):
+                results = _task_vectorised(plan, task, tiles, model)
         except _NotAligned:
             results = _task_per_polygon(plan, task, tiles, model, archive)
     except SceneReadError as exc:
         log.warning("date %s: %s", task.date, exc)
         failed = DateResult(date=tiles[0].date, datetime=tiles[0].datetime, scenes=task.tiles, error=str(exc))
         results = {i: failed for i in task.polygons}
+    finally:
+        _trim_memory()
     return _table(plan, [(i, entry) for i in task.polygons if (entry := results.get(i)) is not None])
+
+
+def _trim_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps the pages of a task's large temporary
+    arrays otherwise, and a long batch's resident size creeps up); a no-op where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition], model: CloudModel,
@@ -399,25 +416,29 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
 
     valid_labels = labels[filled]
     valid_count = np.bincount(valid_labels, minlength=n)
-    reflectance = {b: dn[b][filled].astype(np.float64) / QUANTIFICATION_VALUE for b in bands}
-    stats_source = reflectance
-    if not request.harmonize:
-        extra = offsets[filled].astype(np.float64)
-        stats_source = {b: (dn[b][filled] + extra).astype(np.float64) / QUANTIFICATION_VALUE for b in bands}
+    valid_offsets = offsets[filled]
+
+    def harmonised(band: str) -> np.ndarray:
+        return dn[band][filled].astype(np.float64) / QUANTIFICATION_VALUE
+
+    def reported(band: str) -> np.ndarray:  # one band at a time, so that 13 float64 copies never coexist
+        if request.harmonize:
+            return harmonised(band)
+        return (dn[band][filled] + valid_offsets).astype(np.float64) / QUANTIFICATION_VALUE
 
     probability = np.full(n, np.nan)
     if request.cloud.averaged and valid_count.any():
-        sums = np.stack([np.bincount(valid_labels, weights=reflectance[b], minlength=n) for b in MODEL_BANDS],
+        sums = np.stack([np.bincount(valid_labels, weights=harmonised(b), minlength=n) for b in MODEL_BANDS],
                         axis=1)
         scored = valid_count > 0
         probability[scored] = np.asarray(model.probability(sums[scored] / valid_count[scored, None]),
                                          dtype=np.float64)
 
-    band_stats = {b: grouped_summary(stats_source[b], valid_labels, n, request.statistics,
-                                     keys=_dn_keys(dn[b][filled], offsets[filled], request.harmonize))
+    band_stats = {b: grouped_summary(reported(b), valid_labels, n, request.statistics,
+                                     keys=_dn_keys(dn[b][filled], valid_offsets, request.harmonize))
                   for b in request.bands}
-    index_stats = {spec.name: _index_stats(spec, stats_source, valid_labels, n, request.statistics)
-                   for spec in specs}
+    index_stats = {spec.name: _index_stats(spec, {b: reported(b) for b in spec.bands}, valid_labels, n,
+                                           request.statistics) for spec in specs}
     first = tiles[0]
     out: dict[int, DateResult | None] = {}
     threshold = request.cloud.threshold
@@ -513,7 +534,7 @@ def _gather(acq: Acquisition, band: str, pixels: _Pixels, grid: Grid) -> np.ndar
     """The band's values (float32 DN, 0 outside the tile) at the polygons' pixels, each from the band pixel
     containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`). Each internal
     tile of the COG that holds a pixel is read (and decoded) exactly once."""
-    import rasterio
+
     from rasterio.windows import Window
 
     out = np.zeros(pixels.labels.size, dtype=np.float32)
@@ -789,7 +810,7 @@ def _run_on_dask(plan: BatchPlan, todo: list[BatchTask], parts: Path, scheduler:
     else:
         n = workers or os.cpu_count() or 1
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env={"GDAL_CACHEMAX": os.environ.get("GDAL_CACHEMAX", "256")})
+                               env={"GDAL_CACHEMAX": os.environ.get("GDAL_CACHEMAX", str(BATCH_GDAL_CACHE_MB))})
         client = Client(cluster)
     try:
         futures = {client.submit(_run_remote, _task_payload(plan, task), task, pure=False, key=f"polyfis-{task.key}"):
