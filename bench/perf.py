@@ -1,10 +1,14 @@
 """Zonal-statistics benchmark: polyfis against rasterstats, exactextract, rasterio + numpy and the I/O floor.
 
-Run:  .venv/bin/python bench/perf.py --size small|full [--data-dir DIR] [--cap-seconds 900]
+Run:  .venv/bin/python bench/perf.py --size small|full [--data-dir DIR] [--cap-seconds 900] [--runs 3]
 
 One command builds (or reuses) a deterministic synthetic Sentinel-2 L1C archive with polyfis's own
 :class:`stats.archive.catalog.ArchiveWriter`, writes three polygon jobs as GeoJSON next to it, then times
-every contender on the same job in the same run and writes ``bench/results/perf-<size>.md`` and ``.json``.
+every contender on the same job in the same run and writes ``bench/results/perf-<size>.md`` and ``.json``
+(a development run limited with ``--cases`` or ``--contenders`` writes ``perf-<size>.md.tmp`` and
+``.json.tmp`` instead). ``<data-dir>`` defaults to ``bench/.data/<size>`` and is reused when complete.
+``small`` runs in about three minutes, ``full`` in about 45 minutes plus 9 minutes to generate the archive
+on 2 cores.
 
 Archive (``<data-dir>/archive``), EPSG:32633, origin (300000, 5100000), 10 m pixels, DEFLATE COGs:
 
@@ -716,12 +720,17 @@ def run_polyfis_compute_batch(job: Job) -> dict[str, Any]:
     """``stats.batch.compute_batch`` in-process, returning a pyarrow Table."""
     batch = _batch_module()
     from stats import Archive
+    from stats.cloud import default_model
 
+    t0 = time.perf_counter()
+    default_model().probability(np.full((1, 10), 0.1))
+    model_load_s = time.perf_counter() - t0
     archive = Archive.open(Path(job.data_dir) / "archive")
     t0 = time.perf_counter()
     table = batch.compute_batch(archive, job.polygons, job.start, job.end, options={"statistics": list(STATS)})
     seconds = time.perf_counter() - t0
-    return {"wall_s": seconds, "rows": table.num_rows, "values": _batch_values(table, job.sample_ids)}
+    return {"wall_s": seconds, "rows": table.num_rows, "model_load_s": model_load_s,
+            "values": _batch_values(table, job.sample_ids)}
 
 
 def run_polyfis_run_batch(job: Job) -> dict[str, Any]:
@@ -776,9 +785,10 @@ def child_main(spec_path: str) -> None:
     except Exception as exc:  # reported as a row, the run goes on
         traceback.print_exc()
         result = {"status": "error", "message": f"{type(exc).__name__}: {exc}"}
-    usage_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    usage_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result.update(maxrss_self_bytes=usage_self * 1024, maxrss_children_bytes=usage_children * 1024)
+    usage_self = resource.getrusage(resource.RUSAGE_SELF)
+    usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.update(maxrss_self_bytes=usage_self.ru_maxrss * 1024, maxrss_children_bytes=usage_children.ru_maxrss * 1024,
+                  disk_read_bytes=(usage_self.ru_inblock + usage_children.ru_inblock) * 512)
     Path(job.out).write_text(json.dumps(result))
 
 
@@ -796,6 +806,7 @@ class TreeMonitor(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.peak_processes = 0
+        self.pids: set[int] = {pid}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -810,6 +821,7 @@ class TreeMonitor(threading.Thread):
                 procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
+            self.pids.update(proc.pid for proc in procs)
             total = 0
             for proc in procs:
                 with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
@@ -834,13 +846,110 @@ def warm_page_cache(paths: Sequence[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
+def cpu_snapshot() -> dict[int, tuple[float, float]]:
+    """CPU seconds (user + system) of every process: pid -> (create time, seconds)."""
+    import psutil
+
+    out = {}
+    for proc in psutil.process_iter(["create_time", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is not None:
+            out[proc.pid] = (proc.info["create_time"], times.user + times.system)
+    return out
+
+
+def background_cpu(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]],
+                   exclude: set[int]) -> float:
+    """CPU seconds spent meanwhile by processes other than ``exclude`` (other work on the machine)."""
+    total = 0.0
+    for pid, (created, seconds) in after.items():
+        if pid in exclude:
+            continue
+        start = before.get(pid)
+        total += seconds - start[1] if start is not None and start[0] == created else seconds
+    return total
+
+
+def disk_penalty(files: Sequence[str]) -> dict[str, float]:
+    """Seconds per GiB that reading tiles from disk costs over reading them from the page cache.
+
+    Reads every full-resolution tile of ``files`` (all our own benchmark files) warm, drops them from the
+    page cache (``posix_fadvise(DONTNEED)``), reads them again and compares.
+    """
+    import rasterio
+
+    def read_all() -> float:
+        t0 = time.perf_counter()
+        for path in files:
+            with rasterio.open(path) as src:
+                for _, window in src.block_windows(1):
+                    src.read(1, window=window)
+        return time.perf_counter() - t0
+
+    warm_page_cache(files)
+    warm = read_all()
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    before = _read_bytes()
+    cold = read_all()
+    after = _read_bytes()
+    size = after - before if before is not None and after is not None else 0
+    if not size:  # no /proc/self/io: assume whole files
+        size = sum(os.path.getsize(p) for p in files)
+    return {"warm_s": warm, "cold_s": cold, "bytes": size, "s_per_gib": max(0.0, cold - warm) / (size / 2**30)}
+
+
+def _read_bytes() -> int | None:
+    """Bytes this process has read from storage so far (``/proc/self/io``), None where unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split(":")[1])
+    return None
+
+
+def damon_reclaim() -> str | None:
+    """A description of a running DAMON ``pageout`` scheme (proactive reclaim of idle pages), if any.
+
+    Only reads ``/sys/kernel/mm/damon``; the benchmark never changes it.
+    """
+    root = Path("/sys/kernel/mm/damon/admin/kdamonds")
+    try:
+        for kdamond in sorted(p for p in root.iterdir() if p.name.isdigit()):
+            if (kdamond / "state").read_text().strip() != "on":
+                continue
+            for context in (kdamond / "contexts").glob("[0-9]*"):
+                aggr_us = int((context / "monitoring_attrs/intervals/aggr_us").read_text())
+                for scheme in (context / "schemes").glob("[0-9]*"):
+                    if (scheme / "action").read_text().strip() != "pageout":
+                        continue
+                    age = int((scheme / "access_pattern/age/min").read_text()) * aggr_us / 1e6
+                    quota = int((scheme / "quotas/bytes").read_text())
+                    reset = int((scheme / "quotas/reset_interval_ms").read_text())
+                    return (f"DAMON pageout of pages idle for at least {age:.0f} s, up to "
+                            f"{quota / 2**20:.0f} MiB per {reset} ms")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run_child(job: Job, archive_files: Sequence[str]) -> dict[str, Any]:
-    """Warm the page cache, run ``job`` in a fresh interpreter, poll its tree's RSS; return its result."""
+    """Warm the page cache, run ``job`` in a fresh interpreter, poll its tree's RSS; return its result.
+
+    The result also says how much CPU other processes used meanwhile (``background_cpu_s``) and how much
+    the contender read from disk rather than from the page cache (``disk_read_bytes``).
+    """
     warm_s, _ = warm_page_cache(archive_files)
     with tempfile.TemporaryDirectory(prefix="polyfis-perf-") as tmp:
         spec = Path(tmp) / "job.json"
         job.out = str(Path(tmp) / "result.json")
         spec.write_text(json.dumps(asdict(job)))
+        before = cpu_snapshot()
+        load = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(spec)], cwd=REPO)
         monitor = TreeMonitor(proc.pid)
@@ -848,12 +957,30 @@ def run_child(job: Job, archive_files: Sequence[str]) -> dict[str, Any]:
         proc.wait()
         monitor.stop()
         process_s = time.perf_counter() - t0
+        other = background_cpu(before, cpu_snapshot(), monitor.pids | {os.getpid()})
         out = Path(job.out)
         result = json.loads(out.read_text()) if out.is_file() else {
             "status": "error", "message": f"the child exited with {proc.returncode} without a result"}
     result.update(process_s=process_s, page_cache_warmup_s=warm_s, peak_rss_bytes=max(
-        monitor.peak, int(result.get("maxrss_self_bytes", 0))), peak_rss_processes=monitor.peak_processes)
+        monitor.peak, int(result.get("maxrss_self_bytes", 0))), peak_rss_processes=monitor.peak_processes,
+        background_cpu_s=other, load_before=load)
     return result
+
+
+def combine_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from repeated runs: the median run's details with the medians of the timings, the
+    highest peak RSS, and every run's figures under ``runs``."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    if not ok:
+        return runs[-1]
+    out = dict(sorted(ok, key=lambda r: r["wall_s"])[(len(ok) - 1) // 2])
+    for key in ("wall_s", "cold_s", "warm_s"):
+        if key in out:
+            out[key] = statistics.median(r[key] for r in ok)
+    out["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
+    out["runs"] = [{k: r.get(k) for k in ("status", "wall_s", "cold_s", "warm_s", "peak_rss_bytes",
+                                          "process_s", "background_cpu_s", "disk_read_bytes")} for r in runs]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -887,7 +1014,8 @@ def compare(candidate: dict[str, Values], reference: dict[str, Values], *, compl
             "max_abs_diff": max_abs, "max_rel_diff": max_rel, "result": "PASS" if ok else "FAIL"}
 
 
-def case_rows(case: str, results: dict[str, dict[str, Any]], job_size: dict[str, Any]) -> list[dict[str, Any]]:
+def case_rows(case: str, results: dict[str, dict[str, Any]], job_size: dict[str, Any],
+              penalty_s_per_gib: float) -> list[dict[str, Any]]:
     """Table rows of one case: one per contender (polyfis engine and HTTP as cold and warm rows)."""
     floor = results.get("io_floor", {}).get("wall_s")
     rs = results.get("rasterstats", {}).get("wall_s")
@@ -903,7 +1031,8 @@ def case_rows(case: str, results: dict[str, dict[str, Any]], job_size: dict[str,
             row: dict[str, Any] = {"contender": name, "variant": variant or None, "label": label,
                                    "status": res.get("status"), "peak_rss_bytes": res.get("peak_rss_bytes"),
                                    "extrapolated": bool(res.get("extrapolated")),
-                                   "note": res.get("note") or res.get("message")}
+                                   "note": "; ".join(filter(None, [res.get("note") or res.get("message"),
+                                                                   _run_note(res, key, penalty_s_per_gib)]))}
             seconds = res.get(key) if res.get("status") == "ok" else None
             row["wall_s"] = seconds
             if seconds:
@@ -915,6 +1044,23 @@ def case_rows(case: str, results: dict[str, dict[str, Any]], job_size: dict[str,
                     row["exactextract_over_polyfis"] = ee / seconds if ee else None
             rows.append(row)
     return rows
+
+
+def _run_note(res: dict[str, Any], key: str, penalty_s_per_gib: float) -> str:
+    """The spread of repeated runs and any sign of a busy machine or of disk reads."""
+    runs = res.get("runs") or [res]
+    notes = []
+    times = [r[key] for r in runs if r.get(key) is not None]
+    if len(times) > 1:
+        notes.append(f"median of {len(times)} runs ({min(times):.2f}–{max(times):.2f} s)")
+    busy = max((r.get("background_cpu_s") or 0) / max(r.get("process_s") or 1.0, 1e-9) for r in runs)
+    if busy > 0.1:
+        notes.append(f"other processes used up to {busy:.1f} CPU-s per wall second meanwhile")
+    read = max(r.get("disk_read_bytes") or 0 for r in runs)
+    if read > 10 << 20:
+        notes.append(f"read {read / 2**20:.0f} MiB from disk, the page cache having dropped it since the "
+                     f"warm-up (≈ +{read / 2**30 * penalty_s_per_gib:.1f} s)")
+    return "; ".join(notes)
 
 
 def targets(all_rows: dict[str, list[dict[str, Any]]], results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -1065,7 +1211,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     extrapolated = [f"{case} / {r['label']}: {r['note']}" for case, rows in report["rows"].items() for r in rows
                     if r["extrapolated"]]
     lines += ["", "## Extrapolated", ""] + ([f"* {e}" for e in extrapolated] or ["None: every contender ran in full."])
-    lines += ["", "## How measured", ""] + [f"* {line}" for line in HOW_MEASURED] + [""]
+    probe = report["disk_penalty"]
+    measured = [
+        f"Disk probe (this run): reading the full-resolution tiles of the first date's {len(BANDS)} files "
+        f"({probe['bytes'] / 2**30:.2f} GiB read from disk when cold) took {probe['warm_s']:.2f} s from the page cache and "
+        f"{probe['cold_s']:.2f} s after `posix_fadvise(DONTNEED)`, i.e. disk costs "
+        f"{probe['s_per_gib']:.2f} s per GiB read."
+        + (f" This machine runs {report['page_reclaim']} (read from /sys, left unchanged), so a contender "
+           "running longer than that after the warm-up finds part of the archive dropped from the page "
+           "cache." if report["page_reclaim"] else ""),
+        f"Runs: field and lake contenders {report['runs']['single']} times each in fresh processes, round-robin "
+        f"(median wall reported, the spread in the note); batch contenders {report['runs']['batch']} time(s); "
+        f"polyfis warm = median of {report['runs']['warm_repeats']} repeated calls. `other processes` in a note is "
+        "CPU time other programs on the machine used during the contender (psutil), a sign of interference.",
+    ]
+    lines += ["", "## How measured", ""] + [f"* {line}" for line in HOW_MEASURED + measured] + [""]
     return "\n".join(lines)
 
 
@@ -1076,8 +1236,10 @@ HOW_MEASURED = [
     "datasets and RSS are per contender. Wall seconds are measured inside the child around the work only "
     "(imports, reading the GeoJSON and, for polyfis, opening the archive and loading the model excluded and "
     "reported separately).",
-    "OS page cache: before every contender all archive files are read once (`cat`-equivalent), so every "
-    "contender starts from the same warm page cache and the comparison is decode-bound, not disk-bound.",
+    "OS page cache: before every contender (and every run) all archive files are read once "
+    "(`cat`-equivalent), so every contender starts from the same warm page cache and the comparison is "
+    "decode-bound, not disk-bound. Bytes a contender still reads from disk (its `ru_inblock`) are given "
+    "in its note, with their estimated cost from the disk probe below.",
     "I/O floor: single thread; per file, open, read and decode each internal tile touched by a polygon "
     "(block windows from `src.block_windows()` intersecting a polygon) exactly once, close.",
     "rasterio window + numpy: per file, per polygon, a window read of the polygon bounds, "
@@ -1127,6 +1289,9 @@ def main() -> None:
     parser.add_argument("--cap-seconds", type=float, default=900.0,
                         help="per contender and case: extrapolate beyond this (default 900)")
     parser.add_argument("--repeats", type=int, default=3, help="warm calls of the polyfis single cases")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="fresh-process runs of each contender for field and lake (median reported)")
+    parser.add_argument("--batch-runs", type=int, default=1, help="fresh-process runs of each batch contender")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of field,lake,batch")
     parser.add_argument("--contenders", help="comma-separated subset of contenders (development)")
     parser.add_argument("--generate-only", action="store_true", help="build the archive and polygons, then exit")
@@ -1168,55 +1333,63 @@ def main() -> None:
         samples[case] = [str(f["properties"]["id"]) for f in feats[::step][:BATCH_SAMPLE]]
         print(f"job {case}: {len(feats)} polygon(s), {px:,} px inside", flush=True)
 
+    penalty = disk_penalty([path for date, _, path in files if date == start])
+    reclaim = damon_reclaim()
+    print(f"disk: reading tiles from disk instead of the page cache costs {penalty['s_per_gib']:.2f} s per GiB"
+          + (f"; this machine runs {reclaim}" if reclaim else ""), flush=True)
+
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for case in cases:
-        results[case] = {}
-        for name in (BATCH if case == "batch" else SINGLE):
-            if only is not None and name not in only:
-                continue
-            print(f"[{case}] {LABELS[name]} ...", flush=True)
-            job = Job(contender=name, case=case, data_dir=str(data_dir), polygons=str(data_dir / f"{case}.geojson"),
-                      files=files, start=start, end=end, sample_ids=samples[case], cap_seconds=args.cap_seconds,
-                      repeats=args.repeats, out="")
-            res = run_child(job, paths)
-            results[case][name] = res
-            wall = res.get("wall_s")
-            print(f"[{case}] {LABELS[name]}: {res['status']}"
-                  + (f", {wall:.2f} s{' (extrapolated)' if res.get('extrapolated') else ''}" if wall else "")
-                  + f", peak RSS {res['peak_rss_bytes'] / 2**20:.0f} MiB"
-                  + (f" — {res['message']}" if res.get("message") else ""), flush=True)
+        names = [n for n in (BATCH if case == "batch" else SINGLE) if only is None or n in only]
+        runs = args.batch_runs if case == "batch" else args.runs
+        attempts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for run in range(runs):  # round-robin, so that a busy spell of the machine hits every contender alike
+            for name in names:
+                print(f"[{case}] {LABELS[name]}, run {run + 1}/{runs} ...", flush=True)
+                job = Job(contender=name, case=case, data_dir=str(data_dir), polygons=str(data_dir / f"{case}.geojson"),
+                          files=files, start=start, end=end, sample_ids=samples[case], cap_seconds=args.cap_seconds,
+                          repeats=args.repeats, out="")
+                res = run_child(job, paths)
+                attempts[name].append(res)
+                wall = res.get("wall_s")
+                print(f"[{case}] {LABELS[name]}: {res['status']}"
+                      + (f", {wall:.2f} s{' (extrapolated)' if res.get('extrapolated') else ''}" if wall else "")
+                      + f", peak RSS {res['peak_rss_bytes'] / 2**20:.0f} MiB, other processes "
+                      f"{res['background_cpu_s']:.1f} CPU-s" + (f" — {res['message']}" if res.get("message") else ""),
+                      flush=True)
+        results[case] = {name: combine_runs(attempts[name]) for name in names}
 
-    rows = {case: case_rows(case, results[case], jobs[case]) for case in cases}
+    rows = {case: case_rows(case, results[case], jobs[case], penalty["s_per_gib"]) for case in cases}
     correctness = []
     for case in cases:
         reference = results[case].get("rasterstats", {}).get("values")
         for name in ("polyfis_engine", "polyfis_http", "polyfis_compute_batch", "polyfis_run_batch", "rasterio_numpy"):
-            res = results[case].get(name)
-            if res is None:
+            outcome = results[case].get(name)
+            if outcome is None:
                 continue
             entry: dict[str, Any] = {"case": case, "path": LABELS[name], "polygons": len(samples[case])}
-            if res.get("status") != "ok" or reference is None:
+            if outcome.get("status") != "ok" or reference is None:
                 entry.update(result="not run", compared_values=0)
             else:
                 # an extrapolated rasterio + numpy run is compared on the dates it measured
-                entry.update(compare(res.get("values", {}), reference, complete=not res.get("extrapolated")))
+                entry.update(compare(outcome.get("values", {}), reference, complete=not outcome.get("extrapolated")))
             correctness.append(entry)
 
     details = []
     for case in cases:
         for name, path in (("polyfis_engine", "engine"), ("polyfis_http", "HTTP")):
-            res = results[case].get(name)
-            if not res or res.get("status") != "ok":
+            timing = results[case].get(name)
+            if not timing or timing.get("status") != "ok":
                 continue
-            d: dict[str, Any] = {"case": case, "path": path, "cold_s": res["cold_s"], "warm_s": res["warm_s"],
-                                 "speedup": res["cold_s"] / res["warm_s"], "warm_all_s": res["warm_all_s"]}
+            d: dict[str, Any] = {"case": case, "path": path, "cold_s": timing["cold_s"], "warm_s": timing["warm_s"],
+                                 "speedup": timing["cold_s"] / timing["warm_s"], "warm_all_s": timing["warm_all_s"]}
             if name == "polyfis_engine":
-                calls = res["calls"]
-                d.update(import_s=res["import_s"], model_load_s=res["model_load_s"], startup_s=res["archive_open_s"],
+                calls = timing["calls"]
+                d.update(import_s=timing["import_s"], model_load_s=timing["model_load_s"], startup_s=timing["archive_open_s"],
                          model_cold_s=calls[0]["model_s"], model_warm_s=statistics.median(c["model_s"] for c in calls[1:]),
                          model_rows=calls[0]["model_rows"], model_calls=calls[0]["model_calls"])
             else:
-                d.update(startup_s=res["server_start_s"])
+                d.update(startup_s=timing["server_start_s"])
             details.append(d)
 
     report = {
@@ -1232,6 +1405,9 @@ def main() -> None:
                     "seed": SEED},
         "jobs": jobs,
         "cap_seconds": args.cap_seconds,
+        "runs": {"single": args.runs, "batch": args.batch_runs, "warm_repeats": args.repeats},
+        "disk_penalty": penalty,
+        "page_reclaim": reclaim,
         "rows": rows,
         "polyfis_details": details,
         "correctness": correctness,
@@ -1241,9 +1417,11 @@ def main() -> None:
         "how_measured": HOW_MEASURED,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"perf-{cfg.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    # a development run over a subset of cases or contenders must not replace the real results
+    suffix = ".tmp" if only is not None or set(cases) != set(CASES) else ""
+    (RESULTS / f"perf-{cfg.name}.json{suffix}").write_text(json.dumps(report, indent=2) + "\n")
     markdown = render_markdown(report)
-    (RESULTS / f"perf-{cfg.name}.md").write_text(markdown)
+    (RESULTS / f"perf-{cfg.name}.md{suffix}").write_text(markdown)
     print(markdown)
 
 
