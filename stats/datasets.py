@@ -6,9 +6,13 @@ datasets open (least recently used closed first) and hands each out to one threa
 rasterio dataset must not be read from two threads at once. A local file is keyed by its path, size and
 modification time, so a file rewritten in place is opened afresh.
 
-The pool used by the engine is :func:`default_pool`; ``POLYFIS_OPEN_DATASETS`` sets its size (default 512,
-0 disables keeping datasets open) and ``POLYFIS_READ_THREADS`` the threads reading the bands of one
-date in parallel (default: the number of CPUs).
+The pool used by the engine is :func:`default_pool`; ``POLYFIS_OPEN_DATASETS`` sets its size and
+``POLYFIS_READ_THREADS`` the threads reading the bands of one date in parallel (default: the number of
+CPUs). The pool is off by default (size 0): measured on COGs of 1024-pixel tiles, every open COG holds
+about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2 GiB resident instead of 0.18 GiB),
+while a repeated query is answered from the window cache below without opening anything, and a query
+over a neighbouring polygon was not measurably faster with the datasets open. Over HTTP (``/vsicurl/``),
+where an open costs round trips, a pool of a few hundred datasets pays off.
 
 GDAL's block cache holds whole decoded tiles: a 4 km² lake on COGs of 1024-pixel tiles touches up to four
 2 MiB tiles per band and date, more than the default cache (5 % of RAM) holds for a year of 13 bands. So
@@ -33,7 +37,7 @@ from rasterio.io import DatasetReader
 T = TypeVar("T")
 R = TypeVar("R")
 
-DEFAULT_OPEN_DATASETS = 512
+DEFAULT_OPEN_DATASETS = 0
 
 
 @dataclass
@@ -59,7 +63,7 @@ class DatasetPool:
     ``check`` is called on each newly opened dataset (and may raise, in which case the dataset is closed
     and not kept).
 
-    >>> pool = DatasetPool(size=0)
+    >>> pool = DatasetPool(size=0)  # opens and closes every dataset
     >>> pool.size, len(pool)
     (0, 0)
     """

@@ -276,9 +276,22 @@ class _BandShape:
     height: int
 
 
+_SHAPES: dict[tuple[tuple[str, int, int], str], _BandShape] = {}
+_SHAPES_MAX = 8192
+
+
 def _band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> _BandShape:
-    with open_band(acq, band, pool) as src:
-        return _BandShape(src.transform, src.width, src.height)
+    """The band's transform and size, remembered per file version (and catalog CRS, which the first open
+    checked), so that a query answered from the window cache opens no file at all."""
+    key = (dataset_key(_href(acq, band)), acq.crs)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        with open_band(acq, band, pool) as src:
+            shape = _BandShape(src.transform, src.width, src.height)
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
 
 
 def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.ndarray:
