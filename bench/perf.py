@@ -1423,6 +1423,11 @@ def main() -> None:
     markdown = render_markdown(report)
     (RESULTS / f"perf-{cfg.name}.md{suffix}").write_text(markdown)
     print(markdown)
+    failed = [f"{c['case']} / {c['path']}" for c in correctness if c.get("result") == "FAIL"]
+    broken = [f"{case} / {LABELS[name]}" for case, by in results.items() for name, res in by.items()
+              if name.startswith("polyfis") and res.get("status") != "ok"]
+    if failed or broken:
+        sys.exit(f"polyfis differs from rasterstats in {failed} or did not run in {broken}")
 
 
 if __name__ == "__main__":
