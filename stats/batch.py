@@ -269,7 +269,8 @@ def _polygons_key(polygons: Sequence[BatchPolygon]) -> str:
 
 
 def _spatial_order(members: list[int], wgs84: Sequence[BaseGeometry | None]) -> list[int]:
-    """Polygons sorted by the centre of their bounds, in rows of about 0.1 degree (so a task split in parts keeps neighbours together)."""
+    """Polygons sorted by the centre of their bounds, in rows of about 0.1 degree (so that a task split in
+    parts keeps neighbours together)."""
     def key(i: int) -> tuple[int, float]:
         geom = wgs84[i]
         assert geom is not None
