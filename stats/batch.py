@@ -570,8 +570,9 @@ def _block_lookup(pixels: _Pixels, t: Any, width: int, height: int, bh: int,
     on = np.flatnonzero((brow >= 0) & (brow < height) & (bcol >= 0) & (bcol < width))
     tiles_across = -(-width // bw)
     block = (brow[on] // bh) * tiles_across + bcol[on] // bw
-    order = on[np.argsort(block, kind="stable")]
-    ids, starts, counts = np.unique(block[np.argsort(block, kind="stable")], return_index=True, return_counts=True)
+    by_block = np.argsort(block, kind="stable")
+    order = on[by_block]
+    ids, starts, counts = np.unique(block[by_block], return_index=True, return_counts=True)
     blocks = [(int(s), int(s + c), int(b // tiles_across) * bh, int(b % tiles_across) * bw)
               for b, s, c in zip(ids.tolist(), starts.tolist(), counts.tolist())]
     return order, brow, bcol, blocks

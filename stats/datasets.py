@@ -1,9 +1,8 @@
-"""Open band datasets kept between reads, so repeated queries skip the open and hit GDAL's block cache.
+"""Band datasets and the windows read from them, kept between queries; the engine's reader threads.
 
-GDAL caches decoded blocks per open dataset: closing a COG after each read throws its decoded tiles away,
-and a repeated query over the same area decodes them again. :class:`DatasetPool` keeps up to ``size``
-datasets open (least recently used closed first) and hands each out to one thread at a time, since a
-rasterio dataset must not be read from two threads at once. A local file is keyed by its path, size and
+GDAL caches decoded blocks per open dataset: closing a COG after each read throws its decoded tiles away.
+:class:`DatasetPool` can keep up to ``size`` datasets open (least recently used closed first) and hands each
+out to one thread at a time, since a rasterio dataset must not be read from two threads at once. A local file is keyed by its path, size and
 modification time, so a file rewritten in place is opened afresh.
 
 The pool used by the engine is :func:`default_pool`; ``POLYFIS_OPEN_DATASETS`` sets its size and
@@ -46,8 +45,9 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _key(href: str) -> tuple[str, int, int]:
-    """``href`` with the size and mtime of a local file (0, 0 for remote or missing files)."""
+def dataset_key(href: str) -> tuple[str, int, int]:
+    """What identifies one version of a file: ``href`` with the size and mtime of a local file (0, 0 for
+    remote or missing files)."""
     if href.startswith("/vsi") or "://" in href:
         return href, 0, 0
     try:
@@ -88,7 +88,7 @@ class DatasetPool:
                     check(src)
                 yield src
             return
-        key = _key(href)
+        key = dataset_key(href)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -188,11 +188,6 @@ class WindowCache:
         with self._lock:
             self._entries.clear()
             self.nbytes = 0
-
-
-def dataset_key(href: str) -> tuple[str, int, int]:
-    """What identifies one version of a file: its href, size and modification time (local files)."""
-    return _key(href)
 
 
 def _env_int(name: str, default: int) -> int:

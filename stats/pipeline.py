@@ -36,13 +36,13 @@ from .cloudmask import (
     cloud_grids,
     resolve_probabilities,
 )
+from .coverage import weighted_summary
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import DEFAULT_MAX_VERTICES, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
 from .models import DateResult, PixelCloud, TimeSeriesRequest, TimeSeriesResult, Water, WaterOptions, names
 from .raster import DEFAULT_MAX_PIXELS, PixelBlock, read_date
 from .water import water_extent
-from .coverage import weighted_summary
 from .zonal import histogram, summarize
 
 log = logging.getLogger(__name__)
