@@ -2,7 +2,7 @@
 
 Views never touch arrays: they parse, call and render. Create the app with :func:`create_app`.
 
-Batch jobs (``/api/v1/batch``) run on a background thread of each process (:class:`stats.jobs.JobRunner`),
+Batch jobs (``/api/v1/batch``) run on a background thread of each process (:class:`stats.batch.jobs.JobRunner`),
 started when a job is submitted, or on the first request (or by :func:`resume_jobs`) when the jobs folder
 holds jobs left pending by a previous run.
 """
@@ -17,11 +17,11 @@ from typing import Any
 from flask import Flask, current_app
 
 from stats.archive.catalog import Archive
-from stats.fis import Layer, load_layers
-from stats.jobs import JobRunner, JobStore
+from stats.batch.jobs import JobRunner, JobStore
+from stats.sentinelhub.fis import Layer, load_layers
+from stats.settings import Settings, configure
 
 from . import auth, errors, security
-from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         settings = config
     else:
         settings = Settings.from_env(**(config or {}))
+    configure(settings)  # the engine's readers and caches follow the app's settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -1,4 +1,6 @@
-"""One table from exception class to HTTP status, and the JSON error body.
+"""The JSON error body, and the handlers that answer every error with it.
+
+An engine error's status comes from the one table of ``stats/errors.py`` (:func:`stats.errors.status_for`).
 
 Every error reaches the client as ``{"error": {"status", "reason", "message", "code"}}``. Errors caused by
 the caller are 4xx with the engine's message (which names the field, what was received and what was
@@ -13,14 +15,7 @@ from http import HTTPStatus
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from stats.errors import (
-    ArchiveError,
-    CloudModelError,
-    InvalidRequestError,
-    SceneReadError,
-    StatsError,
-)
-from stats.fis import LayerConfigError
+from stats.errors import OPERATOR_ERRORS, StatsError, status_for
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +27,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code or ("Unauthorized" if status == 401 else "InvalidRequest")
-
-
-#: Exception class -> HTTP status. The first matching class (in MRO order) wins.
-STATUS_CODES: dict[type[Exception], int] = {
-    InvalidRequestError: 400,
-    ArchiveError: 503,
-    LayerConfigError: 503,
-    SceneReadError: 502,
-    CloudModelError: 500,
-    StatsError: 500,
-}
-
-
-def status_for(exc: Exception) -> int:
-    """HTTP status for an engine exception, from :data:`STATUS_CODES`."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return 500
 
 
 def error_response(status: int, message: str, code: str) -> tuple[Response, int]:
@@ -71,8 +47,7 @@ def register(app: Flask) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("engine error: %s", exc, exc_info=exc)
-            message = (str(exc) if isinstance(exc, (ArchiveError, LayerConfigError))
-                       else "internal error while computing the answer")
+            message = str(exc) if isinstance(exc, OPERATOR_ERRORS) else "internal error while computing the answer"
             return error_response(status, message, type(exc).__name__)
         return error_response(status, str(exc), type(exc).__name__)
 

@@ -16,7 +16,7 @@ import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
-from .config import Settings
+from stats.settings import Settings
 
 log = logging.getLogger("polyfis.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -11,7 +11,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import Settings
+from stats.settings import Settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -7,12 +7,16 @@ The engine has no HTTP in it. Its entry point is :func:`query_timeseries`::
     request = TimeSeriesRequest.from_dict({"geometry": wkt, "time": {"from": "2023-01-01", "to": "2023-12-31"}})
     result = query_timeseries(request, archive)
     result.to_dict()
+
+A request is an :class:`Area` and a :class:`TimeRange` (what is asked about) and :class:`QueryOptions`
+(how); each is parsed once, at the boundary (:mod:`stats.request`).
 """
 
 from .archive.catalog import Acquisition, Archive
 from .errors import (
     ArchiveError,
     CloudModelError,
+    ConfigError,
     IngestError,
     InvalidCRSError,
     InvalidGeometryError,
@@ -24,15 +28,18 @@ from .errors import (
     UnknownIndexError,
     UnknownStatisticError,
 )
-from .models import CloudOptions, DateResult, TimeSeriesRequest, TimeSeriesResult
-from .pipeline import Limits, query_timeseries
+from .pipeline import query_timeseries
+from .request import Area, CloudOptions, Limits, QueryOptions, TimeRange, TimeSeriesRequest
+from .results import DateResult, TimeSeriesResult
 
 __all__ = [
     "Acquisition",
     "Archive",
+    "Area",
     "ArchiveError",
     "CloudModelError",
     "CloudOptions",
+    "ConfigError",
     "DateResult",
     "IngestError",
     "InvalidCRSError",
@@ -40,8 +47,10 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTimeRangeError",
     "Limits",
+    "QueryOptions",
     "SceneReadError",
     "StatsError",
+    "TimeRange",
     "TimeSeriesRequest",
     "TimeSeriesResult",
     "UnknownBandError",

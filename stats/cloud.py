@@ -15,10 +15,6 @@ import numpy as np
 from .bands import MODEL_BANDS
 from .errors import CloudModelError
 
-#: Default probability threshold: ``cloudy = probability >= threshold``.
-DEFAULT_THRESHOLD = 0.4
-
-
 class CloudModel:
     """Lazy wrapper of ``s2cloudless.S2PixelCloudDetector(all_bands=False)``."""
 

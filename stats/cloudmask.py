@@ -9,9 +9,15 @@ s2cloudless model then scores every cell, and the mask follows s2cloudless's own
 mask is dilated with a disk of radius ``dilation_size`` cells. Cells without data count as probability 0
 in the averaging and are reported as no data.
 
-Defaults are Sentinel Hub's / eo-learn's (160 m, threshold 0.4, ``average_over`` 4, ``dilation_size`` 2);
-s2cloudless's own are threshold 0.4, ``average_over`` 1, ``dilation_size`` 1 at the input resolution.
-CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1 with 255 for no data.
+Defaults (:class:`stats.request.MaskParameters`) are Sentinel Hub's / eo-learn's (160 m, threshold 0.4,
+``average_over`` 4, ``dilation_size`` 2); s2cloudless's own are threshold 0.4, ``average_over`` 1,
+``dilation_size`` 1 at the input resolution. CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1
+with 255 for no data.
+
+The recipe, used alike by the time series and the Statistical API: :func:`read_cloud_block` reads the
+10 m block the cells of a date come from, :func:`cell_request` turns it into cells and cache keys,
+:func:`resolve_probabilities` scores the cells the cache lacks (with any averaged pixels, in one model
+call), and :func:`pixel_clouds` gives each pixel of a query grid the probability and mask of its cell.
 """
 
 from __future__ import annotations
@@ -22,42 +28,18 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
+from .archive.catalog import Acquisition
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel
 from .geometry import crs_name
-from .raster import Grid, PixelBlock
+from .raster import Grid, PixelBlock, read_date
+from .request import MaskParameters
 
-#: Sentinel Hub's CLP/CLM cloud resolution, metres.
-DEFAULT_CLOUD_RESOLUTION = 160
-#: s2cloudless's own post-processing parameters (at the resolution of its input).
-S2CLOUDLESS_AVERAGE_OVER = 1
-S2CLOUDLESS_DILATION_SIZE = 1
-#: Sentinel Hub / eo-learn post-processing parameters (at 160 m).
-SENTINELHUB_AVERAGE_OVER = 4
-SENTINELHUB_DILATION_SIZE = 2
 #: No-data value of the CLP and CLM layers.
 NO_DATA = 255
-
-
-@dataclass(frozen=True)
-class MaskParameters:
-    """How cells are scored and masked: cell size (m), threshold (``p > threshold``), disk radii (cells)."""
-
-    resolution: int = DEFAULT_CLOUD_RESOLUTION
-    threshold: float = 0.4
-    average_over: int = SENTINELHUB_AVERAGE_OVER
-    dilation_size: int = SENTINELHUB_DILATION_SIZE
-
-    @property
-    def cell_pixels(self) -> int:
-        """Cell size in 10 m pixels."""
-        return self.resolution // 10
-
-    @property
-    def margin_cells(self) -> int:
-        """Cells around the polygon whose data changes its mask (averaging + dilation radii)."""
-        return self.average_over + self.dilation_size
 
 
 def cell_means(dn: Mapping[str, np.ndarray], valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +158,16 @@ class ProbabilityCache:
                 self._data.popitem(last=False)
 
 
+def read_cloud_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str],
+                     params: MaskParameters, *, max_pixels: int, exact: bool = False) -> PixelBlock:
+    """The 10 m block of ``bands`` the cloud cells of one date are computed from: the polygon's bounds
+    padded by the mask's margin (:attr:`MaskParameters.margin_cells`) and snapped to whole cells, so that a
+    cell holds the same pixels whatever the polygon (see :func:`stats.raster.read_date`)."""
+    k = params.cell_pixels
+    return read_date(tiles, geometry, geometry_crs, bands, resolution=10, max_pixels=max_pixels,
+                     pad=params.margin_cells * k, snap=k, exact=exact)
+
+
 @dataclass
 class CellRequest:
     """The cells of one date that need a probability: their cache keys and model inputs."""
@@ -184,14 +176,16 @@ class CellRequest:
     pixels: np.ndarray  # float32 (n, 10)
     values: np.ndarray  # float32 (n,), NaN until resolved
     valid: np.ndarray  # bool (crows, ccols): the cells the keys stand for, in row-major order
+    grid: Grid  # the 10 m grid of the block the cells come from (a cell corner at its origin)
 
 
 def cell_request(block: PixelBlock, params: MaskParameters) -> CellRequest:
-    """The cloud cells of a 10 m block read with ``snap = params.cell_pixels``: keys, model inputs, validity."""
+    """The cloud cells of a block from :func:`read_cloud_block`: keys, model inputs, validity."""
     k = params.cell_pixels
     means, cell_valid = cell_means({b: block.dn[b] for b in MODEL_BANDS}, block.data, k)
     keys = cell_keys(block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
-    return CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32), valid=cell_valid)
+    return CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32), valid=cell_valid,
+                       grid=block.grid)
 
 
 def cloud_grids(cells: CellRequest, params: MaskParameters) -> tuple[np.ndarray, np.ndarray]:
@@ -220,3 +214,25 @@ def resolve_probabilities(requests: Sequence[CellRequest], model: CloudModel, ca
         cache.store([k for k, m in zip(request.keys, missing) if m], probs[start:start + n])
         start += n
     return probs[: len(extra)]
+
+
+@dataclass(frozen=True)
+class PixelClouds:
+    """The cloud layers at some pixels of a query grid: each pixel's cell ``probability`` (float64, 0..1)
+    and mask (``cloudy``, bool)."""
+
+    probability: np.ndarray
+    cloudy: np.ndarray
+
+    def layers(self) -> dict[str, np.ndarray]:
+        """The pixels' ``CLP`` (``round(255 * p)``) and ``CLM`` (0/1) values, float64, as evalscripts and
+        index expressions see them."""
+        return {"CLP": np.round(self.probability * 255), "CLM": self.cloudy.astype(np.float64)}
+
+
+def pixel_clouds(cells: CellRequest, params: MaskParameters, grid: Grid, where: np.ndarray) -> PixelClouds:
+    """The cloud layers of resolved ``cells`` at the pixels of ``grid`` where ``where`` is True (row-major
+    order), each pixel taking the cell containing its centre."""
+    probability, mask = cloud_grids(cells, params)
+    index = cell_of_pixels(grid, where, cells.grid, params.cell_pixels, probability.shape)
+    return PixelClouds(probability.ravel()[index].astype(np.float64), mask.ravel()[index].astype(bool))

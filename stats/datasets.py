@@ -2,11 +2,11 @@
 
 GDAL caches decoded blocks per open dataset: closing a COG after each read throws its decoded tiles away.
 :class:`DatasetPool` can keep up to ``size`` datasets open (least recently used closed first) and hands each
-out to one thread at a time, since a rasterio dataset must not be read from two threads at once. A local file is keyed by its path, size and
-modification time, so a file rewritten in place is opened afresh.
+out to one thread at a time, since a rasterio dataset must not be read from two threads at once. A
+local file is keyed by its path, size and modification time, so a file rewritten in place is opened afresh.
 
-The pool used by the engine is :func:`default_pool`; ``POLYFIS_OPEN_DATASETS`` sets its size and
-``POLYFIS_READ_THREADS`` the threads reading the bands of one date in parallel (default: the number of
+The pool used by the engine is :func:`default_pool`; the settings (:mod:`stats.settings`)
+``POLYFIS_OPEN_DATASETS`` set its size and ``POLYFIS_READ_THREADS`` the threads reading the bands of one date in parallel (default: the number of
 CPUs). The pool is off by default (size 0): measured on COGs of 1024-pixel tiles, every open COG holds
 about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2 GiB resident instead of 0.18 GiB),
 while a repeated query is answered from the window cache below without opening anything, and a query
@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 
 import rasterio
 from rasterio.io import DatasetReader
+
+from . import settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -190,14 +192,6 @@ class WindowCache:
             self.nbytes = 0
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        return default
-
-
 _POOL: DatasetPool | None = None
 _WINDOWS: WindowCache | None = None
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -209,7 +203,7 @@ def default_pool() -> DatasetPool:
     global _POOL
     with _INIT:
         if _POOL is None:
-            _POOL = DatasetPool(_env_int("POLYFIS_OPEN_DATASETS", DEFAULT_OPEN_DATASETS))
+            _POOL = DatasetPool(settings.current().open_datasets)
         return _POOL
 
 
@@ -218,13 +212,13 @@ def window_cache() -> WindowCache:
     global _WINDOWS
     with _INIT:
         if _WINDOWS is None:
-            _WINDOWS = WindowCache(_env_int("POLYFIS_WINDOW_CACHE_MB", 256) * 2**20)
+            _WINDOWS = WindowCache(settings.current().window_cache_mb * 2**20)
         return _WINDOWS
 
 
 def read_threads() -> int:
     """Threads reading the bands of one date (``POLYFIS_READ_THREADS``, default the CPU count)."""
-    return max(1, _env_int("POLYFIS_READ_THREADS", os.cpu_count() or 1))
+    return settings.current().threads
 
 
 def map_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

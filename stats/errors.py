@@ -1,8 +1,9 @@
-"""Exceptions raised by the polyfis engine.
+"""Every exception polyfis raises, and the one table of the HTTP status each stands for.
 
 Every exception derives from :class:`StatsError`. Classes that describe bad input also derive from
-:class:`ValueError`, so callers that do not know polyfis can still catch them. The HTTP layer maps each
-class to a status code in one table (``service/errors.py``).
+:class:`ValueError`, so callers that do not know polyfis can still catch them. :data:`STATUS_CODES` maps
+each class to its HTTP status; :func:`status_for` reads it (the service's error handlers use it, and
+nothing else decides a status).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 
 class StatsError(Exception):
     """Root of every polyfis engine error."""
+
+
+class ConfigError(StatsError, ValueError):
+    """Raised at start-up when a ``POLYFIS_*`` setting has a value of the wrong type or range."""
 
 
 class InvalidRequestError(StatsError, ValueError):
@@ -40,6 +45,14 @@ class UnknownStatisticError(InvalidRequestError):
     """Raised when a statistic name is not one polyfis computes."""
 
 
+class EvalscriptError(InvalidRequestError):
+    """Raised when an evalscript cannot be parsed or run, or breaks its memory limit."""
+
+
+class EvalscriptTimeout(EvalscriptError):
+    """Raised when an evalscript runs longer than its time limit."""
+
+
 class ArchiveError(StatsError):
     """Raised when an archive (STAC catalog) cannot be opened or is malformed."""
 
@@ -48,9 +61,41 @@ class IngestError(ArchiveError):
     """Raised when an image cannot be turned into an archive acquisition."""
 
 
+class LayerConfigError(StatsError):
+    """Raised when the FIS layer configuration file is missing or malformed."""
+
+
 class SceneReadError(StatsError):
     """Raised when the imagery of one acquisition cannot be read (missing or corrupt asset)."""
 
 
 class CloudModelError(StatsError):
     """Raised when the s2cloudless model cannot be loaded or gets input of the wrong shape."""
+
+
+#: Exception class -> HTTP status. The first class of an exception's MRO found here wins.
+STATUS_CODES: dict[type[Exception], int] = {
+    InvalidRequestError: 400,
+    ArchiveError: 503,
+    LayerConfigError: 503,
+    SceneReadError: 502,
+    CloudModelError: 500,
+    ConfigError: 500,
+    StatsError: 500,
+}
+
+#: Classes whose message is safe to show a client even though their status is 5xx (they name the
+#: operator's configuration, not the server's internals).
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError)
+
+
+def status_for(exc: BaseException) -> int:
+    """HTTP status of ``exc`` from :data:`STATUS_CODES` (500 for anything not listed).
+
+    >>> status_for(UnknownBandError("bands: ...")), status_for(SceneReadError("scene ...")), status_for(KeyError())
+    (400, 502, 500)
+    """
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return 500

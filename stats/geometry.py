@@ -2,13 +2,12 @@
 
 Axis order: polyfis reads every coordinate as (x, y) = (easting, northing) or (lon, lat), whatever the
 CRS's official axis order (pyproj ``always_xy=True``), as GeoJSON does. The FIS route, which must read
-EPSG:4326 as (lat, lon), swaps axes itself before calling this module.
+EPSG:4326 as (lat, lon), asks :func:`parse_geometry` to swap the axes (``swap_axes``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from typing import Any
 
@@ -20,9 +19,13 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from .errors import InvalidCRSError, InvalidGeometryError
+from .fields import is_finite_number
 
 #: Default cap on the vertices of one query geometry.
 DEFAULT_MAX_VERTICES = 100_000
+
+#: WGS 84, the CRS of catalog footprints (read in (lon, lat) order).
+WGS84 = CRS.from_epsg(4326)
 
 #: Spellings of OGC CRS84 (WGS 84 in lon/lat order).
 OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
@@ -78,6 +81,13 @@ def _crs_from_epsg(code: int) -> CRS:
     except CRSError as exc:
         raise InvalidCRSError(f"crs: unknown EPSG code {code}; expected a code in the EPSG registry") from exc
     return _check_horizontal(crs, f"EPSG:{code}")
+
+
+@lru_cache(maxsize=64)
+def cached_crs(text: str) -> CRS:
+    """The CRS of a catalog's ``proj`` text (WKT, ``EPSG:...``), parsed once (parsing costs about 0.1 ms
+    and every band read checks one)."""
+    return CRS.from_user_input(text)
 
 
 def crs_name(crs: CRS) -> str:
@@ -188,7 +198,7 @@ def parse_geometry(
     *,
     repair: bool = True,
     max_vertices: int = DEFAULT_MAX_VERTICES,
-    check_range: bool = True,
+    swap_axes: bool = False,
 ) -> tuple[Polygon | MultiPolygon, CRS]:
     """Parse a query geometry into a valid polygon and its CRS.
 
@@ -196,7 +206,7 @@ def parse_geometry(
         WKT (optionally ``SRID=<epsg>;`` prefixed) or a shapely geometry. A GeoJSON ``crs`` member or a
         WKT SRID overrides ``crs``.
     :param crs: CRS of the coordinates; coordinates are read in (x, y) / (lon, lat) order.
-    :param check_range: check lon/lat ranges for a geographic CRS (off when the caller swaps axes later).
+    :param swap_axes: the coordinates are (y, x) / (lat, lon): swap them first.
     :param repair: repair invalid polygons with ``shapely.make_valid`` (keeping the polygonal parts);
         with ``False`` an invalid polygon is rejected.
     :returns: ``(polygon, crs)``; the polygon is valid, non-empty, of positive area, with finite coordinates.
@@ -224,10 +234,16 @@ def parse_geometry(
         raise InvalidGeometryError(
             f"geometry: {len(coords)} vertices is more than the limit of {max_vertices}; simplify the polygon"
         )
-    if target_crs.is_geographic and check_range:
+    if swap_axes:
+        geom = shapely.transform(geom, lambda xy: xy[:, ::-1])
+        coords = coords[:, ::-1]
+    if target_crs.is_geographic:
         _check_geographic_range(coords)
     if geom.geom_type == "GeometryCollection":
-        geom = _polygonal_part(geom)
+        geom = polygonal(geom)
+        if geom.is_empty:
+            raise InvalidGeometryError(
+                "geometry: the GeometryCollection holds no polygon with an area; expected a Polygon or MultiPolygon")
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise InvalidGeometryError(
             f"geometry: a {geom.geom_type} has no area; expected a Polygon or MultiPolygon"
@@ -236,27 +252,34 @@ def parse_geometry(
         reason = shapely.is_valid_reason(geom)
         if not repair:
             raise InvalidGeometryError(f"geometry: invalid polygon ({reason}); expected a valid polygon")
-        repaired = shapely.make_valid(geom)
-        if repaired.is_empty or repaired.area <= 0:
+        geom = polygonal(geom)
+        if geom.is_empty or geom.area <= 0:
             raise InvalidGeometryError(
                 f"geometry: invalid polygon ({reason}) has zero area after repair; expected a polygon with an area"
             )
-        geom = _polygonal_part(repaired)
     if geom.is_empty or geom.area <= 0:
         raise InvalidGeometryError("geometry: the polygon has zero area; expected a polygon with an area")
     return geom, target_crs
 
 
-def _polygonal_part(geom: BaseGeometry) -> Polygon | MultiPolygon:
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
-        return geom  # type: ignore[return-value]
-    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+def polygonal(geom: BaseGeometry) -> Polygon | MultiPolygon:
+    """``geom`` as a valid (Multi)Polygon: an invalid one is repaired with ``shapely.make_valid``, and only
+    the polygonal parts of a collection are kept (an empty Polygon when there are none).
+
+    >>> polygonal(shapely.from_wkt("POLYGON ((0 0, 2 2, 2 0, 0 2, 0 0))")).geom_type
+    'MultiPolygon'
+    """
+    if geom.is_empty:
+        return Polygon()
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom
+    parts = [g for g in shapely.get_parts(geom) if isinstance(g, (Polygon, MultiPolygon)) and not g.is_empty]
     if not parts:
-        raise InvalidGeometryError(
-            f"geometry: the {geom.geom_type} holds no polygon with an area; expected a Polygon or MultiPolygon"
-        )
-    merged = shapely.union_all(parts)
-    return merged  # type: ignore[return-value]
+        return Polygon()
+    merged = shapely.union_all(parts) if len(parts) > 1 else parts[0]
+    return merged  # type: ignore[no-any-return]
 
 
 def _check_geographic_range(coords: np.ndarray) -> None:
@@ -290,25 +313,10 @@ def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
             f"geometry: cannot be projected from {crs_name(src)} to {crs_name(dst)} (outside the CRS's area of use)"
         )
     if not out.is_valid:
-        repaired = shapely.make_valid(out)
-        if repaired.is_empty or repaired.area <= 0:
+        out = polygonal(out)
+        if out.is_empty or out.area <= 0:
             raise InvalidGeometryError(
                 f"geometry: collapses when projected from {crs_name(src)} to {crs_name(dst)}; expected a polygon "
                 "inside the area of use of both CRSs"
             )
-        out = _polygonal_part(repaired)
     return out
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for an int or float that is finite as a float (bools are not numbers here).
-
-    >>> is_finite_number(1.5), is_finite_number(float("nan")), is_finite_number(10 ** 400), is_finite_number(True)
-    (True, False, False, False)
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False

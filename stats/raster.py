@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 import rasterio
@@ -42,12 +42,10 @@ from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
 from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
 from .errors import InvalidRequestError, SceneReadError
-from .geometry import crs_name, reproject
+from .geometry import cached_crs, crs_name, reproject
+from .request import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
-
-#: Default cap on the pixels of one query window (Sentinel Hub's 2500 x 2500).
-DEFAULT_MAX_PIXELS = 2500 * 2500
 
 _EPS = 1e-6
 
@@ -111,7 +109,7 @@ class PixelBlock:
         return self.dn[band][self.valid].astype(np.float64) / QUANTIFICATION_VALUE
 
 
-def _pixel_size_10m(finest: Affine) -> tuple[float, float]:
+def pixel_size_10m(finest: Affine) -> tuple[float, float]:
     """Pixel (width, height) of the tile's 10 m class, from its finest band scaled by its nominal class."""
     nominal = min((10, 20, 60), key=lambda r: abs(r - abs(finest.a)))
     return abs(finest.a) * 10.0 / nominal, abs(finest.e) * 10.0 / nominal
@@ -173,7 +171,7 @@ def _axis_ratio(grid_step: float, band_step: float) -> float | None:
     return ratio if abs(whole - round(whole)) < _EPS else None
 
 
-def _aligned(band: Affine, grid: Grid, same_crs: bool) -> bool:
+def aligned(band: Affine, grid: Grid, same_crs: bool) -> bool:
     """True when the band can be read with a plain (possibly fractional) window onto the grid: same CRS,
     north-up, pixel sizes whole multiples of each other, and pixel edges on a common lattice."""
     if not same_crs or band.b != 0 or band.d != 0 or band.e >= 0 or band.a <= 0:
@@ -229,12 +227,6 @@ def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
         return vrt.read(1, out_dtype="float32")
 
 
-@lru_cache(maxsize=64)
-def _crs(text: str) -> CRS:
-    """A parsed CRS, cached (parsing costs about 0.1 ms and every band read checks one)."""
-    return CRS.from_user_input(text)
-
-
 def _href(acq: Acquisition, band: str) -> str:
     href = acq.assets.get(band)
     if href is None:
@@ -252,10 +244,10 @@ def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> I
     :raises SceneReadError: when the asset is missing, cannot be opened or is not in the catalog's CRS.
     """
     href = _href(acq, band)
-    expected = _crs(acq.crs)
+    expected = cached_crs(acq.crs)
 
     def check(src: rasterio.io.DatasetReader) -> None:
-        if src.crs is None or _crs(src.crs.to_wkt()) != expected:
+        if src.crs is None or cached_crs(src.crs.to_wkt()) != expected:
             found = src.crs.to_string() if src.crs is not None else "no CRS"
             raise SceneReadError(
                 f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
@@ -270,24 +262,26 @@ def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> I
 
 
 @dataclass(frozen=True)
-class _BandShape:
+class BandShape:
+    """A band file's transform and size."""
+
     transform: Affine
     width: int
     height: int
 
 
-_SHAPES: dict[tuple[tuple[str, int, int], str], _BandShape] = {}
+_SHAPES: dict[tuple[tuple[str, int, int], str], BandShape] = {}
 _SHAPES_MAX = 8192
 
 
-def _band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> _BandShape:
+def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> BandShape:
     """The band's transform and size, remembered per file version (and catalog CRS, which the first open
     checked), so that a query answered from the window cache opens no file at all."""
     key = (dataset_key(_href(acq, band)), acq.crs)
     shape = _SHAPES.get(key)
     if shape is None:
         with open_band(acq, band, pool) as src:
-            shape = _BandShape(src.transform, src.width, src.height)
+            shape = BandShape(src.transform, src.width, src.height)
         if len(_SHAPES) >= _SHAPES_MAX:
             _SHAPES.clear()
         _SHAPES[key] = shape
@@ -303,7 +297,7 @@ def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.nd
         return cached
     with open_band(acq, band) as src:
         try:
-            if _aligned(src.transform, grid, same_crs):
+            if aligned(src.transform, grid, same_crs):
                 array = _read_aligned(src, grid)
             else:
                 array = _read_warped(src, grid)
@@ -339,20 +333,18 @@ def read_date(
     if not tiles:
         raise ValueError("read_date needs at least one tile")
     primary = tiles[0]
-    grid_crs = CRS.from_user_input(primary.crs)
+    grid_crs = cached_crs(primary.crs)
     geom = reproject(geometry, geometry_crs, grid_crs)
     grid: Grid | None = None
     inside: np.ndarray | None = None
     coverage: np.ndarray | None = None
-    mosaic: dict[str, np.ndarray] = {}
-    filled: np.ndarray | None = None
-    scenes: list[str] = []
+    mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(lambda band: _band_shape(acq, band), bands)
+            shapes = map_threads(lambda band: band_shape(acq, band), bands)
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
-            px, py = _pixel_size_10m(anchor)
+            px, py = pixel_size_10m(anchor)
             pixel = (px * resolution / 10.0, py * resolution / 10.0)
             extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
             grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
@@ -362,25 +354,44 @@ def read_date(
                 inside = coverage > 0
             else:
                 inside = polygon_mask(geom, grid)
-            filled = np.zeros(grid.shape, dtype=bool)
-            mosaic = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
-            offsets = np.zeros(grid.shape, dtype=np.uint16)
-        assert inside is not None and filled is not None
-        same = _crs(acq.crs) == grid_crs
+            mosaic = Mosaic(grid.shape, bands)
+        assert mosaic is not None
+        same = cached_crs(acq.crs) == grid_crs
         target = grid
-        arrays = dict(zip(bands, map_threads(lambda band: _read_band(acq, band, target, same), bands)))
-        has_data = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~filled
-        if not has_data.any():
-            continue
+        mosaic.add(acq, dict(zip(bands, map_threads(lambda band: _read_band(acq, band, target, same), bands))))
+    assert grid is not None and inside is not None and mosaic is not None
+    return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
+                      scenes=mosaic.scenes or [primary.id], coverage=coverage)
+
+
+class Mosaic:
+    """The tiles of one date laid over each other, the first tile with data winning at each pixel.
+
+    ``dn`` holds each band's harmonised DN (float32; the tile's baseline offset removed, clipped at 0),
+    ``offset`` the offset removed per pixel, ``filled`` the pixels some tile had data for (a pixel has data
+    when every band is non-zero there) and ``scenes`` the tiles that filled any. Arrays may have any shape
+    (a grid, or the flat pixel list of many polygons), the same for every band.
+    """
+
+    def __init__(self, shape: tuple[int, ...], bands: Sequence[str]) -> None:
+        self.dn = {band: np.zeros(shape, dtype=np.float32) for band in bands}
+        self.offset = np.zeros(shape, dtype=np.uint16)
+        self.filled = np.zeros(shape, dtype=bool)
+        self.scenes: list[str] = []
+
+    def add(self, acq: Acquisition, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Lay one tile's bands (stored DN, 0 for no data) where no earlier tile has data; returns the
+        pixels this tile filled, or None when it filled none."""
+        has = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~self.filled
+        if not has.any():
+            return None
         if acq.dn_offset:
-            offsets[has_data] = acq.dn_offset
+            self.offset[has] = acq.dn_offset
         for band, arr in arrays.items():
-            values = arr[has_data]
+            values = arr[has]
             if acq.dn_offset:
                 values = np.maximum(values - acq.dn_offset, 0)
-            mosaic[band][has_data] = values
-        filled |= has_data
-        scenes.append(acq.id)
-    assert grid is not None and inside is not None and filled is not None
-    return PixelBlock(grid=grid, dn=mosaic, inside=inside, data=filled, offset=offsets,
-                      scenes=scenes or [primary.id], coverage=coverage)
+            self.dn[band][has] = values
+        self.filled |= has
+        self.scenes.append(acq.id)
+        return has

@@ -16,8 +16,8 @@ closest ranks (``numpy.percentile`` default, as rasterstats ``percentile_NN``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Final, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,8 @@ DEFAULT_STATISTICS: Final[tuple[str, ...]] = ("mean", "min", "max", "std", "p10"
 
 #: Statistics with fixed names.
 BASIC_STATISTICS: Final[tuple[str, ...]] = ("count", "mean", "min", "max", "std", "sum", "median")
+
+T = TypeVar("T")
 
 _PERCENTILE = re.compile(r"^p(100|[0-9]{1,2})(\.[0-9]+)?$")
 
@@ -72,30 +74,36 @@ def summarize(values: np.ndarray, statistics: Sequence[str]) -> dict[str, float 
     """
     values = np.asarray(values, dtype=np.float64)
     n = int(values.size)
-    out: dict[str, float | int | None] = {}
     if n == 0:
         return {name: (0 if name == "count" else None) for name in statistics}
-    wanted = [percentile_of(s) for s in statistics]
-    qs = sorted({q for q in wanted if q is not None} | ({50.0} if "median" in statistics else set()))
+    qs = _quantiles_of(statistics)
     pct = dict(zip(qs, np.percentile(values, qs).tolist())) if qs else {}
     mean = float(values.mean())
-    for name, q in zip(statistics, wanted):
-        if q is not None:
-            out[name] = float(pct[q])
-        elif name == "count":
-            out[name] = n
-        elif name == "mean":
-            out[name] = mean
-        elif name == "min":
-            out[name] = float(values.min())
-        elif name == "max":
-            out[name] = float(values.max())
-        elif name == "std":
-            out[name] = float(np.sqrt(np.mean((values - mean) ** 2)))
-        elif name == "sum":
-            out[name] = float(values.sum())
-        elif name == "median":
-            out[name] = float(pct[50.0])
+    basic: dict[str, Callable[[], Any]] = {
+        "count": lambda: n, "mean": lambda: mean, "min": lambda: float(values.min()),
+        "max": lambda: float(values.max()), "std": lambda: float(np.sqrt(np.mean((values - mean) ** 2))),
+        "sum": lambda: float(values.sum()),
+    }
+    return _assemble(statistics, basic, lambda q: float(pct[q]))
+
+
+def _quantiles_of(statistics: Sequence[str]) -> list[float]:
+    """The percentiles (0..100) the statistic names need, sorted, each once (``median`` is 50)."""
+    return sorted({q for q in (_quantile_of(s) for s in statistics) if q is not None})
+
+
+def _quantile_of(name: str) -> float | None:
+    return 50.0 if name == "median" else percentile_of(name)
+
+
+def _assemble(statistics: Sequence[str], basic: Mapping[str, Callable[[], T]],
+              quantile: Callable[[float], T]) -> dict[str, T]:
+    """The one dispatch over statistic names: a percentile or the median from ``quantile(q)``, every other
+    name from its entry of ``basic`` (computed only when asked for)."""
+    out: dict[str, T] = {}
+    for name in statistics:
+        q = _quantile_of(name)
+        out[name] = quantile(q) if q is not None else basic[name]()
     return out
 
 
@@ -179,8 +187,6 @@ def grouped_summary(values: np.ndarray, labels: np.ndarray, groups: int,
     with np.errstate(invalid="ignore", divide="ignore"):
         sums = np.bincount(labels, weights=values, minlength=groups)
         mean = np.where(has, sums / counts, np.nan)
-    out: dict[str, np.ndarray] = {}
-    wanted = [percentile_of(s) for s in statistics]
     ordered: np.ndarray | None = None
     starts = (np.cumsum(counts) - counts).astype(np.intp)
     n = counts.astype(np.intp)
@@ -209,24 +215,102 @@ def grouped_summary(values: np.ndarray, labels: np.ndarray, groups: int,
         result[has] = np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)
         return result
 
-    for name, q in zip(statistics, wanted):
-        if q is not None or name == "median":
-            out[name] = quantile(50.0 if q is None else q)
-        elif name == "count":
-            out[name] = counts
-        elif name == "mean":
-            out[name] = mean
-        elif name == "sum":
-            out[name] = np.where(has, sums, np.nan)
-        elif name in ("min", "max"):
-            v = sorted_values()
-            result = nan.copy()
-            pick = starts[has] if name == "min" else starts[has] + n[has] - 1
-            result[has] = v[pick]
-            out[name] = result
-        elif name == "std":
-            dev = values - np.where(has, mean, 0.0)[labels]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[name] = np.where(has, np.sqrt(np.bincount(labels, weights=dev * dev, minlength=groups) / counts),
-                                     np.nan)
+    def extreme(name: str) -> np.ndarray:
+        v = sorted_values()
+        result = nan.copy()
+        result[has] = v[starts[has] if name == "min" else starts[has] + n[has] - 1]
+        return result
+
+    def std() -> np.ndarray:
+        dev = values - np.where(has, mean, 0.0)[labels]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(has, np.sqrt(np.bincount(labels, weights=dev * dev, minlength=groups) / counts), np.nan)
+
+    basic: dict[str, Callable[[], np.ndarray]] = {
+        "count": lambda: counts, "mean": lambda: mean, "sum": lambda: np.where(has, sums, np.nan),
+        "min": lambda: extreme("min"), "max": lambda: extreme("max"), "std": std,
+    }
+    return _assemble(statistics, basic, quantile)
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """exactextract's weighted quantiles (``qs`` in [0, 1]) of ``values`` with positive ``weights``; see
+    :func:`weighted_summary`."""
+    uniques, index = np.unique(values, return_inverse=True)
+    w = np.bincount(index.ravel(), weights=weights, minlength=uniques.size)
+    n = uniques.size
+    before = np.concatenate(([0.0], np.cumsum(w)[:-1]))  # weight of the smaller values
+    s = np.arange(n) * w + (n - 1) * before
+    total = float(np.cumsum(w)[-1]) * (n - 1)
+    out = []
+    for q in qs:
+        target = q * total
+        right = int(np.searchsorted(s, target, side="right"))  # first s > target
+        left = right - 1
+        if right >= n:
+            out.append(float(uniques[left]))
+        else:
+            out.append(float(uniques[left] + (target - s[left]) * (uniques[right] - uniques[left])
+                             / (s[right] - s[left])))
     return out
+
+
+def weighted_summary(values: np.ndarray, weights: np.ndarray,
+                     statistics: Sequence[str]) -> dict[str, float | int | None]:
+    """Compute ``statistics`` (the names of :func:`summarize`) over the 1-D array ``values``
+    weighted by ``weights`` (coverage fractions, >= 0), as exactextract computes its statistics.
+
+    Pixels with weight 0 are ignored; ``values`` must be finite where the weight is positive. With
+    weights ``w`` and values ``x`` of the pixels with ``w > 0``:
+
+    ``count``  sum of ``w`` (a float);  ``sum``  sum of ``w * x``;  ``mean``  ``sum / count``;
+    ``std``  weighted population standard deviation, sqrt(sum(w * (x - mean)**2) / sum(w));
+    ``min`` / ``max``  extremes of ``x`` (weights play no part);
+    ``median`` and ``pNN``  exactextract's weighted quantile at q = NN / 100, defined as follows. Equal
+    values are merged first, adding their weights: let ``x_1 < ... < x_n`` be the distinct values,
+    ``w_k`` the total weight of ``x_k``, ``S_k = w_1 + ... + w_k`` and ``S = S_n``. Each value gets the
+    position ``s_1 = 0``, ``s_k = (k - 1) * w_k + (n - 1) * S_(k-1)`` (non-decreasing, ``s_n = (n - 1) * S``).
+    With the target ``t = q * (n - 1) * S`` and ``x_j`` the first value whose ``s_j > t``, the quantile is
+    ``x_(j-1) + (t - s_(j-1)) * (x_j - x_(j-1)) / (s_j - s_(j-1))``, or ``x_n`` when there is no such
+    value (so q = 0 gives ``x_1``, q = 1 gives ``x_n``, one distinct value gives itself). With equal weights
+    and distinct values this is ``numpy.percentile``'s linear interpolation; repeated values differ from
+    it, since they are merged into one value of larger weight (``[1, 1, 1, 2]`` has median 1.5, not 1).
+    exactextract then converts the quantile to the raster's data type (rounding to float32, truncating to
+    an integer); this function returns the float64 value.
+
+    With no positive weight, ``count`` is 0 and every other statistic is None: never NaN.
+
+    >>> weighted_summary(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4), ["count", "mean", "std", "p50"])
+    {'count': 4.0, 'mean': 2.5, 'std': 1.118033988749895, 'p50': 2.5}
+    >>> weighted_summary(np.array([10.0, 20.0, 30.0]), np.array([1.0, 0.5, 0.0]), ["count", "sum", "mean", "max"])
+    {'count': 1.5, 'sum': 20.0, 'mean': 13.333333333333334, 'max': 20.0}
+    >>> weighted_summary(np.array([1.0, 1.0, 1.0, 2.0]), np.ones(4), ["median", "p0", "p100"])
+    {'median': 1.5, 'p0': 1.0, 'p100': 2.0}
+    >>> weighted_summary(np.array([5.0]), np.array([0.0]), ["count", "mean", "p10"])
+    {'count': 0, 'mean': None, 'p10': None}
+
+    :raises UnknownStatisticError: for a name outside the schema of this module.
+    :raises ValueError: when the arrays differ in shape or a weight is negative or not finite.
+    """
+    statistics = validate_statistics(statistics)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    if values.shape != weights.shape:
+        raise ValueError(f"weights: expected {values.size} weights, one per value, got {weights.size}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("weights: expected finite weights >= 0")
+    keep = weights > 0
+    x, w = values[keep], weights[keep]
+    if x.size == 0:
+        return {name: (0 if name == "count" else None) for name in statistics}
+    qs = _quantiles_of(statistics)
+    pct = dict(zip(qs, _weighted_quantiles(x, w, [q / 100.0 for q in qs])))
+    count = float(w.sum())
+    total = float((w * x).sum())
+    mean = total / count
+    basic: dict[str, Callable[[], Any]] = {
+        "count": lambda: count, "sum": lambda: total, "mean": lambda: mean,
+        "min": lambda: float(x.min()), "max": lambda: float(x.max()),
+        "std": lambda: float(np.sqrt((w * (x - mean) ** 2).sum() / count)),
+    }
+    return _assemble(statistics, basic, pct.__getitem__)

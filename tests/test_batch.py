@@ -20,7 +20,7 @@ from shapely.geometry import shape
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.synthetic import demo_polygons
 from stats.batch import BatchPolygon, compute_batch, read_polygons, run_batch
-from stats.cli import main
+from polyfis.cli import main
 from stats.errors import InvalidRequestError
 
 from conftest import CRS_UTM, band_array, utm_box

@@ -20,10 +20,11 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from service import create_app
-from service.config import ConfigError, Settings
+from stats.errors import ConfigError
+from stats.settings import Settings
 from stats import Archive
 from stats.archive.synthetic import demo_polygons
-from stats.jobs import BatchJobRequest, JobStore
+from stats.batch.jobs import BatchJobRequest, JobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
@@ -301,7 +302,7 @@ def test_a_job_that_raises_fails_without_internals_in_its_message(demo_root: Pat
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"cannot write {tmp_path}/secret.parquet")
 
-    monkeypatch.setattr("stats.jobs.run_batch", broken)
+    monkeypatch.setattr("stats.batch.jobs.run_batch", broken)
     client = make_app(demo_root, tmp_path / "jobs").test_client()
     job_id = client.post("/api/v1/batch", json=job_body(polygons=polygons(("lake",)))).json["id"]
     status = wait_until_finished(client, job_id)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import BASE_DN, CRS_UTM, X0, Y0, utm_box
 from stats.archive.catalog import Archive
-from stats.cli import main
+from polyfis.cli import main
 
 
 def wkt_box(col0: int, row0: int, col1: int, row1: int) -> str:

@@ -25,9 +25,9 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 import stats.coverage as coverage_module
-from stats.coverage import coverage_fractions, weighted_summary
+from stats.coverage import coverage_fractions
 from stats.errors import UnknownStatisticError
-from stats.zonal import summarize
+from stats.zonal import summarize, weighted_summary
 
 exactextract = pytest.importorskip("exactextract")
 

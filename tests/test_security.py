@@ -9,7 +9,8 @@ import pytest
 
 from conftest import CRS_UTM, utm_box
 from service import create_app
-from service.config import ConfigError, Settings
+from stats.errors import ConfigError
+from stats.settings import Settings
 from service.security import RequestIdFilter
 
 BODY = {"geometry": {"type": "Polygon", "coordinates": [utm_box(6, 1, 10, 5)]}, "crs": CRS_UTM,

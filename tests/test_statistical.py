@@ -182,7 +182,7 @@ def test_bad_statistical_requests_are_400(client, change, match) -> None:
 
 def test_endless_evalscript_is_stopped(client, monkeypatch) -> None:
     """A script that never returns is stopped at the time limit: each interval reports TIMEOUT."""
-    import stats.evalscript as evalscript
+    import stats.sentinelhub.evalscript as evalscript
 
     monkeypatch.setattr(evalscript, "DEFAULT_TIMEOUT_MS", 300)
     script = NDVI_SCRIPT.replace("let index", "while (true) {}\n  let index")

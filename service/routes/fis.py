@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from stats import query_timeseries
-from stats.fis import build_request, fis_response
+from stats.sentinelhub.fis import build_request, fis_response
 
 from .. import archive, layers
 from ..errors import ApiError
@@ -46,9 +46,9 @@ def _params() -> dict[str, str]:
 def fis(instance: str | None = None) -> Response:
     """Per-date basic statistics (and histograms with BINS) of a layer over a polygon, newest first."""
     params = _params()
-    engine_request, layer = build_request(params, layers())
+    engine_request, layer = build_request(params, layers(), limits=limits())
     result = query_timeseries(engine_request, archive(), limits=limits())
-    response = json_response(fis_response(result, layer, histogram=engine_request.histogram is not None))
+    response = json_response(fis_response(result, layer, histogram=engine_request.options.histogram is not None))
     failed = [d for d in result.series if d.error]
     if failed:
         # FIS has no place for per-date errors: the answer keeps the good dates and says what is missing here

@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response
 
 from stats.bands import S2_BANDS
-from stats.models import format_datetime
+from stats.results import format_datetime
 
 from .. import archive
 from ..render import json_response

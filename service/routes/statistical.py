@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, Response, request
 
-from stats.statistical import run_statistics
+from stats.sentinelhub.statistical import run_statistics
 
 from .. import archive
 from ..errors import ApiError

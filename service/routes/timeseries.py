@@ -42,16 +42,14 @@ def _reject_constant(name: str) -> None:
 
 def limits() -> Limits:
     """Engine limits from the service settings."""
-    s = settings()
-    return Limits(max_vertices=s.max_vertices, max_pixels=s.max_pixels, max_acquisitions=s.max_acquisitions,
-                  max_days=s.max_days, time_budget_s=s.time_budget_s)
+    return settings().limits
 
 
 @bp.post("/api/v1/timeseries")
 def timeseries() -> Response:
     """Per-date statistics and averaged-pixel cloud probability for a polygon and a time range."""
     fmt = choose_format(request)
-    parsed = TimeSeriesRequest.from_dict(json_body())
+    parsed = TimeSeriesRequest.from_dict(json_body(), limits=limits())
     result = query_timeseries(parsed, archive(), limits=limits())
     if fmt == "csv":
         return csv_response(result.to_csv())

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pystac
-from pystac.layout import TemplateLayoutStrategy
 import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
+from pystac.layout import TemplateLayoutStrategy
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -67,6 +67,15 @@ class Acquisition:
     def dn_offset(self) -> int:
         """DN offset to remove for harmonisation (1000 from baseline 04.00 on, else 0)."""
         return baseline_offset(self.processing_baseline)
+
+
+def group_by_date(acquisitions: Iterable[Acquisition]) -> list[list[Acquisition]]:
+    """Acquisitions grouped by UTC date, oldest date first; within a date, in acquisition order (the
+    order in which a date's tiles are mosaicked)."""
+    groups: dict[dt.date, list[Acquisition]] = {}
+    for acq in acquisitions:
+        groups.setdefault(acq.date, []).append(acq)
+    return [sorted(groups[day], key=lambda a: (a.datetime, a.id)) for day in sorted(groups)]
 
 
 @dataclass

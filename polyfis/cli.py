@@ -1,4 +1,5 @@
-"""``polyfis`` command line: serve | demo | query | batch | ingest. Each command is a thin wrapper."""
+"""``polyfis`` command line: serve | demo | query | batch | ingest. Each command is a thin wrapper over the
+engine (:mod:`stats`) or the service (:mod:`service`); settings are read and validated once, at start-up."""
 
 from __future__ import annotations
 
@@ -10,14 +11,26 @@ from typing import Any
 
 import click
 
-from .errors import StatsError
+from stats.errors import StatsError
+from stats.settings import Settings, configure
 
 _ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
 
 
+def _settings(**overrides: Any) -> Settings:
+    """The ``POLYFIS_*`` settings, validated (a bad value stops the command with its message), made the
+    process's settings."""
+    try:
+        settings = Settings.from_env(**overrides)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure(settings)
+    return settings
+
+
 def _open_archive(archive: str | None) -> Any:
-    from .archive.catalog import Archive
-    from .archive.synthetic import build_demo_archive
+    from stats.archive.catalog import Archive
+    from stats.archive.synthetic import build_demo_archive
 
     return Archive.open(archive or build_demo_archive())
 
@@ -54,10 +67,9 @@ def main() -> None:
 def serve(archive: str | None, host: str, port: int, workers: int) -> None:
     """Serve the HTTP API under gunicorn (settings from POLYFIS_* variables)."""
     from service import create_app
-    from service.config import Settings
     from service.server import serve as run_server
 
-    settings = Settings.from_env(None, **({"archive": archive} if archive else {}))
+    settings = _settings(**({"archive": archive} if archive else {}))
     app = create_app(settings)
     with app.app_context():
         from service import archive as current_archive
@@ -80,7 +92,7 @@ def serve(archive: str | None, host: str, port: int, workers: int) -> None:
 @click.option("--no-serve", is_flag=True, help="Build the archive, run one example query, print it and exit.")
 def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     """Build the demo archive if needed, print a ready curl command and serve it."""
-    from .archive.synthetic import build_demo_archive, demo_polygons
+    from stats.archive.synthetic import build_demo_archive, demo_polygons
 
     try:
         root = build_demo_archive(Path(demo_dir) if demo_dir else None)
@@ -97,9 +109,7 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     }
     click.echo(f"demo archive: {root}", err=True)
     if no_serve:
-        from .archive.catalog import Archive
-        from .models import TimeSeriesRequest
-        from .pipeline import query_timeseries
+        from stats import Archive, TimeSeriesRequest, query_timeseries
 
         result = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(root))
         sys.stdout.write(result.to_csv())
@@ -109,10 +119,9 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     click.echo(f"curl -s -X POST {url} -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n", err=True)
     click.echo(f"curl -s -X POST '{url}?format=csv' -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n",
                err=True)
-    from service.config import Settings
     from service.server import serve as run_server
 
-    run_server(Settings.from_env(archive=str(root)), host=host, port=port, workers=2)
+    run_server(_settings(archive=str(root)), host=host, port=port, workers=2)
 
 
 @main.command()
@@ -141,8 +150,7 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
           max_probability: float | None, cloud_mode: str, cloud_resolution: int, mask_clouds: bool,
           max_fraction: float | None, water: str | None, fmt: str, output: Any) -> None:
     """Compute a time series without a server."""
-    from .models import TimeSeriesRequest
-    from .pipeline import query_timeseries
+    from stats import TimeSeriesRequest, query_timeseries
 
     body: dict[str, Any] = {
         "geometry": _read_geometry(geometry),
@@ -158,7 +166,9 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
         if value is not None:
             body[key] = value
     try:
-        result = query_timeseries(TimeSeriesRequest.from_dict(body), _open_archive(archive))
+        limits = _settings().limits
+        result = query_timeseries(TimeSeriesRequest.from_dict(body, limits=limits), _open_archive(archive),
+                                  limits=limits)
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
     if fmt == "csv":
@@ -196,7 +206,9 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
           statistics: str | None, threshold: float, max_probability: float | None, cloud_mode: str,
           scheduler: str | None, workers: int | None, no_progress: bool) -> None:
     """Statistics for every polygon of a file and every date, on Dask; a rerun resumes."""
-    from .batch import run_batch
+    from stats.batch import run_batch
+
+    _settings()
 
     options: dict[str, Any] = {"cloud": {"threshold": threshold, "max_probability": max_probability,
                                          "mode": cloud_mode}}
@@ -226,7 +238,7 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--processing-baseline", help="Baseline (e.g. 04.00) when the files do not record it.")
 def ingest(sources: tuple[str, ...], archive: str, processing_baseline: str | None) -> None:
     """Turn GeoTIFF stacks or per-band files into an archive (COG per band + STAC)."""
-    from .archive.ingest import ingest as run_ingest
+    from stats.archive.ingest import ingest as run_ingest
 
     try:
         items = run_ingest(list(sources), archive, processing_baseline=processing_baseline)
@@ -236,6 +248,3 @@ def ingest(sources: tuple[str, ...], archive: str, processing_baseline: str | No
         click.echo(f"{item.datetime:%Y-%m-%dT%H:%M:%SZ}  {item.id}  {len(item.bands)} bands")
     click.echo(f"{len(items)} acquisitions written to {archive}", err=True)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -19,22 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import shapely
 import yaml
 from shapely.geometry import box
 
-from .cloudmask import MaskParameters
-from .errors import InvalidRequestError, InvalidTimeRangeError, StatsError
-from .geometry import OGC_CRS84, is_finite_number, parse_crs, parse_geometry
-from .indices import IndexSpec, compile_index
-from .models import (
+from ..errors import InvalidRequestError, LayerConfigError, StatsError
+from ..fields import is_finite_number
+from ..geometry import OGC_CRS84, parse_crs
+from ..indices import IndexSpec, compile_index
+from ..request import (
+    Area,
     CloudOptions,
     HistogramOptions,
+    Limits,
+    MaskParameters,
+    QueryOptions,
+    TimeRange,
     TimeSeriesRequest,
-    TimeSeriesResult,
-    parse_datetime,
 )
-from .zonal import MAX_BINS
+from ..results import TimeSeriesResult
+from ..zonal import MAX_BINS
 
 #: FIS histogram TYPE values and the polyfis histogram kind of each.
 TYPES = {"EQUALFREQUENCY": "equalfrequency", "EQUIDISTANT": "equidistant", "STREAMING": "streaming"}
@@ -48,10 +51,6 @@ ONLY = {"priority": {"mostrecent"}, "upsampling": {"nearest"}, "downsampling": {
 #: FIS parameters polyfis does not support at all.
 UNSUPPORTED = {"evalscript", "evalscripturl", "evalsource", "temporal", "geometry_crs"}
 _KNOWN = {"layer", "crs", "time", "geometry", "bbox", "resolution", "bins", "type", "maxcc"} | IGNORED | set(ONLY)
-
-
-class LayerConfigError(StatsError):
-    """Raised when the FIS layer configuration file is missing or malformed."""
 
 
 @dataclass(frozen=True)
@@ -111,22 +110,10 @@ def _parse_resolution(value: str, geographic: bool) -> int:
     return round(metres)
 
 
-def _parse_time(value: str) -> tuple[Any, Any]:
-    start_text, _, end_text = value.partition("/")
-    end_text = end_text or start_text
-    start = parse_datetime(start_text, "TIME")
-    end = parse_datetime(end_text, "TIME", end_of_day=True)
-    if end < start:
-        raise InvalidTimeRangeError(f"TIME: got {value!r}, whose start is after its end; expected start/end")
-    return start, end
-
-
-def _swap_axes(geom: Any) -> Any:
-    return shapely.transform(geom, lambda xy: xy[:, ::-1])
-
-
-def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tuple[TimeSeriesRequest, Layer]:
-    """Turn FIS parameters (keys in any case) into an engine request and the layer it answers.
+def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
+                  limits: Limits | None = None) -> tuple[TimeSeriesRequest, Layer]:
+    """Turn FIS parameters (keys in any case) into an engine request and the layer it answers; ``limits``
+    bound the vertices.
 
     :raises InvalidRequestError: naming the parameter, what was received and what was expected.
     """
@@ -147,11 +134,13 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tup
     layer = layers.get(str(p["layer"]))
     if layer is None:
         raise InvalidRequestError(f"LAYER: unknown layer {p['layer']!r}; expected one of {sorted(layers)}")
+    limits = limits or Limits()
     crs_text = str(p["crs"])
     crs = parse_crs(crs_text)
     lat_lon = crs.to_epsg() == 4326 and crs_text.strip().upper() not in OGC_CRS84
+    geom: Any
     if p.get("geometry"):
-        geom, _ = parse_geometry(str(p["geometry"]), crs, check_range=not lat_lon)
+        geom = str(p["geometry"])
     elif p.get("bbox"):
         parts = str(p["bbox"]).split(",")
         try:
@@ -165,10 +154,9 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tup
         geom = box(*numbers)
     else:
         raise InvalidRequestError("missing FIS parameter GEOMETRY or BBOX; expected a WKT polygon or 'minx,miny,maxx,maxy'")
-    if lat_lon:
-        geom = _swap_axes(geom)
+    area = Area.parse(geom, crs, max_vertices=limits.max_vertices, swap_axes=lat_lon)
     resolution = _parse_resolution(str(p.get("resolution") or "10m"), crs.is_geographic)
-    start, end = _parse_time(str(p["time"]))
+    time_range = TimeRange.parse(str(p["time"]), "TIME", single=True)
     histogram = None
     if p.get("bins"):
         try:
@@ -194,11 +182,9 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer]) -> tup
     mask = layer.mask
     cloud = CloudOptions(mode="averaged", resolution=mask.resolution, threshold=mask.threshold,
                          average_over=mask.average_over, dilation_size=mask.dilation_size)
-    request = TimeSeriesRequest(
-        geometry=geom, start=start, end=end, crs=crs.to_wkt() if crs.to_epsg() is None else f"EPSG:{crs.to_epsg()}",
-        bands=(), indices=layer.channels, statistics=_FIS_STATS, resolution=resolution, cloud=cloud,
-        max_cloud_cover=maxcc, histogram=histogram,
-    )
+    options = QueryOptions(bands=(), indices=layer.channels, statistics=_FIS_STATS, resolution=resolution,
+                           cloud=cloud, max_cloud_cover=maxcc, histogram=histogram)
+    request = TimeSeriesRequest(area, time_range, options)
     return request, layer
 
 

@@ -9,7 +9,7 @@ A job folder ``<root>/<id>/`` (``id``: 32 lower-case hex digits) holds
 * ``polygons.geojson``: the polygons as a FeatureCollection, each feature's ``properties`` holding its
   ``id`` and ``crs``;
 * ``result.parquet`` and ``result.csv`` once the job is DONE (and ``result.parquet.parts/`` while it runs:
-  the finished tasks, which a resumed run skips, see :func:`stats.batch.run_batch`);
+  the finished tasks, which a resumed run skips, see :func:`stats.batch.runner.run_batch`);
 * ``lock`` while a process runs the job.
 
 Every file is written to a temporary name and moved into place (``os.replace``), and a new job's folder
@@ -43,12 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .archive.catalog import Archive
-from .batch import BatchPolygon, batch_request, run_batch, write_table
-from .errors import InvalidRequestError, StatsError
-from .geometry import DEFAULT_MAX_VERTICES, crs_name, parse_geometry
-from .models import parse_time_range
-from .pipeline import Limits
+from ..archive.catalog import Archive
+from ..errors import InvalidRequestError, StatsError
+from ..geometry import DEFAULT_MAX_VERTICES
+from ..request import Area, Limits, TimeRange
+from .inputs import BatchPolygon
+from .output import write_table
+from .runner import batch_options, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +120,15 @@ class BatchJobRequest:
             raise InvalidRequestError(f"crs: expected a string such as 'EPSG:4326', got {crs!r:.80}")
         if "time" not in body:
             raise InvalidRequestError("time: missing; expected {'from': '2023-01-01', 'to': '2023-12-31'}")
-        start, end = _time_strings(body["time"])
+        time_range, start, end = _time_strings(body["time"])
         options = body.get("options")
         if options is None:
             options = {}
         if not isinstance(options, dict):
             raise InvalidRequestError(f"options: expected an object of time-series fields (bands, indices, statistics, "
                                       f"cloud, ...), got {type(options).__name__}")
-        try:
-            request = batch_request(options, start, end)
-        except InvalidRequestError as exc:
-            message = str(exc)
-            raise InvalidRequestError(message.replace("request body:", "options:", 1)) from exc
-        (limits or Limits()).check_range(request.start, request.end)
+        batch_options(options)
+        (limits or Limits()).check_range(time_range)
         parsed = tuple(_feature(i, feature, crs, max_vertices) for i, feature in enumerate(features))
         seen: dict[str, int] = {}
         for i, feature in enumerate(parsed):
@@ -182,15 +179,13 @@ def _collection_crs(collection: Any) -> str:
     return name
 
 
-def _time_strings(value: Any) -> tuple[str, str]:
-    """The range's two ends as given (validated), from ``{"from", "to"}`` or ``"from/to"``."""
-    parse_time_range(value)
+def _time_strings(value: Any) -> tuple[TimeRange, str, str]:
+    """The parsed range and its two ends as given, from ``{"from", "to"}`` or ``"from/to"``."""
+    time_range = TimeRange.parse(value)
     if isinstance(value, str):
         start, _, end = value.partition("/")
-        return start, end
-    if not isinstance(value["from"], str) or not isinstance(value["to"], str):
-        raise InvalidRequestError(f"time: expected ISO-8601 strings, got {value!r:.80}")
-    return value["from"], value["to"]
+        return time_range, start, end
+    return time_range, value["from"], value["to"]
 
 
 def _feature(i: int, feature: Any, crs: str, max_vertices: int) -> dict[str, Any]:
@@ -219,10 +214,10 @@ def _feature(i: int, feature: Any, crs: str, max_vertices: int) -> dict[str, Any
         got = f"type {kind!r}" if isinstance(geometry, dict) else repr(geometry)
         raise InvalidRequestError(f"{where}.geometry: got {got:.80}; expected a GeoJSON Polygon or MultiPolygon")
     try:
-        _, parsed_crs = parse_geometry(geometry, crs, max_vertices=max_vertices)
+        area = Area.parse(geometry, crs, max_vertices=max_vertices)
     except InvalidRequestError as exc:
         raise InvalidRequestError(f"{where} (id {pid!r:.40}): {exc}") from exc
-    return {"type": "Feature", "properties": {"id": pid, "crs": crs_name(parsed_crs)}, "geometry": geometry}
+    return {"type": "Feature", "properties": {"id": pid, "crs": area.crs_name}, "geometry": geometry}
 
 
 def batch_polygons(collection: Mapping[str, Any]) -> list[BatchPolygon]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .bands import S2_BANDS
-from .errors import InvalidRequestError, StatsError
+from ..bands import S2_BANDS
+from ..errors import EvalscriptError, EvalscriptTimeout, StatsError
 
 #: Time limit of one engine call, milliseconds.
 DEFAULT_TIMEOUT_MS = 20_000
@@ -60,10 +60,6 @@ function __polyfisRun(columnsText, n, countsText) {
 }
 function __polyfisSetup() { return JSON.stringify(setup()); }
 """
-
-
-class EvalscriptError(InvalidRequestError):
-    """Raised when an evalscript cannot be parsed or run, or breaks its time or memory limit."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +106,7 @@ class Evalscript:
         try:
             return self._ctx.eval(code, timeout=self.timeout_ms, max_memory=self.max_memory)
         except JSTimeoutException as exc:
-            raise EvalscriptError(f"evalscript: {what} took more than {self.timeout_ms} ms; stopped") from exc
+            raise EvalscriptTimeout(f"evalscript: {what} took more than {self.timeout_ms} ms; stopped") from exc
         except JSOOMException as exc:
             raise EvalscriptError(
                 f"evalscript: {what} used more than {self.max_memory // 2**20} MiB of memory; stopped") from exc

@@ -21,27 +21,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyproj import CRS
 from shapely.geometry import box
 
-from .archive.catalog import Acquisition, Archive
-from .bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from .cloud import CloudModel, default_model
-from .cloudmask import (
-    MaskParameters,
-    ProbabilityCache,
-    cell_of_pixels,
-    cell_request,
-    cloud_grids,
-    resolve_probabilities,
-)
-from .errors import InvalidRequestError, SceneReadError
-from .evalscript import Evalscript, EvalscriptError, compile_evalscript
-from .geometry import is_finite_number, parse_crs, parse_geometry, reproject
-from .models import parse_datetime
-from .pipeline import BUDGET_MESSAGE, Limits, default_cache
-from .zonal import MAX_BINS
-from .raster import read_date
+from ..archive.catalog import Acquisition, Archive
+from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
+from ..cloud import CloudModel, default_model
+from ..cloudmask import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
+from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
+from ..fields import integer, is_finite_number, obj
+from ..geometry import parse_crs
+from ..pipeline import default_cache
+from ..raster import PixelBlock, read_date
+from ..request import Area, Limits, MaskParameters, TimeRange
+from ..zonal import MAX_BINS
+from .evalscript import Evalscript, compile_evalscript
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +49,15 @@ _METRES_PER_DEGREE = 111_320.0
 class StatisticalRequest:
     """A parsed Statistical API request."""
 
-    geometry: Any
-    crs: CRS
+    area: Area
     intervals: tuple[tuple[dt.datetime, dt.datetime], ...]
-    data_filter_range: tuple[dt.datetime, dt.datetime] | None
+    data_filter_range: TimeRange | None
     max_cloud_cover: float | None
     mosaicking_order: str
     harmonize: bool
     resolution: int
     evalscript: Evalscript
     calculations: Mapping[str, Any]
-
-
-def _obj(value: Any, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequestError(f"{name}: expected an object, got {value!r:.80}")
-    return value
 
 
 def _add_months(when: dt.datetime, months: int) -> dt.datetime:
@@ -118,23 +102,25 @@ def intervals(start: dt.datetime, end: dt.datetime, of: str, last: str = "SKIP")
     return out
 
 
-def parse_request(body: Any) -> StatisticalRequest:
-    """Parse and check a Statistical API body; every error names the field."""
+def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest:
+    """Parse and check a Statistical API body; every error names the field. ``limits`` bound the vertices
+    and the days."""
+    limits = limits or Limits()
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body: expected a JSON object, got {type(body).__name__}")
-    input_ = _obj(body.get("input"), "input")
-    bounds = _obj(input_.get("bounds"), "input.bounds")
-    crs_text = _obj(bounds.get("properties"), "input.bounds.properties").get(
+    input_ = obj(body.get("input"), "input")
+    bounds = obj(input_.get("bounds"), "input.bounds")
+    crs_text = obj(bounds.get("properties"), "input.bounds.properties").get(
         "crs", "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
     crs = parse_crs(crs_text)
     if bounds.get("geometry") is not None:
-        geometry, _ = parse_geometry(bounds["geometry"], crs)
+        area = Area.parse(bounds["geometry"], crs, max_vertices=limits.max_vertices)
     elif bounds.get("bbox") is not None:
         bbox = bounds["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox) \
                 or bbox[0] >= bbox[2] or bbox[1] >= bbox[3]:
             raise InvalidRequestError(f"input.bounds.bbox: got {bbox!r:.80}; expected [minx, miny, maxx, maxy]")
-        geometry, _ = parse_geometry(box(*bbox), crs)
+        area = Area.parse(box(*bbox), crs, max_vertices=limits.max_vertices)
     else:
         raise InvalidRequestError("input.bounds: expected 'geometry' (GeoJSON polygon) and/or 'bbox'")
     data = input_.get("data")
@@ -143,7 +129,7 @@ def parse_request(body: Any) -> StatisticalRequest:
     source = data[0]
     if str(source.get("type", "")).lower() not in COLLECTIONS:
         raise InvalidRequestError(f"input.data[0].type: got {source.get('type')!r}; polyfis serves 'sentinel-2-l1c'")
-    data_filter = _obj(source.get("dataFilter"), "input.data[0].dataFilter")
+    data_filter = obj(source.get("dataFilter"), "input.data[0].dataFilter")
     order = data_filter.get("mosaickingOrder", "mostRecent")
     if order not in MOSAICKING_ORDERS:
         raise InvalidRequestError(f"input.data[0].dataFilter.mosaickingOrder: got {order!r}; expected one of "
@@ -153,8 +139,9 @@ def parse_request(body: Any) -> StatisticalRequest:
         raise InvalidRequestError(f"input.data[0].dataFilter.maxCloudCoverage: got {max_cc!r}; expected 0 to 100")
     filter_range = None
     if data_filter.get("timeRange") is not None:
-        filter_range = _time_range(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
-    processing = _obj(source.get("processing"), "input.data[0].processing")
+        filter_range = TimeRange.parse(obj(data_filter["timeRange"], "input.data[0].dataFilter.timeRange"),
+                                       "input.data[0].dataFilter.timeRange", strict=True)
+    processing = obj(source.get("processing"), "input.data[0].processing")
     for key in ("upsampling", "downsampling"):
         if processing.get(key, "NEAREST") != "NEAREST":
             raise InvalidRequestError(f"input.data[0].processing.{key}: got {processing[key]!r}; polyfis supports "
@@ -163,39 +150,33 @@ def parse_request(body: Any) -> StatisticalRequest:
     if not isinstance(harmonize, bool):
         raise InvalidRequestError(f"input.data[0].processing.harmonizeValues: expected true or false, got {harmonize!r}")
 
-    aggregation = _obj(body.get("aggregation"), "aggregation")
+    aggregation = obj(body.get("aggregation"), "aggregation")
     if "timeRange" not in aggregation:
         raise InvalidRequestError("aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
-    start, end = _time_range(aggregation["timeRange"], "aggregation.timeRange")
-    interval = _obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
-    spans = tuple(intervals(start, end, interval.get("of", ""), interval.get("lastIntervalBehavior", "SKIP")))
-    resolution = _resolution(aggregation, geometry, crs)
+    time_range = TimeRange.parse(obj(aggregation["timeRange"], "aggregation.timeRange"), "aggregation.timeRange",
+                                 strict=True)
+    interval = obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
+    spans = tuple(intervals(time_range.start, time_range.end, interval.get("of", ""),
+                            interval.get("lastIntervalBehavior", "SKIP")))
+    if spans:
+        limits.check_range(TimeRange(spans[0][0], spans[-1][1]), "aggregation.timeRange")
+    resolution = _resolution(aggregation, area)
     if "evalscript" not in aggregation:
         raise InvalidRequestError("aggregation.evalscript: missing; expected a version-3 evalscript")
     script = compile_evalscript(aggregation["evalscript"])
     if "dataMask" not in {o.id for o in script.outputs}:
         raise EvalscriptError("evalscript: setup() declares no 'dataMask' output; the Statistical API needs one "
                               "(0 leaves a pixel out of the statistics)")
-    calculations = _obj(body.get("calculations"), "calculations")
-    return StatisticalRequest(geometry=geometry, crs=crs, intervals=spans, data_filter_range=filter_range,
+    calculations = obj(body.get("calculations"), "calculations")
+    return StatisticalRequest(area=area, intervals=spans, data_filter_range=filter_range,
                               max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
                               resolution=resolution, evalscript=script, calculations=calculations)
 
 
-def _time_range(value: Any, name: str) -> tuple[dt.datetime, dt.datetime]:
-    value = _obj(value, name)
-    if "from" not in value or "to" not in value:
-        raise InvalidRequestError(f"{name}: expected {{'from': ..., 'to': ...}}, got {value!r:.80}")
-    start = parse_datetime(value["from"], f"{name}.from")
-    end = parse_datetime(value["to"], f"{name}.to", end_of_day=True)
-    if end <= start:
-        raise InvalidRequestError(f"{name}: 'from' {value['from']!r} is not before 'to' {value['to']!r}")
-    return start, end
-
-
-def _resolution(aggregation: Mapping[str, Any], geometry: Any, crs: CRS) -> int:
+def _resolution(aggregation: Mapping[str, Any], area: Area) -> int:
     """Metres per pixel from resx/resy (CRS units) or width/height (pixels over the bbox)."""
-    minx, miny, maxx, maxy = geometry.bounds
+    crs = area.crs
+    minx, miny, maxx, maxy = area.geometry.bounds
     lat = (miny + maxy) / 2 if crs.is_geographic else 0.0
     if "resx" in aggregation or "resy" in aggregation:
         res = aggregation.get("resx", aggregation.get("resy"))
@@ -204,9 +185,7 @@ def _resolution(aggregation: Mapping[str, Any], geometry: Any, crs: CRS) -> int:
         metres = res * _METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01) if crs.is_geographic else res
     elif "width" in aggregation or "height" in aggregation:
         key = "width" if "width" in aggregation else "height"
-        size = aggregation[key]
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 2500:
-            raise InvalidRequestError(f"aggregation.{key}: got {size!r}; expected an integer from 1 to 2500")
+        size = integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
         extent = (maxx - minx) if key == "width" else (maxy - miny)
         scale = _METRES_PER_DEGREE * (math.cos(math.radians(lat)) if key == "width" else 1.0) if crs.is_geographic else 1
         metres = extent * scale / size
@@ -228,20 +207,18 @@ def _tiles(found: list[Acquisition], order: str) -> list[Acquisition]:
 def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = None,
                    cache: ProbabilityCache | None = None, limits: Limits | None = None) -> dict[str, Any]:
     """Answer a Statistical API request: ``{"status", "data": [{"interval", "outputs"} | {"interval", "error"}]}``."""
-    request = parse_request(body)
+    request = parse_request(body, limits)
     model = model or default_model()
     cache = default_cache() if cache is None else cache
     limits = limits or Limits()
-    wgs84 = reproject(request.geometry, request.crs, CRS.from_epsg(4326))
-    if request.intervals:
-        limits.check_range(request.intervals[0][0], request.intervals[-1][1], "aggregation.timeRange")
+    wgs84 = request.area.wgs84
     deadline = limits.deadline()
     data: list[dict[str, Any]] = []
     acquisitions = 0
     for start, end in request.intervals:
         lo, hi = start, end
         if request.data_filter_range is not None:
-            lo, hi = max(lo, request.data_filter_range[0]), min(hi, request.data_filter_range[1])
+            lo, hi = max(lo, request.data_filter_range.start), min(hi, request.data_filter_range.end)
         found = [a for a in archive.search(wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover) if a.datetime < hi]
         if not found:
             continue
@@ -249,8 +226,7 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
         limits.check_acquisitions(acquisitions)
         interval = {"from": _iso(start), "to": _iso(end)}
         if time.monotonic() > deadline:
-            data.append({"interval": interval, "error": {
-                "type": "TIMEOUT", "message": BUDGET_MESSAGE.format(limits.time_budget_s)}})
+            data.append({"interval": interval, "error": {"type": "TIMEOUT", "message": limits.budget_message}})
             continue
         try:
             outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), model, cache, limits)
@@ -259,7 +235,7 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             data.append({"interval": interval, "error": {"type": "EXECUTION_ERROR", "message": str(exc)}})
             continue
         except EvalscriptError as exc:
-            kind = "TIMEOUT" if "took more than" in str(exc) else "EXECUTION_ERROR"
+            kind = "TIMEOUT" if isinstance(exc, EvalscriptTimeout) else "EXECUTION_ERROR"
             data.append({"interval": interval, "error": {"type": kind, "message": str(exc)}})
             continue
         data.append({"interval": interval, "outputs": outputs})
@@ -277,7 +253,7 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     script = request.evalscript
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
-    block = read_date(tiles, request.geometry, request.crs, bands, resolution=request.resolution,
+    block = read_date(tiles, request.area.geometry, request.area.crs, bands, resolution=request.resolution,
                       max_pixels=limits.max_pixels)
     valid = block.valid
     columns: dict[str, np.ndarray] = {}
@@ -298,7 +274,7 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     for output in script.outputs:
         if output.id == "dataMask":
             continue
-        calc = _obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
+        calc = obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
         band_results = {}
         for i, band in enumerate(output.bands):
             values = outputs[output.id][:, i]
@@ -308,20 +284,16 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     return result
 
 
-def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block: Any, model: CloudModel,
+def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block: PixelBlock, model: CloudModel,
                    cache: ProbabilityCache, limits: Limits, names: list[str]) -> dict[str, np.ndarray]:
     """Per-pixel CLP (0..255) and CLM (0/1) at Sentinel Hub's 160 m defaults, for every pixel of the box."""
     params = MaskParameters()
-    k = params.cell_pixels
-    cloud_block = read_date(tiles, request.geometry, request.crs, list(MODEL_BANDS), resolution=10,
-                            max_pixels=limits.max_pixels, pad=params.margin_cells * k, snap=k)
+    cloud_block = read_cloud_block(tiles, request.area.geometry, request.area.crs, MODEL_BANDS, params,
+                                   max_pixels=limits.max_pixels)
     cells = cell_request(cloud_block, params)
     resolve_probabilities([cells], model, cache)
-    prob, mask = cloud_grids(cells, params)
-    everywhere = np.ones(block.grid.shape, dtype=bool)
-    index = cell_of_pixels(block.grid, everywhere, cloud_block.grid, k, prob.shape)
+    layers = pixel_clouds(cells, params, block.grid, np.ones(block.grid.shape, dtype=bool)).layers()
     data = block.valid.ravel()
-    layers = {"CLP": np.round(prob.ravel()[index].astype(np.float64) * 255), "CLM": mask.ravel()[index].astype(np.float64)}
     return {name: np.where(data, layers[name], 0.0) for name in names}
 
 
@@ -332,9 +304,9 @@ def _band_result(values: np.ndarray, total: int, calc: Mapping[str, Any], band: 
         return {"stats": stats}
     stats.update({"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
                   "stDev": float(values.std())})
-    stat_cfg = _obj(_obj(calc.get("statistics"), "calculations.statistics").get(
-        band, _obj(calc.get("statistics"), "calculations.statistics").get("default")), "calculations.statistics")
-    percentiles = _obj(stat_cfg.get("percentiles"), "percentiles")
+    stat_cfg = obj(obj(calc.get("statistics"), "calculations.statistics").get(
+        band, obj(calc.get("statistics"), "calculations.statistics").get("default")), "calculations.statistics")
+    percentiles = obj(stat_cfg.get("percentiles"), "percentiles")
     if percentiles:
         ks = percentiles.get("k", [])
         method = percentiles.get("interpolation", "higher")
@@ -344,10 +316,10 @@ def _band_result(values: np.ndarray, total: int, calc: Mapping[str, Any], band: 
             raise InvalidRequestError(f"calculations.statistics.percentiles.interpolation: got {method!r}")
         stats["percentiles"] = {str(float(k)): float(np.percentile(values, k, method=method)) for k in ks}
     out: dict[str, Any] = {"stats": stats}
-    hist_cfg = _obj(calc.get("histograms"), "calculations.histograms")
+    hist_cfg = obj(calc.get("histograms"), "calculations.histograms")
     spec = hist_cfg.get(band, hist_cfg.get("default"))
     if spec is not None:
-        out["histogram"] = _histogram(values, _obj(spec, "calculations.histograms"))
+        out["histogram"] = _histogram(values, obj(spec, "calculations.histograms"))
     return out
 
 
@@ -377,9 +349,7 @@ def _histogram(values: np.ndarray, spec: Mapping[str, Any]) -> dict[str, Any]:
             count = max(1, math.ceil(bins_needed))
             edges = low + width * np.arange(count + 1)
         else:
-            n = spec.get("nBins", 10)
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
-                raise InvalidRequestError(f"calculations.histograms.nBins: got {n!r}; expected an integer 1..1000")
+            n = integer(spec.get("nBins", 10), "calculations.histograms.nBins", 1, MAX_BINS, got_first=True)
             with np.errstate(over="ignore", invalid="ignore"):
                 edges = np.linspace(low, high, n + 1) if high > low else np.array([low, low + 1.0])
     if not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0):

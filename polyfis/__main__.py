@@ -1,0 +1,5 @@
+"""``python -m polyfis``: the command line."""
+
+from polyfis.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""Batch output: rows as Arrow tables with one schema, written as CSV, Parquet or GeoPackage.
+
+The columns are ``id`` and the time-series CSV columns (:meth:`stats.results.TimeSeriesResult.columns`),
+typed: dates and messages as strings, ``cloudy`` as a boolean, pixel counts as integers, the rest as
+floats. Tables carry an extra ``_polygon`` column (the polygon's input position) until
+:func:`finish_table` sorts by it and drops it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from ..errors import InvalidRequestError
+from ..results import DateResult, TimeSeriesResult, csv_cell
+from .plan import ID_COLUMN, BatchPlan, BatchTask
+
+#: Output formats by file suffix.
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".gpkg": "gpkg"}
+#: The column holding each row's polygon position while tables are assembled.
+ORDER_COLUMN = "_polygon"
+
+
+def task_table(plan: BatchPlan, entries: Iterable[tuple[int, DateResult]]) -> pa.Table:
+    """Rows of (polygon index, date result) as an Arrow table with the batch's columns."""
+    template = TimeSeriesResult.empty(plan.options)
+    order: list[int] = []
+    rows: list[list[Any]] = []
+    for i, entry in entries:
+        result = replace(template, series=(entry,))
+        order.append(i)
+        rows.append([plan.polygons[i].id] + result.to_rows()[0])
+    return _to_arrow(plan, order, rows)
+
+
+def error_table(plan: BatchPlan) -> pa.Table:
+    """One row per invalid polygon: its id and the error, everything else empty."""
+    width = len(plan.columns())
+    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] for i, message in sorted(plan.invalid.items())]
+    return _to_arrow(plan, sorted(plan.invalid), rows)
+
+
+def _schema(plan: BatchPlan) -> pa.Schema:
+    ids = [p.id for p in plan.polygons]
+    id_type = pa.int64() if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in ids) else pa.string()
+    fields = [pa.field(ORDER_COLUMN, pa.int64()), pa.field(ID_COLUMN, id_type)]
+    for name in plan.columns()[1:]:
+        if name in ("date", "error", "warning", "water_flag"):
+            kind = pa.string()
+        elif name in ("cloudy",):
+            kind = pa.bool_()
+        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or (
+                name.endswith("_count") and not plan.options.exact):  # exact mode: count is an area
+            kind = pa.int64()
+        else:
+            kind = pa.float64()
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def _to_arrow(plan: BatchPlan, order: list[int], rows: list[list[Any]]) -> pa.Table:
+    schema = _schema(plan)
+    columns: list[list[Any]] = [order] + [list(col) for col in zip(*rows)] if rows else [[] for _ in schema]
+    if schema.field(ID_COLUMN).type == pa.string() and rows:
+        columns[1] = [None if v is None else str(v) for v in columns[1]]
+    return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
+
+
+def finish_table(table: pa.Table) -> pa.Table:
+    table = table.sort_by([(ORDER_COLUMN, "ascending"), ("date", "ascending")])
+    return table.drop_columns([ORDER_COLUMN])
+
+
+def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | None = None) -> None:
+    """Write ``table`` to ``out``: CSV (``true``/``false``, empty cells for nulls), Parquet or GeoPackage
+    (each row with the polygon of ``plan``, in EPSG:4326). The file appears only once complete."""
+    out = Path(out)
+    kind = output_format(out)
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    if kind == "csv":
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(table.column_names)
+            for batch in table.to_batches(max_chunksize=10_000):
+                columns = [c.to_pylist() for c in batch.columns]
+                writer.writerows([csv_cell(v) for v in row] for row in zip(*columns))
+    elif kind == "parquet":
+        pq.write_table(table, tmp)
+    else:
+        _write_gpkg(table, tmp, plan)
+    os.replace(tmp, out)
+
+
+def output_format(out: str | os.PathLike[str]) -> str:
+    """``csv``, ``parquet`` or ``gpkg`` from the file suffix.
+
+    >>> output_format("stats.parquet")
+    'parquet'
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidRequestError(f"out: unknown format {suffix or Path(out).name!r}; expected a file ending in "
+                                  f"{', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None) -> None:
+    import pyogrio.raw
+
+    by_id: dict[Any, BaseGeometry | None] = {}
+    for poly, area in zip(plan.polygons, plan.areas) if plan is not None else ():
+        if area is not None:
+            by_id[poly.id] = area.wgs84
+    ids = table.column(ID_COLUMN).to_pylist()
+    geometries = np.array([shapely.to_wkb(by_id[i]) if by_id.get(i) is not None else None for i in ids], dtype=object)
+    fields = table.column_names
+    data = [np.array(table.column(f).to_pylist(), dtype=object) for f in fields]
+    pyogrio.raw.write(path, geometries, data, fields, driver="GPKG", geometry_type="Unknown", crs="EPSG:4326",
+                      layer="statistics")
+
+
+
+
+def failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:
+    message = f"internal error computing this date ({type(exc).__name__}); rerun the batch to retry"
+    entry = DateResult(date=task.date, datetime=dt.datetime.combine(task.date, dt.time(), dt.timezone.utc),
+                       scenes=task.tiles, error=message)
+    return task_table(plan, [(i, entry) for i in task.polygons])

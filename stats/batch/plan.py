@@ -1,0 +1,130 @@
+"""Batch planning: polygons parsed once, then grouped into tasks by acquisition date and tiles.
+
+A task is one acquisition date and set of tiles, holding every polygon those tiles cover (split into
+tasks of at most :data:`MAX_TASK_POLYGONS` polygons, in spatial order, so that neighbours share a task).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from ..archive.catalog import Archive, group_by_date
+from ..errors import StatsError
+from ..geometry import DEFAULT_MAX_VERTICES
+from ..request import Area, QueryOptions, TimeRange
+from ..results import TimeSeriesResult
+from .inputs import BatchPolygon
+
+#: Most polygons in one task (one date).
+MAX_TASK_POLYGONS = 5000
+#: Column before the time-series columns: the polygon's id, kept as given.
+ID_COLUMN = "id"
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """The polygons (indices into the batch) to compute on one date's tiles."""
+
+    key: str
+    date: dt.date
+    tiles: tuple[str, ...]
+    polygons: tuple[int, ...]
+
+
+@dataclass
+class BatchPlan:
+    """What a batch will compute: the input polygons, each one's parsed :class:`Area` (None when it
+    cannot be used, with the reason in ``invalid``), the time range, the options and the tasks."""
+
+    polygons: list[BatchPolygon]
+    areas: list[Area | None]
+    time: TimeRange
+    options: QueryOptions
+    tasks: list[BatchTask]
+    invalid: dict[int, str] = field(default_factory=dict)  # polygon index -> error
+    archive_href: str = ""
+    key: str = ""  # identifies the polygons (digest of ids, geometries and CRSs)
+
+    def columns(self) -> list[str]:
+        """Output columns: ``id``, then the time-series CSV columns."""
+        return [ID_COLUMN] + TimeSeriesResult.empty(self.options).columns()
+
+    def area(self, index: int) -> Area:
+        """The parsed area of a valid polygon."""
+        area = self.areas[index]
+        if area is None:
+            raise ValueError(f"polygon {index} has no usable geometry: {self.invalid.get(index)}")
+        return area
+
+    def for_task(self, task: BatchTask) -> BatchPlan:
+        """A plan holding only this task's polygons (what a worker needs), so that tasks ship small."""
+        keep = set(task.polygons)
+        polygons = [p if i in keep else BatchPolygon(p.id, None, p.crs) for i, p in enumerate(self.polygons)]
+        areas = [a if i in keep else None for i, a in enumerate(self.areas)]
+        return BatchPlan(polygons, areas, self.time, self.options, [task], {}, self.archive_href, self.key)
+
+
+def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], time_range: TimeRange, options: QueryOptions,
+               *, max_vertices: int = DEFAULT_MAX_VERTICES) -> BatchPlan:
+    """Parse the polygons (each once) and group them into tasks by date and tiles."""
+    invalid: dict[int, str] = {}
+    areas: list[Area | None] = []
+    for i, poly in enumerate(polygons):
+        area = None
+        if poly.geometry is None:
+            invalid[i] = poly.error or "geometry: missing"
+        else:
+            try:
+                area = Area.parse(poly.geometry, poly.crs, max_vertices=max_vertices)
+            except StatsError as exc:
+                invalid[i] = str(exc)
+        areas.append(area)
+    ok = [i for i, a in enumerate(areas) if a is not None]
+    wgs84 = [a.wgs84 if a is not None else None for a in areas]
+    shapes = np.array([wgs84[i] for i in ok], dtype=object)
+    found = archive.search(shapely.box(*shapely.total_bounds(shapes)), time_range.start, time_range.end,
+                           max_cloud_cover=options.max_cloud_cover) if ok else []
+    tasks: list[BatchTask] = []
+    for tiles in group_by_date(found):
+        day = tiles[0].date
+        hits = np.array([shapely.intersects(t.footprint, shapes) for t in tiles]).reshape(len(tiles), len(ok))
+        groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for col, i in enumerate(ok):
+            ids = tuple(t.id for t, hit in zip(tiles, hits[:, col]) if hit)
+            if ids:
+                groups[ids].append(i)
+        for ids, members in groups.items():
+            members = _spatial_order(members, wgs84)
+            for start in range(0, len(members), MAX_TASK_POLYGONS):
+                part = tuple(members[start:start + MAX_TASK_POLYGONS])
+                digest = hashlib.sha1(json.dumps([list(ids), list(part)]).encode()).hexdigest()[:12]
+                tasks.append(BatchTask(f"{day.isoformat()}_{digest}", day, ids, part))
+    return BatchPlan(list(polygons), areas, time_range, options, tasks, invalid, archive.href or "",
+                     _polygons_key(polygons, areas))
+
+
+def _polygons_key(polygons: Sequence[BatchPolygon], areas: Sequence[Area | None]) -> str:
+    h = hashlib.sha256()
+    for poly, area in zip(polygons, areas):
+        h.update(repr(poly.id).encode())
+        h.update(shapely.to_wkb(area.geometry) if area is not None else b"-")
+        h.update(area.crs_name.encode() if area is not None else poly.crs.encode())
+    return h.hexdigest()
+
+
+def _spatial_order(members: list[int], wgs84: Sequence[object]) -> list[int]:
+    """Polygons sorted by the centre of their bounds, in rows of about 0.1 degree (so that a task split in
+    parts keeps neighbours together)."""
+    def key(i: int) -> tuple[int, float]:
+        minx, miny, maxx, maxy = shapely.bounds(wgs84[i]).tolist()
+        return (-math.floor((miny + maxy) * 5), (minx + maxx) / 2)
+    return sorted(members, key=key)

@@ -1,0 +1,214 @@
+"""Running a batch: in this process (:func:`compute_batch`) or on Dask distributed (:func:`run_batch`).
+
+:func:`run_batch` plans the batch (:mod:`.plan`), runs its tasks (:mod:`.task`) on a LocalCluster, an
+existing scheduler or in this process, writes each finished task to a part file so that a rerun resumes,
+and assembles the output (:mod:`.output`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..archive.catalog import Archive
+from ..cloud import CloudModel
+from ..errors import InvalidRequestError
+from ..request import QueryOptions, TimeRange
+from .inputs import BatchPolygon, read_polygons
+from .output import error_table, failed_task_table, finish_table, output_format, write_table
+from .plan import BatchPlan, BatchTask, plan_batch
+from .task import BATCH_GDAL_CACHE_MB, run_task
+
+log = logging.getLogger(__name__)
+
+
+def batch_time(start: str | dt.datetime, end: str | dt.datetime) -> TimeRange:
+    """The batch's time range from its two ends (ISO text or date-times)."""
+    iso = [t.isoformat() if isinstance(t, dt.datetime) else t for t in (start, end)]
+    return TimeRange.parse({"from": iso[0], "to": iso[1]})
+
+
+def batch_options(options: Mapping[str, Any] | None) -> QueryOptions:
+    """The options every polygon is answered with: time-series request fields but geometry, time and crs."""
+    body = dict(options or {})
+    for key in ("geometry", "time", "crs"):
+        if key in body:
+            raise InvalidRequestError(f"options: {key!r} is set per batch, not in the options")
+    return QueryOptions.from_dict(body)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What :func:`run_batch` did."""
+
+    out: Path
+    polygons: int
+    tasks: int
+    skipped_tasks: int
+    rows: int
+    failed_polygons: int
+    error_rows: int
+    seconds: float
+
+
+def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.PathLike[str] | Sequence[BatchPolygon],
+                  start: str | dt.datetime, end: str | dt.datetime, *, options: Mapping[str, Any] | None = None,
+                  model: CloudModel | None = None) -> pa.Table:
+    """Run a batch in this process and return its rows (``id``, then the time-series columns), ordered
+    by polygon (input order) and date."""
+    arch = archive if isinstance(archive, Archive) else Archive.open(archive)
+    polys = read_polygons(polygons) if isinstance(polygons, (str, os.PathLike)) else list(polygons)
+    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options))
+    tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=arch) for task in plan.tasks]
+    return finish_table(pa.concat_tables(tables))
+
+
+
+def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:
+    return run_task(plan, task)
+
+
+def _digest(plan: BatchPlan, start: Any, end: Any, options: Mapping[str, Any] | None) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"archive": plan.archive_href, "start": str(start), "end": str(end),
+                         "options": options or {}}, sort_keys=True, default=str).encode())
+    h.update(plan.key.encode())
+    return h.hexdigest()
+
+
+def run_batch(
+    archive: Archive | str | os.PathLike[str],
+    polygons: str | os.PathLike[str] | Sequence[BatchPolygon],
+    start: str | dt.datetime,
+    end: str | dt.datetime,
+    out: str | os.PathLike[str],
+    *,
+    options: Mapping[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool | Callable[[int, int], None] = True,
+    id_field: str | None = None,
+    wkt_field: str | None = None,
+    crs: str | None = None,
+) -> BatchSummary:
+    """Run a batch on Dask distributed and write ``out`` (.csv, .parquet or .gpkg).
+
+    Finished tasks are kept as Parquet parts in ``<out>.parts/``; a rerun of the same batch (same archive,
+    polygons, range and options) skips them, and a changed batch starts afresh. ``scheduler`` is the
+    address of a running Dask scheduler (its workers must reach the archive); without it a LocalCluster of
+    ``workers`` processes (default: the CPU count) runs here, and ``workers=0`` runs the tasks in this
+    process without Dask. ``progress`` shows a progress bar (True) or is called with (done, total) tasks.
+    """
+    began = time.monotonic()
+    out = Path(out)
+    output_format(out)
+    arch = archive if isinstance(archive, Archive) else Archive.open(archive)
+    if not arch.href:
+        raise InvalidRequestError("archive: a batch needs an archive opened from a folder or URL")
+    polys = (read_polygons(polygons, id_field=id_field, wkt_field=wkt_field, crs=crs)
+             if isinstance(polygons, (str, os.PathLike)) else list(polygons))
+    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options))
+    for i, message in sorted(plan.invalid.items()):
+        log.warning("polygon %r: %s", plan.polygons[i].id, message)
+    parts = out.with_name(out.name + ".parts")
+    digest = _digest(plan, start, end, options)
+    manifest = parts / "manifest.json"
+    if parts.is_dir() and (not manifest.is_file() or json.loads(manifest.read_text()).get("digest") != digest):
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"digest": digest, "tasks": len(plan.tasks)}))
+    todo = [t for t in plan.tasks if not (parts / f"{t.key}.parquet").is_file()]
+    skipped = len(plan.tasks) - len(todo)
+    report = _progress(progress, len(plan.tasks), skipped)
+    failed: dict[str, pa.Table] = {}
+    if todo and workers == 0 and not scheduler:
+        for task in todo:
+            _write_part(parts, task, run_task(plan, task, archive=arch))
+            report(1)
+    elif todo:
+        _run_on_dask(plan, todo, parts, scheduler, workers, report, failed)
+    report(None)
+    tables = [error_table(plan)] + [failed[t.key] if t.key in failed else pq.read_table(parts / f"{t.key}.parquet")
+                                     for t in plan.tasks]
+    table = finish_table(pa.concat_tables(tables))
+    write_table(table, out, plan)
+    if not failed:
+        shutil.rmtree(parts)
+    errors = table.column("error").drop_null()
+    return BatchSummary(out=out, polygons=len(plan.polygons), tasks=len(plan.tasks), skipped_tasks=skipped,
+                        rows=table.num_rows, failed_polygons=len(plan.invalid), error_rows=len(errors),
+                        seconds=time.monotonic() - began)
+
+
+def _progress(progress: bool | Callable[[int, int], None], total: int, done: int) -> Callable[[int | None], None]:
+    """A callback taking the number of newly finished tasks (None at the end)."""
+    if callable(progress):
+        state = {"done": done}
+        progress(done, total)
+
+        def call(step: int | None) -> None:
+            if step:
+                state["done"] += step
+                progress(state["done"], total)
+        return call
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, unit="task", desc="batch", disable=not progress)
+
+    def update(step: int | None) -> None:
+        if step is None:
+            bar.close()
+        else:
+            bar.update(step)
+    return update
+
+
+def _run_on_dask(plan: BatchPlan, todo: list[BatchTask], parts: Path, scheduler: str | None,
+                 workers: int | None, report: Callable[[int | None], None], failed: dict[str, pa.Table]) -> None:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env={"GDAL_CACHEMAX": os.environ.get("GDAL_CACHEMAX", str(BATCH_GDAL_CACHE_MB))})
+        client = Client(cluster)
+    try:
+        futures = {client.submit(_run_remote, plan.for_task(task), task, pure=False, key=f"polyfis-{task.key}"):
+                   task for task in todo}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                table = future.result()
+            except Exception as exc:  # a worker died or the task failed: its rows say so, the batch goes on
+                log.error("task %s (%s, %d polygons) failed: %s", task.key, task.date, len(task.polygons), exc)
+                failed[task.key] = failed_task_table(plan, task, exc)  # not kept: a rerun retries it
+                report(1)
+                continue
+            _write_part(parts, task, table)
+            report(1)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _write_part(parts: Path, task: BatchTask, table: pa.Table) -> None:
+    tmp = parts / f"{task.key}.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, parts / f"{task.key}.parquet")
+

@@ -1,0 +1,201 @@
+"""One batch task: the polygons of one date's tiles, computed together.
+
+The vectorised path (:func:`run_task` when the options allow it) reads each internal tile once for all the
+task's polygons (:mod:`.gather`), mosaics the date's tiles per pixel (:class:`stats.raster.Mosaic`),
+summarises every polygon in one pass (:func:`stats.zonal.grouped_summary`) and sends all the averaged pixels
+to s2cloudless in one call. Options that need more than band values (per-pixel clouds, water, histograms,
+resolutions other than 10 m, tiles of one date in different CRSs) are answered polygon by polygon with the
+time-series engine itself (:func:`stats.pipeline.query_timeseries`), so they are slower but the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+import rasterio
+from affine import Affine
+
+from ..archive.catalog import Acquisition, Archive
+from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
+from ..cloud import CloudModel, default_model
+from ..datasets import map_threads
+from ..errors import SceneReadError
+from ..geometry import cached_crs
+from ..indices import IndexSpec
+from ..pipeline import date_error, query_timeseries
+from ..raster import Grid, Mosaic, band_shape, pixel_size_10m
+from ..request import QueryOptions, TimeRange, TimeSeriesRequest
+from ..results import DateResult
+from ..zonal import grouped_summary
+from .gather import UNPOOLED, NotAligned, gather, task_pixels
+from .output import task_table
+from .plan import BatchPlan, BatchTask
+
+log = logging.getLogger(__name__)
+
+#: GDAL block cache (MiB) while a task reads: each tile is read once, so a large cache only costs memory.
+BATCH_GDAL_CACHE_MB = 64
+
+
+@lru_cache(maxsize=4)
+def _archive(href: str) -> Archive:
+    return Archive.open(href)
+
+
+
+def _fast(options: QueryOptions, tiles: Sequence[Acquisition]) -> bool:
+    """Whether the vectorised path answers these options (else the time-series engine, polygon by polygon)."""
+    return (options.resolution == 10 and not options.exact and not options.pixel_clouds and options.water is None
+            and options.histogram is None and len({cached_crs(t.crs) for t in tiles}) == 1)
+
+
+def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = None,
+             archive: Archive | None = None) -> pa.Table:
+    """Compute one task: a table of rows (``_polygon`` index, ``id``, then the time-series columns)."""
+    archive = archive or _archive(plan.archive_href)
+    by_id = {a.id: a for a in archive.acquisitions}
+    tiles = [by_id[t] for t in task.tiles]
+    model = model or default_model()
+    try:
+        try:
+            if not _fast(plan.options, tiles):
+                raise NotAligned
+            with rasterio.Env(GDAL_CACHEMAX=BATCH_GDAL_CACHE_MB):
+                results = _task_vectorised(plan, task, tiles, model)
+        except NotAligned:
+            results = _task_per_polygon(plan, task, tiles, model, archive)
+    except SceneReadError as exc:
+        log.warning("date %s: %s", task.date, exc)
+        failed = date_error(tiles, str(exc))
+        results = {i: failed for i in task.polygons}
+    finally:
+        _trim_memory()
+    return task_table(plan, [(i, entry) for i in task.polygons if (entry := results.get(i)) is not None])
+
+
+def _trim_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps the pages of a task's large temporary
+    arrays otherwise, and a long batch's resident size creeps up); a no-op where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
+
+
+def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition], model: CloudModel,
+                      archive: Archive) -> dict[int, DateResult | None]:
+    """The time-series engine itself on each polygon, over this date's tiles only."""
+    dates = TimeRange(min(t.datetime for t in tiles), max(t.datetime for t in tiles))
+    out: dict[int, DateResult | None] = {}
+    for i in task.polygons:
+        request = TimeSeriesRequest(plan.area(i), dates, plan.options)
+        result = query_timeseries(request, archive, model=model)
+        out[i] = result.series[0] if result.series else None
+    return out
+
+
+
+def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
+                     model: CloudModel) -> dict[int, DateResult | None]:
+    options = plan.options
+    bands = options.read_bands
+    primary = tiles[0]
+    grid_crs = cached_crs(primary.crs)
+    shapes = [band_shape(primary, b, UNPOOLED) for b in bands]
+    finest = min(shapes, key=lambda s: abs(s.transform.a))
+    anchor = finest.transform
+    pixel = pixel_size_10m(anchor)
+    n = len(task.polygons)
+    pixels = task_pixels(plan, task.polygons, anchor, grid_crs, pixel)
+    labels = pixels.labels
+    inside = pixels.inside
+    mosaic = Mosaic((labels.size,), bands)
+    scenes: list[set[str]] = [set() for _ in range(n)]
+
+    grid = Grid(grid_crs, Affine(pixel[0], 0.0, anchor.c, 0.0, -pixel[1], anchor.f), (1, 1))
+    for acq in tiles:
+        if cached_crs(acq.crs) != grid_crs:  # not reached: _fast() sends such dates to the per-polygon path
+            raise NotAligned
+        arrays = map_threads(lambda band: gather(acq, band, pixels, grid), bands)
+        has = mosaic.add(acq, dict(zip(bands, arrays)))
+        if has is None:
+            continue
+        for pos in np.unique(labels[has]).tolist():
+            scenes[pos].add(acq.id)
+
+    dn, filled = mosaic.dn, mosaic.filled
+    valid_labels = labels[filled]
+    valid_count = np.bincount(valid_labels, minlength=n)
+    valid_offsets = mosaic.offset[filled]
+
+    def harmonised(band: str) -> np.ndarray:
+        return dn[band][filled].astype(np.float64) / QUANTIFICATION_VALUE
+
+    def reported(band: str) -> np.ndarray:  # one band at a time, so that 13 float64 copies never coexist
+        if options.harmonize:
+            return harmonised(band)
+        return (dn[band][filled] + valid_offsets).astype(np.float64) / QUANTIFICATION_VALUE
+
+    probability = np.full(n, np.nan)
+    if options.cloud.averaged and valid_count.any():
+        sums = np.stack([np.bincount(valid_labels, weights=harmonised(b), minlength=n) for b in MODEL_BANDS],
+                        axis=1)
+        scored = valid_count > 0
+        probability[scored] = np.asarray(model.probability(sums[scored] / valid_count[scored, None]),
+                                         dtype=np.float64)
+
+    band_stats = {b: grouped_summary(reported(b), valid_labels, n, options.statistics,
+                                     keys=_dn_keys(dn[b][filled], valid_offsets, options.harmonize))
+                  for b in options.bands}
+    index_stats = {spec.name: _index_stats(spec, {b: reported(b) for b in spec.bands}, valid_labels, n,
+                                           options.statistics) for spec in options.indices}
+    first = tiles[0]
+    out: dict[int, DateResult | None] = {}
+    cloud = options.cloud
+    for pos, i in enumerate(task.polygons):
+        count = int(valid_count[pos])
+        if count == 0 and not options.include_empty:
+            out[i] = None
+            continue
+        p = None if math.isnan(probability[pos]) else float(probability[pos])
+        entry = DateResult(
+            date=first.date, datetime=first.datetime,
+            scenes=tuple(t.id for t in tiles if t.id in scenes[pos]) or (first.id,),
+            cloud_probability=p, cloudy=cloud.cloudy(p),
+            valid_pixels=count, nodata_pixels=int(inside[pos]) - count,
+            bands={b: _row_stats(band_stats[b], pos, options.statistics) for b in options.bands},
+            indices={s: _row_stats(index_stats[s], pos, options.statistics) for s in index_stats},
+        )
+        out[i] = None if cloud.drops(p) else entry
+    return out
+
+
+def _dn_keys(dn: np.ndarray, offsets: np.ndarray, harmonize: bool) -> np.ndarray:
+    """Band values as uint16 DN (they are whole DN in [0, 65535] on the 10 m grid), to sort by radix."""
+    return (dn if harmonize else dn + offsets).astype(np.uint16)
+
+
+def _index_stats(spec: IndexSpec, reflectance: Mapping[str, np.ndarray], labels: np.ndarray, n: int,
+                 statistics: Sequence[str]) -> dict[str, np.ndarray]:
+    values = spec.evaluate({b: reflectance[b] for b in spec.bands})
+    finite = np.isfinite(values)
+    return grouped_summary(values[finite], labels[finite], n, statistics)
+
+
+def _row_stats(table: Mapping[str, np.ndarray], pos: int, statistics: Sequence[str]) -> dict[str, float | int | None]:
+    row: dict[str, float | int | None] = {}
+    for s in statistics:
+        value = float(table[s][pos])
+        if s == "count":
+            row[s] = int(value)
+        else:
+            row[s] = None if math.isnan(value) else value
+    return row
+

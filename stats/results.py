@@ -1,0 +1,205 @@
+"""Results of the time-series engine, with one schema for JSON and CSV.
+
+:class:`TimeSeriesResult` turns into a dict (:meth:`~TimeSeriesResult.to_dict`) or CSV rows
+(:meth:`~TimeSeriesResult.to_rows`); both use the statistic names of :mod:`stats.zonal` and write ``None``
+(JSON null, an empty CSV cell), never NaN. :meth:`TimeSeriesResult.empty` gives the columns a set of
+options produces before any date is computed (the batch writes them as its schema).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .request import QueryOptions
+
+Number = float | int | None
+Stats = dict[str, Number]
+
+@dataclass(frozen=True)
+class PixelCloud:
+    """Per-pixel cloud result of one date over the polygon's valid pixels.
+
+    ``fraction`` is the share of valid pixels under the cloud mask, ``probability_mean`` the mean CLP
+    probability over them; ``clear_pixels + cloudy_pixels`` is the number of valid pixels.
+    """
+
+    fraction: float | None
+    probability_mean: float | None
+    clear_pixels: int
+    cloudy_pixels: int
+
+
+@dataclass(frozen=True)
+class Water:
+    """Water extent of one date: ``fraction`` of the clear pixels that are water, ``area_m2`` that fraction
+    of the polygon's area, the ``threshold`` used; ``flag`` says why they are None (``cloudy``)."""
+
+    fraction: float | None
+    area_m2: float | None
+    threshold: float | None
+    flag: str | None = None
+
+
+@dataclass(frozen=True)
+class DateResult:
+    """Statistics of one acquisition date (all tiles of the date mosaicked).
+
+    ``cloud_probability`` is the s2cloudless probability of the averaged pixel (None without valid
+    pixels or in pixel mode); ``pixel_cloud`` the per-pixel result (pixel/both modes); ``warning`` says
+    why the averaged pixel cannot be trusted (``disagree``: it contradicts the majority of the pixel mask;
+    ``mixed``: the polygon is partly cloudy). ``bands``/``indices`` map a name to its statistics. ``error``
+    is set, and the rest empty, when the date's imagery could not be read.
+    """
+
+    date: dt.date
+    datetime: dt.datetime
+    scenes: tuple[str, ...]
+    cloud_probability: float | None = None
+    cloudy: bool | None = None
+    valid_pixels: int = 0
+    nodata_pixels: int = 0
+    bands: Mapping[str, Stats] = field(default_factory=dict)
+    indices: Mapping[str, Stats] = field(default_factory=dict)
+    error: str | None = None
+    pixel_cloud: PixelCloud | None = None
+    warning: str | None = None
+    water: Water | None = None
+    histograms: Mapping[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (ISO-8601 date and ``...Z`` date-time)."""
+        out: dict[str, Any] = {
+            "date": self.date.isoformat(),
+            "datetime": format_datetime(self.datetime),
+            "scenes": list(self.scenes),
+        }
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        cloud: dict[str, Any] = {"probability": _clean(self.cloud_probability), "cloudy": self.cloudy}
+        if self.pixel_cloud is not None:
+            pc = self.pixel_cloud
+            cloud.update(fraction=_clean(pc.fraction), probability_mean=_clean(pc.probability_mean),
+                         clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
+                         trusted=self.warning is None, warning=self.warning)
+        out["cloud"] = cloud
+        out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
+        out["bands"] = {b: {k: _clean(v) for k, v in s.items()} for b, s in self.bands.items()}
+        out["indices"] = {i: {k: _clean(v) for k, v in s.items()} for i, s in self.indices.items()}
+        if self.water is not None:
+            out["water"] = {"fraction": _clean(self.water.fraction), "area_m2": _clean(self.water.area_m2),
+                            "threshold": _clean(self.water.threshold), "flag": self.water.flag}
+        if self.histograms:
+            out["histograms"] = {name: list(bins) for name, bins in self.histograms.items()}
+        return out
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """UTC ISO-8601 with a ``Z`` suffix, to the second (or microsecond when present)."""
+    text = value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+def _clean(value: Number) -> Number:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
+CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning")
+CSV_WATER_COLUMNS = ("water_fraction", "water_area_m2", "water_threshold", "water_flag")
+
+
+@dataclass(frozen=True)
+class TimeSeriesResult:
+    """A time series, oldest date first, with a summary of what was searched and dropped."""
+
+    series: tuple[DateResult, ...]
+    bands: tuple[str, ...]
+    indices: tuple[str, ...]
+    statistics: tuple[str, ...]
+    acquisitions: int = 0
+    dropped_cloudy: int = 0
+    dropped_empty: int = 0
+    pixel_cloud: bool = False
+    water: bool = False
+
+    @classmethod
+    def empty(cls, options: QueryOptions) -> TimeSeriesResult:
+        """A result with no dates, whose columns are those ``options`` produce."""
+        return cls(series=(), bands=options.bands, indices=options.index_names, statistics=options.statistics,
+                   pixel_cloud=options.pixel_clouds, water=options.water is not None)
+
+    @property
+    def status(self) -> str:
+        """``OK``, or ``PARTIAL`` when some dates carry an error."""
+        return "PARTIAL" if any(d.error for d in self.series) else "OK"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``status``, ``series`` and ``summary``."""
+        return {
+            "status": self.status,
+            "series": [d.to_dict() for d in self.series],
+            "summary": {
+                "acquisitions": self.acquisitions,
+                "dates": len(self.series),
+                "errors": sum(1 for d in self.series if d.error),
+                "dropped_cloudy": self.dropped_cloudy,
+                "dropped_empty": self.dropped_empty,
+            },
+        }
+
+    def columns(self) -> list[str]:
+        """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,
+        ``<index>_<stat>``, then ``error``."""
+        cols = list(CSV_FIXED_COLUMNS)
+        cols += list(CSV_PIXEL_COLUMNS) if self.pixel_cloud else []
+        cols += list(CSV_WATER_COLUMNS) if self.water else []
+        cols += [f"{b}_{s}" for b in self.bands for s in self.statistics]
+        cols += [f"{i}_{s}" for i in self.indices for s in self.statistics]
+        return cols + ["error"]
+
+    def to_rows(self) -> list[list[Any]]:
+        """One row per date in :meth:`columns` order; None for missing values."""
+        rows = []
+        for d in self.series:
+            row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels, d.nodata_pixels]
+            if self.pixel_cloud:
+                pc = d.pixel_cloud
+                row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning]
+                        if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+            if self.water:
+                w = d.water
+                row += ([_clean(w.fraction), _clean(w.area_m2), _clean(w.threshold), w.flag]
+                        if w is not None else [None] * len(CSV_WATER_COLUMNS))
+            for names, table in ((self.bands, d.bands), (self.indices, d.indices)):
+                for name in names:
+                    values = table.get(name, {})
+                    row += [_clean(values.get(s)) for s in self.statistics]
+            row.append(d.error)
+            rows.append(row)
+        return rows
+
+    def to_csv(self) -> str:
+        """The series as CSV text: the :meth:`columns` header, then :meth:`to_rows`."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns())
+        writer.writerows([csv_cell(v) for v in row] for row in self.to_rows())
+        return buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for None, ``true``/``false`` for booleans, the value otherwise."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
