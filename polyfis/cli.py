@@ -48,7 +48,8 @@ def _read_geometry(value: str) -> Any:
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"invalid GeoJSON: {exc.msg} at line {exc.lineno}", param_hint="--geometry")
+            raise click.BadParameter(f"invalid GeoJSON: {exc.msg} at line {exc.lineno}",
+                                     param_hint="--geometry") from exc
     return stripped
 
 

@@ -58,10 +58,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     :param config: a :class:`Settings`, or a dict of setting overrides applied on top of the
         ``POLYFIS_*`` environment; None reads the environment only.
     """
-    if isinstance(config, Settings):
-        settings = config
-    else:
-        settings = Settings.from_env(**(config or {}))
+    settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     configure(settings)  # the engine's readers and caches follow the app's settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

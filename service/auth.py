@@ -73,7 +73,8 @@ def check_request() -> None:
     try:
         _serializer().loads(header[7:].strip(), max_age=settings.token_ttl)
     except SignatureExpired as exc:
-        raise ApiError("Authorization: the token has expired; get a new one from POST /oauth/token", status=401) from exc
+        raise ApiError(
+            "Authorization: the token has expired; get a new one from POST /oauth/token", status=401) from exc
     except BadSignature as exc:
         raise ApiError("Authorization: invalid token", status=401) from exc
 

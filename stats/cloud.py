@@ -15,6 +15,7 @@ import numpy as np
 from .bands import MODEL_BANDS
 from .errors import CloudModelError
 
+
 class CloudModel:
     """Lazy wrapper of ``s2cloudless.S2PixelCloudDetector(all_bands=False)``."""
 

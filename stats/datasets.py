@@ -6,12 +6,12 @@ out to one thread at a time, since a rasterio dataset must not be read from two 
 local file is keyed by its path, size and modification time, so a file rewritten in place is opened afresh.
 
 The pool used by the engine is :func:`default_pool`; the settings (:mod:`stats.settings`)
-``POLYFIS_OPEN_DATASETS`` set its size and ``POLYFIS_READ_THREADS`` the threads reading the bands of one date in parallel (default: the number of
-CPUs). The pool is off by default (size 0): measured on COGs of 1024-pixel tiles, every open COG holds
-about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2 GiB resident instead of 0.18 GiB),
-while a repeated query is answered from the window cache below without opening anything, and a query
-over a neighbouring polygon was not measurably faster with the datasets open. Over HTTP (``/vsicurl/``),
-where an open costs round trips, a pool of a few hundred datasets pays off.
+``POLYFIS_OPEN_DATASETS`` set its size and ``POLYFIS_READ_THREADS`` the threads reading the bands of one
+date in parallel (default: the number of CPUs). The pool is off by default (size 0): measured on COGs of
+1024-pixel tiles, every open COG holds about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2
+GiB resident instead of 0.18 GiB), while a repeated query is answered from the window cache below without
+opening anything, and a query over a neighbouring polygon was not measurably faster with the datasets open.
+Over HTTP (``/vsicurl/``), where an open costs round trips, a pool of a few hundred datasets pays off.
 
 GDAL's block cache holds whole decoded tiles: a 4 km² lake on COGs of 1024-pixel tiles touches up to four
 2 MiB tiles per band and date, more than the default cache (5 % of RAM) holds for a year of 13 bands. So

@@ -117,13 +117,15 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
     if kind == "Feature":
         geom = obj.get("geometry")
         if not isinstance(geom, dict):
-            raise InvalidGeometryError(f"geometry: the Feature has geometry {geom!r}; expected a Polygon or MultiPolygon")
+            raise InvalidGeometryError(
+                f"geometry: the Feature has geometry {geom!r}; expected a Polygon or MultiPolygon")
         inner, inner_crs = _from_geojson(geom)
         return inner, declared or inner_crs
     if kind == "FeatureCollection":
         features = obj.get("features")
         if not isinstance(features, list):
-            raise InvalidGeometryError(f"geometry: FeatureCollection 'features' is {features!r:.60}; expected a list of Features")
+            raise InvalidGeometryError(
+                f"geometry: FeatureCollection 'features' is {features!r:.60}; expected a list of Features")
         if not features:
             raise InvalidGeometryError("geometry: the FeatureCollection has no features; expected at least one polygon")
         if not all(isinstance(f, dict) for f in features):
@@ -132,7 +134,8 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
         parsed = [_from_geojson(f) for f in features]
         crss = {c.to_wkt() for _, c in parsed if c is not None}
         if len(crss) > 1:
-            raise InvalidGeometryError("geometry: the FeatureCollection's features declare different CRSs; expected one")
+            raise InvalidGeometryError(
+                "geometry: the FeatureCollection's features declare different CRSs; expected one")
         inner = next((c for _, c in parsed if c is not None), None)
         return shapely.union_all([g for g, _ in parsed]), declared or inner
     if kind not in ("Polygon", "MultiPolygon", "GeometryCollection"):

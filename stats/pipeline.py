@@ -24,7 +24,14 @@ import numpy as np
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel, default_model
-from .cloudmask import CellRequest, ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
+from .cloudmask import (
+    CellRequest,
+    ProbabilityCache,
+    cell_request,
+    pixel_clouds,
+    read_cloud_block,
+    resolve_probabilities,
+)
 from .errors import SceneReadError
 from .indices import IndexSpec
 from .raster import Grid, read_date

@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import rasterio
@@ -297,10 +297,7 @@ def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.nd
         return cached
     with open_band(acq, band) as src:
         try:
-            if aligned(src.transform, grid, same_crs):
-                array = _read_aligned(src, grid)
-            else:
-                array = _read_warped(src, grid)
+            array = _read_aligned(src, grid) if aligned(src.transform, grid, same_crs) else _read_warped(src, grid)
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
@@ -341,7 +338,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(lambda band: band_shape(acq, band), bands)
+            shapes = map_threads(partial(band_shape, acq), bands)
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
             px, py = pixel_size_10m(anchor)
@@ -356,9 +353,8 @@ def read_date(
                 inside = polygon_mask(geom, grid)
             mosaic = Mosaic(grid.shape, bands)
         assert mosaic is not None
-        same = cached_crs(acq.crs) == grid_crs
-        target = grid
-        mosaic.add(acq, dict(zip(bands, map_threads(lambda band: _read_band(acq, band, target, same), bands))))
+        read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid_crs)
+        mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
                       scenes=mosaic.scenes or [primary.id], coverage=coverage)

@@ -144,12 +144,12 @@ def parse_datetime(value: Any, name: str, *, end_of_day: bool = False) -> dt.dat
         day = None
     if day is not None:
         clock = dt.time.max if end_of_day else dt.time.min
-        return dt.datetime.combine(day, clock, tzinfo=dt.timezone.utc)
+        return dt.datetime.combine(day, clock, tzinfo=dt.UTC)
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
-        return parsed.astimezone(dt.timezone.utc)
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidTimeRangeError(
             f"{name}: cannot parse {value!r:.80}; expected an ISO-8601 date '2023-01-31' or date-time "
@@ -346,7 +346,8 @@ class WaterOptions:
         if data is True:
             return cls()
         if not isinstance(data, dict):
-            raise InvalidRequestError(f"water: expected an object such as {{'method': 'otsu'}} or true, got {data!r:.80}")
+            raise InvalidRequestError(
+                f"water: expected an object such as {{'method': 'otsu'}} or true, got {data!r:.80}")
         known_fields(data, ("method", "threshold", "index", "max_cloud_fraction"), "water")
         method = data.get("method", "threshold")
         if method not in ("threshold", "otsu"):
@@ -389,7 +390,8 @@ def parse_bands(value: Any) -> tuple[str, ...]:
     if value is None:
         return S2_BANDS
     if not isinstance(value, list) or not value:
-        raise UnknownBandError(f"bands: expected a non-empty list of band names such as ['B04', 'B08'], got {value!r:.80}")
+        raise UnknownBandError(
+            f"bands: expected a non-empty list of band names such as ['B04', 'B08'], got {value!r:.80}")
     out: list[str] = []
     for item in value:
         name = item.upper() if isinstance(item, str) else item

@@ -102,7 +102,7 @@ class DateResult:
 
 def format_datetime(value: dt.datetime) -> str:
     """UTC ISO-8601 with a ``Z`` suffix, to the second (or microsecond when present)."""
-    text = value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat()
+    text = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
     return text + "Z"
 
 
@@ -170,7 +170,8 @@ class TimeSeriesResult:
         """One row per date in :meth:`columns` order; None for missing values."""
         rows = []
         for d in self.series:
-            row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels, d.nodata_pixels]
+            row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels,
+                              d.nodata_pixels]
             if self.pixel_cloud:
                 pc = d.pixel_cloud
                 row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning]

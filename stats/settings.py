@@ -24,8 +24,10 @@ from .errors import ConfigError
 from .request import Limits
 
 PREFIX = "POLYFIS_"
+#: The fixtures shipped with polyfis: the demo archive's recipe and polygons, the FIS layers.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 #: The FIS layer configuration shipped with polyfis.
-DEFAULT_LAYERS = Path(__file__).resolve().parents[1] / "fixtures" / "layers.yaml"
+DEFAULT_LAYERS = FIXTURES / "layers.yaml"
 
 #: Field metadata: the smallest value an integer or number setting takes, and how to say it.
 _POSITIVE = {"min": 1, "expected": "a positive integer"}
@@ -38,8 +40,10 @@ class Settings:
 
     #: Archive folder, STAC file or URL; None serves the embedded demo archive.
     archive: str | None = None
-    #: Folder of the demo archive cache; None uses the default cache folder.
+    #: Folder of the demo archive cache; None uses ``$XDG_CACHE_HOME/polyfis/demo`` (``~/.cache/polyfis/demo``).
     demo_dir: str | None = None
+    #: Folder of the demo archive's recipe and polygons; None uses the ``fixtures/`` shipped with polyfis.
+    fixtures: str | None = None
     #: Largest request body in bytes (413 above it).
     max_body_bytes: int = field(default=1_000_000, metadata=_POSITIVE)
     #: Most vertices in one geometry (400 above it).
@@ -87,7 +91,7 @@ class Settings:
     fis_instances_text: str | None = None
 
     def __post_init__(self) -> None:
-        self.clients  # validates the client list
+        _ = self.clients  # validates the client list
         for f in fields(self):
             if "min" not in f.metadata:
                 continue
@@ -123,6 +127,18 @@ class Settings:
         if self.jobs_dir:
             return Path(self.jobs_dir).expanduser()
         return cache_home() / "polyfis" / "jobs"
+
+    @property
+    def demo_path(self) -> Path:
+        """The demo archive folder in force (not created here)."""
+        if self.demo_dir:
+            return Path(self.demo_dir).expanduser()
+        return cache_home() / "polyfis" / "demo"
+
+    @property
+    def fixtures_path(self) -> Path:
+        """The folder of the demo recipe and polygons in force."""
+        return Path(self.fixtures).expanduser() if self.fixtures else FIXTURES
 
     @property
     def layers_path(self) -> Path:

@@ -100,10 +100,10 @@ def fixture_simple_archive(make_archive: ArchiveFactory) -> Path:
         arr[:, : arr.shape[1] // 2] = 0
         half[b] = (arr, band_transform(b))
     return make_archive([
-        {"id": "T1_20230105", "when": dt.datetime(2023, 1, 5, 10, 0, 31, tzinfo=dt.timezone.utc)},
-        {"id": "T1_20230704", "when": dt.datetime(2023, 7, 4, 10, 0, 31, tzinfo=dt.timezone.utc),
+        {"id": "T1_20230105", "when": dt.datetime(2023, 1, 5, 10, 0, 31, tzinfo=dt.UTC)},
+        {"id": "T1_20230704", "when": dt.datetime(2023, 7, 4, 10, 0, 31, tzinfo=dt.UTC),
          "baseline": "04.00", "bands": shifted},
-        {"id": "T1_20230810", "when": dt.datetime(2023, 8, 10, 10, 0, 31, tzinfo=dt.timezone.utc), "bands": half},
+        {"id": "T1_20230810", "when": dt.datetime(2023, 8, 10, 10, 0, 31, tzinfo=dt.UTC), "bands": half},
     ])
 
 

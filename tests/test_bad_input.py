@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import CRS_UTM, utm_box
+
 from service import create_app
 
 SQUARE = {"type": "Polygon", "coordinates": [utm_box(6, 1, 10, 5)]}

@@ -15,15 +15,14 @@ import pyogrio.raw
 import pytest
 import shapely
 from click.testing import CliRunner
+from conftest import CRS_UTM, band_array, utm_box
 from shapely.geometry import shape
 
+from polyfis.cli import main
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.synthetic import demo_polygons
 from stats.batch import BatchPolygon, compute_batch, read_polygons, run_batch
-from polyfis.cli import main
 from stats.errors import InvalidRequestError
-
-from conftest import CRS_UTM, band_array, utm_box
 
 START, END = "2023-03-01", "2023-06-30"
 OPTIONS = {"bands": ["B02", "B04", "B08", "B11"], "indices": ["NDVI", "NDWI"],

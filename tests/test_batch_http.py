@@ -20,11 +20,11 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from service import create_app
-from stats.errors import ConfigError
-from stats.settings import Settings
 from stats import Archive
 from stats.archive.synthetic import demo_polygons
 from stats.batch.jobs import BatchJobRequest, JobStore
+from stats.errors import ConfigError
+from stats.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import band_array, band_transform
 from shapely.geometry import box
 
-from conftest import band_array, band_transform
 from stats.archive.catalog import Archive, ArchiveWriter
 from stats.errors import ArchiveError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_archive_in_a_folder_with_a_dot_in_its_name(tmp_path: Path) -> None:

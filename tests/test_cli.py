@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-
 from conftest import BASE_DN, CRS_UTM, X0, Y0, utm_box
-from stats.archive.catalog import Archive
+
 from polyfis.cli import main
+from stats.archive.catalog import Archive
 
 
 def wkt_box(col0: int, row0: int, col1: int, row1: int) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CRS_UTM, band_array, band_transform, utm_box
+
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.ingest import ingest
 from stats.bands import MODEL_BANDS, S2_BANDS
@@ -94,7 +94,7 @@ def _half_cloud_archive(make_archive) -> Path:
         k = arr.shape[1] // 2
         arr[:, k:] = 150 if b == "B10" else 6000
         bands[b] = (arr, band_transform(b))
-    return make_archive([{"id": "half", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.timezone.utc), "bands": bands}])
+    return make_archive([{"id": "half", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.UTC), "bands": bands}])
 
 
 def test_cloud_mask_statistics_use_clear_pixels_only(make_archive) -> None:

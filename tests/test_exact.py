@@ -10,17 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 import shapely
+from conftest import CRS_UTM, X0, Y0, band_array
 from shapely.geometry import mapping
 
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.batch import BatchPolygon, compute_batch
 from stats.errors import InvalidRequestError
 
-from conftest import CRS_UTM, X0, Y0, band_array
-
 exactextract = pytest.importorskip("exactextract")
 
-WHEN = dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc)
+WHEN = dt.datetime(2023, 5, 1, 10, tzinfo=dt.UTC)
 
 #: Polygons for which pixel centres give a poor answer: a 3 m sliver, a sub-pixel parcel, a thin triangle.
 SHAPES = {

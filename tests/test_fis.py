@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BASE_DN, CRS_UTM, at_10m, band_array, utm_box
 from pyproj import Transformer
 
-from conftest import BASE_DN, CRS_UTM, at_10m, band_array, utm_box
 from service import create_app
 
 TO_WGS = Transformer.from_crs(CRS_UTM, "EPSG:4326", always_xy=True)
@@ -101,8 +101,8 @@ def test_maxcc_filters_on_scene_cloud_cover(make_archive) -> None:
     import datetime as dt
 
     root = make_archive([
-        {"id": "a", "when": dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc), "cloud_cover": 5.0},
-        {"id": "b", "when": dt.datetime(2023, 5, 11, 10, tzinfo=dt.timezone.utc), "cloud_cover": 60.0},
+        {"id": "a", "when": dt.datetime(2023, 5, 1, 10, tzinfo=dt.UTC), "cloud_cover": 5.0},
+        {"id": "b", "when": dt.datetime(2023, 5, 11, 10, tzinfo=dt.UTC), "cloud_cover": 60.0},
     ])
     client = create_app({"archive": str(root)}).test_client()
     params = {"LAYER": "NDVI", "CRS": CRS_UTM, "TIME": "2023-05-01/2023-05-31", "GEOMETRY": wkt(utm_box(1, 1, 5, 5))}

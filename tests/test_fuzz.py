@@ -9,9 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
+from conftest import S2_BANDS, band_array, band_transform
 from werkzeug.serving import make_server
 
-from conftest import S2_BANDS, band_array, band_transform
 from service import create_app
 from stats.archive.catalog import ArchiveWriter
 
@@ -20,7 +20,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
     """`schemathesis run` over every route of openapi.yaml (deterministic, 25 examples per operation)."""
     root = tmp_path / "archive"
     with ArchiveWriter(root) as writer:
-        writer.add("T1", dt.datetime(2023, 1, 5, 10, tzinfo=dt.timezone.utc), "EPSG:32633",
+        writer.add("T1", dt.datetime(2023, 1, 5, 10, tzinfo=dt.UTC), "EPSG:32633",
                    {b: (band_array(b), band_transform(b)) for b in S2_BANDS})
     app = create_app({"archive": str(root), "time_budget_s": 5.0})
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BASE_DN, CRS_UTM, at_10m, band_array, band_transform, utm_box
 from s2cloudless import S2PixelCloudDetector
 
-from conftest import BASE_DN, CRS_UTM, at_10m, band_array, band_transform, utm_box
 from stats import Archive, InvalidRequestError, TimeSeriesRequest, query_timeseries
 from stats.bands import MODEL_BANDS, S2_BANDS
 
@@ -140,7 +140,7 @@ def test_resolution_60_averages_the_10m_bands(simple_archive: Path) -> None:
 
 def test_tiles_of_one_date_are_mosaicked(make_archive) -> None:
     """Tile A has no data on its left half; tile B (same date, same grid, +50 DN) fills it."""
-    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.UTC)
     half = {}
     plus = {}
     for b in S2_BANDS:
@@ -161,7 +161,7 @@ def test_tiles_of_one_date_are_mosaicked(make_archive) -> None:
 
 def test_tile_on_another_grid_is_warped_by_nearest(make_archive) -> None:
     """A second tile shifted by 3 m is resampled to the first tile's grid by nearest neighbour."""
-    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2023, 5, 1, 10, tzinfo=dt.UTC)
     empty = {b: (np.zeros_like(band_array(b)), band_transform(b)) for b in S2_BANDS}
     empty["B04"] = (band_array("B04"), band_transform("B04"))  # A: only B04 has data -> no valid pixel
     shifted = {b: (band_array(b), band_transform(b, x0=500003.0)) for b in S2_BANDS}
@@ -198,8 +198,8 @@ def test_max_probability_drops_cloudy_dates(make_archive) -> None:
     """A bright flat spectrum (a cloud) is dropped by max_probability; the clear date stays."""
     cloud = {b: (np.full_like(band_array(b), 6000 if b != "B10" else 150), band_transform(b)) for b in S2_BANDS}
     root = make_archive([
-        {"id": "clear", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.timezone.utc)},
-        {"id": "cloud", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.timezone.utc), "bands": cloud},
+        {"id": "clear", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.UTC)},
+        {"id": "cloud", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.UTC), "bands": cloud},
     ])
     geom = polygon(utm_box(1, 1, 5, 5))
     both = run(root, geometry=geom)

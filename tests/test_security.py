@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 
 import pytest
-
 from conftest import CRS_UTM, utm_box
+
 from service import create_app
+from service.security import RequestIdFilter
 from stats.errors import ConfigError
 from stats.settings import Settings
-from service.security import RequestIdFilter
 
 BODY = {"geometry": {"type": "Polygon", "coordinates": [utm_box(6, 1, 10, 5)]}, "crs": CRS_UTM,
         "time": {"from": "2023-01-01", "to": "2023-12-31"}, "bands": ["B04"]}

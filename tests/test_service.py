@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import BASE_DN, CRS_UTM, utm_box
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
-from conftest import BASE_DN, CRS_UTM, utm_box
 from service import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CRS_UTM, at_10m, band_array, utm_box
+
 from service import create_app
 
 NDVI_SCRIPT = """//VERSION=3
@@ -149,8 +149,8 @@ def test_cloud_masked_ndvi_with_clp(make_archive) -> None:
     from conftest import S2_BANDS, band_transform
 
     cloud = {b: (np.full_like(band_array(b), 150 if b == "B10" else 6000), band_transform(b)) for b in S2_BANDS}
-    root = make_archive([{"id": "clear", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.timezone.utc)},
-                         {"id": "cloud", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.timezone.utc), "bands": cloud}])
+    root = make_archive([{"id": "clear", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.UTC)},
+                         {"id": "cloud", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.UTC), "bands": cloud}])
     client = create_app({"archive": str(root)}).test_client()
     data = client.post("/api/v1/statistics", json=body(CLOUD_MASKED_SCRIPT)).json["data"]
     clear, cloudy = (d["outputs"]["ndvi"]["bands"]["B0"]["stats"] for d in data)

@@ -1,4 +1,4 @@
-"""Tests of the deterministic synthetic Sentinel-2 L1C demo archive (stats/archive/synthetic.py).
+"""Tests of the deterministic synthetic Sentinel-2 L1C demo archive (stats/archive/synthetic/).
 
 The archive is built once per session in a temporary folder; the s2cloudless checks run the real model on
 the archive's own COG pixels (20/60 m bands repeated onto the 10 m grid, baseline offset removed).
@@ -252,7 +252,7 @@ def test_interrupted_build_leaves_no_partial_archive(small_recipe: Path, tmp_pat
     def explode(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_polygon_truth", explode)
+    monkeypatch.setattr(synthetic.build, "polygon_truth", explode)
     with pytest.raises(KeyboardInterrupt):
         build_demo_archive(tmp_path / "partial", recipe=small_recipe)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixtures"]
@@ -278,7 +278,7 @@ def test_default_locations_honour_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("POLYFIS_DEMO_DIR", str(tmp_path / "demo"))
     assert default_demo_dir() == tmp_path / "demo"
     monkeypatch.delenv("POLYFIS_FIXTURES", raising=False)
-    assert fixtures_dir() == Path(synthetic.__file__).resolve().parents[2] / "fixtures"
+    assert fixtures_dir() == Path(synthetic.__file__).resolve().parents[3] / "fixtures"
     monkeypatch.setenv("POLYFIS_FIXTURES", str(tmp_path))
     assert fixtures_dir() == tmp_path
 

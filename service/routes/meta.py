@@ -36,7 +36,8 @@ def collections() -> Response:
         "title": arch.title,
         "extent": {
             "spatial": {"bbox": [list(map(float, bbox))] if bbox else []},
-            "temporal": {"interval": [[format_datetime(interval[0]), format_datetime(interval[1])]] if interval else []},
+            "temporal": {"interval": [[format_datetime(interval[0]), format_datetime(interval[1])]]
+                         if interval else []},
         },
         "acquisitions": len(arch.acquisitions),
         "bands": [b for b in S2_BANDS if any(b in acq.assets for acq in arch.acquisitions)],

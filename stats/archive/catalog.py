@@ -56,7 +56,7 @@ class Acquisition:
     @property
     def date(self) -> dt.date:
         """UTC calendar date of the acquisition."""
-        return self.datetime.astimezone(dt.timezone.utc).date()
+        return self.datetime.astimezone(dt.UTC).date()
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -167,7 +167,7 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
     if when is None:
         raise ArchiveError(f"STAC Item {item.id!r} has no datetime")
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     epsg = props.get("proj:epsg")
     code = props.get("proj:code") or (f"EPSG:{epsg}" if epsg else None)
     if code is None:
@@ -177,7 +177,7 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
         raise ArchiveError(f"STAC Item {item.id!r} has no geometry")
     return Acquisition(
         id=item.id,
-        datetime=when.astimezone(dt.timezone.utc),
+        datetime=when.astimezone(dt.UTC),
         crs=str(code),
         footprint=shape(item.geometry),
         assets=assets,
@@ -227,8 +227,10 @@ def footprint_wgs84(crs: str, bounds: Sequence[float]) -> BaseGeometry:
     """The bounds (minx, miny, maxx, maxy) in ``crs`` as a densified polygon in EPSG:4326 (lon, lat)."""
     transformer = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
     minx, miny, maxx, maxy = bounds
-    xs = np.concatenate([np.linspace(minx, maxx, 21), np.full(21, maxx), np.linspace(maxx, minx, 21), np.full(21, minx)])
-    ys = np.concatenate([np.full(21, miny), np.linspace(miny, maxy, 21), np.full(21, maxy), np.linspace(maxy, miny, 21)])
+    xs = np.concatenate([np.linspace(minx, maxx, 21), np.full(21, maxx), np.linspace(maxx, minx, 21),
+                         np.full(21, minx)])
+    ys = np.concatenate([np.full(21, miny), np.linspace(miny, maxy, 21), np.full(21, maxy),
+                         np.linspace(maxy, miny, 21)])
     lon, lat = transformer.transform(xs, ys)
     return shape({"type": "Polygon", "coordinates": [list(zip(lon, lat))]})
 
@@ -290,7 +292,7 @@ class ArchiveWriter:
         if unknown:
             raise ArchiveError(f"unknown band names {unknown}; expected names among {list(S2_BANDS)}")
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
         if self.collection.get_item(item_id) is not None:
             self.collection.remove_item(item_id)
         item_dir = self.root / "items" / item_id

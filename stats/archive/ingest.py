@@ -73,12 +73,12 @@ def _parse_time_text(text: str) -> dt.datetime | None:
     try:
         match = _COMPACT_TIME.search(text)
         if match:
-            return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
         # TIFF's own "YYYY:MM:DD HH:MM:SS"
         tiff = re.match(r"^(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})$", text)
         if tiff:
             year, month, day, hour, minute, second = map(int, tiff.groups())
-            return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
+            return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -89,8 +89,8 @@ def _parse_time_text(text: str) -> dt.datetime | None:
     except ValueError as exc:
         raise IngestError(f"ingest: {text!r} holds an impossible date or time ({exc})") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def acquisition_time(path: Path, tags: dict[str, str]) -> dt.datetime:

@@ -14,7 +14,7 @@ import ctypes
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import pyarrow as pa
@@ -73,7 +73,7 @@ def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = Non
     except SceneReadError as exc:
         log.warning("date %s: %s", task.date, exc)
         failed = date_error(tiles, str(exc))
-        results = {i: failed for i in task.polygons}
+        results = dict.fromkeys(task.polygons, failed)
     finally:
         _trim_memory()
     return task_table(plan, [(i, entry) for i in task.polygons if (entry := results.get(i)) is not None])
@@ -123,7 +123,7 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     for acq in tiles:
         if cached_crs(acq.crs) != grid_crs:  # not reached: _fast() sends such dates to the per-polygon path
             raise NotAligned
-        arrays = map_threads(lambda band: gather(acq, band, pixels, grid), bands)
+        arrays = map_threads(partial(gather, acq, pixels=pixels, grid=grid), bands)
         has = mosaic.add(acq, dict(zip(bands, arrays)))
         if has is None:
             continue

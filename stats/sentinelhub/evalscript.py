@@ -48,7 +48,8 @@ function __polyfisRun(columnsText, n, countsText) {
       if (value === undefined) throw new Error("evaluatePixel returned no '" + id + "' output");
       if (!Array.isArray(value)) value = [value];
       if (value.length !== counts[id])
-        throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares " + counts[id]);
+        throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares "
+                        + counts[id]);
       if (out[id] === undefined) out[id] = [];
       for (let b = 0; b < value.length; b++) {
         const v = Number(value[b]);
@@ -93,7 +94,8 @@ class Evalscript:
             raise EvalscriptError("evalscript: no setup() function; expected a version-3 evalscript")
         spec = json.loads(self._call("__polyfisSetup()", "running setup()") or "null")
         if not isinstance(spec, dict):
-            raise EvalscriptError(f"evalscript: setup() returned {spec!r:.80}; expected an object with input and output")
+            raise EvalscriptError(
+                f"evalscript: setup() returned {spec!r:.80}; expected an object with input and output")
         if str(spec.get("mosaicking", "SIMPLE")).upper() != "SIMPLE":
             raise EvalscriptError(f"evalscript: mosaicking {spec.get('mosaicking')!r} is not supported; polyfis "
                                   "runs evalscripts with SIMPLE mosaicking (one sample per pixel)")

@@ -153,7 +153,8 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
             raise InvalidRequestError(f"BBOX: got {p['bbox']!r}; expected min values below max values")
         geom = box(*numbers)
     else:
-        raise InvalidRequestError("missing FIS parameter GEOMETRY or BBOX; expected a WKT polygon or 'minx,miny,maxx,maxy'")
+        raise InvalidRequestError(
+            "missing FIS parameter GEOMETRY or BBOX; expected a WKT polygon or 'minx,miny,maxx,maxy'")
     area = Area.parse(geom, crs, max_vertices=limits.max_vertices, swap_axes=lat_lon)
     resolution = _parse_resolution(str(p.get("resolution") or "10m"), crs.is_geographic)
     time_range = TimeRange.parse(str(p["time"]), "TIME", single=True)

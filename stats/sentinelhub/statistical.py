@@ -68,7 +68,8 @@ def _add_months(when: dt.datetime, months: int) -> dt.datetime:
     return when.replace(year=year, month=month, day=min(when.day, days[month - 1]))
 
 
-def intervals(start: dt.datetime, end: dt.datetime, of: str, last: str = "SKIP") -> list[tuple[dt.datetime, dt.datetime]]:
+def intervals(start: dt.datetime, end: dt.datetime, of: str,
+              last: str = "SKIP") -> list[tuple[dt.datetime, dt.datetime]]:
     """Aggregation intervals ``[from, to)`` of length ``of`` (ISO-8601 days, weeks, months, years).
 
     >>> day = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
@@ -85,7 +86,8 @@ def intervals(start: dt.datetime, end: dt.datetime, of: str, last: str = "SKIP")
     years, months, weeks, days = (int(g or 0) for g in match.groups())
     if last not in LAST_INTERVAL:
         raise InvalidRequestError(
-            f"aggregation.aggregationInterval.lastIntervalBehavior: got {last!r}; expected one of {list(LAST_INTERVAL)}")
+            f"aggregation.aggregationInterval.lastIntervalBehavior: got {last!r}; expected one of "
+            f"{list(LAST_INTERVAL)}")
     out = []
     current = start
     while current < end:
@@ -148,11 +150,13 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
                                       "NEAREST (20/60 m bands by nearest neighbour, 10 m bands area-averaged)")
     harmonize = processing.get("harmonizeValues", True)
     if not isinstance(harmonize, bool):
-        raise InvalidRequestError(f"input.data[0].processing.harmonizeValues: expected true or false, got {harmonize!r}")
+        raise InvalidRequestError(
+            f"input.data[0].processing.harmonizeValues: expected true or false, got {harmonize!r}")
 
     aggregation = obj(body.get("aggregation"), "aggregation")
     if "timeRange" not in aggregation:
-        raise InvalidRequestError("aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
+        raise InvalidRequestError(
+            "aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
     time_range = TimeRange.parse(obj(aggregation["timeRange"], "aggregation.timeRange"), "aggregation.timeRange",
                                  strict=True)
     interval = obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
@@ -187,7 +191,8 @@ def _resolution(aggregation: Mapping[str, Any], area: Area) -> int:
         key = "width" if "width" in aggregation else "height"
         size = integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
         extent = (maxx - minx) if key == "width" else (maxy - miny)
-        scale = _METRES_PER_DEGREE * (math.cos(math.radians(lat)) if key == "width" else 1.0) if crs.is_geographic else 1
+        scale = (_METRES_PER_DEGREE * (math.cos(math.radians(lat)) if key == "width" else 1.0)
+                 if crs.is_geographic else 1)
         metres = extent * scale / size
     else:
         raise InvalidRequestError("aggregation: expected resx/resy or width/height")
@@ -245,7 +250,7 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
 
 
 def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], model: CloudModel,
@@ -339,7 +344,8 @@ def _histogram(values: np.ndarray, spec: Mapping[str, Any]) -> dict[str, Any]:
         if "binWidth" in spec:
             width = spec["binWidth"]
             if not is_finite_number(width) or width <= 0:
-                raise InvalidRequestError(f"calculations.histograms.binWidth: got {width!r}; expected a positive number")
+                raise InvalidRequestError(
+                    f"calculations.histograms.binWidth: got {width!r}; expected a positive number")
             with np.errstate(over="ignore"):
                 bins_needed = (float(high) - float(low)) / float(width)
             if not math.isfinite(bins_needed) or bins_needed > MAX_BINS:
