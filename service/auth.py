@@ -16,7 +16,8 @@ import hmac
 from flask import Blueprint, Flask, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .errors import ApiError
+from stats.errors import NotFoundError, RequestFormatError, UnauthorizedError
+
 from .render import json_response
 
 bp = Blueprint("auth", __name__)
@@ -34,7 +35,7 @@ def _client_credentials() -> tuple[str, str]:
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError("Authorization: malformed Basic credentials", status=401) from exc
+            raise UnauthorizedError("Authorization: malformed Basic credentials") from exc
         client_id, _, secret = decoded.partition(":")
         return client_id, secret
     return request.form.get("client_id", ""), request.form.get("client_secret", "")
@@ -45,15 +46,15 @@ def token() -> Response:
     """Client-credentials grant: form ``grant_type=client_credentials`` with the client id and secret."""
     settings = current_app.extensions["polyfis.settings"]
     if not settings.clients:
-        raise ApiError("authentication is not enabled on this server; no token is needed", status=404)
+        raise NotFoundError("authentication is not enabled on this server; no token is needed")
     grant = request.form.get("grant_type")
     if grant != "client_credentials":
-        raise ApiError(f"grant_type: got {grant!r}; expected 'client_credentials' (form encoded)")
+        raise RequestFormatError(f"grant_type: got {grant!r}; expected 'client_credentials' (form encoded)")
     client_id, secret = _client_credentials()
     expected = settings.clients.get(client_id, "")
     # compare even for unknown clients, so timing does not tell which ids exist
     if not hmac.compare_digest(secret.encode(), expected.encode()) or not expected:
-        raise ApiError("invalid client credentials", status=401)
+        raise UnauthorizedError("invalid client credentials")
     access = _serializer().dumps({"sub": client_id})
     return json_response({"access_token": access, "token_type": "Bearer", "expires_in": settings.token_ttl})
 
@@ -69,14 +70,14 @@ def check_request() -> None:
             return
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
-        raise ApiError("Authorization: missing bearer token; get one from POST /oauth/token", status=401)
+        raise UnauthorizedError("Authorization: missing bearer token; get one from POST /oauth/token")
     try:
         _serializer().loads(header[7:].strip(), max_age=settings.token_ttl)
     except SignatureExpired as exc:
-        raise ApiError(
-            "Authorization: the token has expired; get a new one from POST /oauth/token", status=401) from exc
+        raise UnauthorizedError(
+            "Authorization: the token has expired; get a new one from POST /oauth/token") from exc
     except BadSignature as exc:
-        raise ApiError("Authorization: invalid token", status=401) from exc
+        raise UnauthorizedError("Authorization: invalid token") from exc
 
 
 def register(app: Flask) -> None:

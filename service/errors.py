@@ -1,6 +1,7 @@
 """The JSON error body, and the handlers that answer every error with it.
 
-An engine error's status comes from the one table of ``stats/errors.py`` (:func:`stats.errors.status_for`).
+Every error class, the HTTP layer's own included, is in ``stats/errors.py``, and its status comes from the one
+table there (:func:`stats.errors.status_for`).
 
 Every error reaches the client as ``{"error": {"status", "reason", "message", "code"}}``. Errors caused by
 the caller are 4xx with the engine's message (which names the field, what was received and what was
@@ -15,18 +16,9 @@ from http import HTTPStatus
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from stats.errors import OPERATOR_ERRORS, StatsError, status_for
+from stats.errors import OPERATOR_ERRORS, StatsError, error_code, status_for
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """Raised by the HTTP layer for a request it cannot take (bad JSON, unknown format, …)."""
-
-    def __init__(self, message: str, status: int = 400, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code or ("Unauthorized" if status == 401 else "InvalidRequest")
 
 
 def error_response(status: int, message: str, code: str) -> tuple[Response, int]:
@@ -38,18 +30,14 @@ def error_response(status: int, message: str, code: str) -> tuple[Response, int]
 def register(app: Flask) -> None:
     """Install the error handlers on ``app``."""
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, str(exc), exc.code)
-
     @app.errorhandler(StatsError)
     def _stats_error(exc: StatsError) -> tuple[Response, int]:
         status = status_for(exc)
         if status >= 500:
             log.error("engine error: %s", exc, exc_info=exc)
             message = str(exc) if isinstance(exc, OPERATOR_ERRORS) else "internal error while computing the answer"
-            return error_response(status, message, type(exc).__name__)
-        return error_response(status, str(exc), type(exc).__name__)
+            return error_response(status, message, error_code(exc))
+        return error_response(status, str(exc), error_code(exc))
 
     @app.errorhandler(InternalServerError)
     def _internal(exc: InternalServerError) -> tuple[Response, int]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Request, Response
 
-from .errors import ApiError
+from stats.errors import RequestFormatError
 
 FORMATS = ("json", "csv")
 
@@ -23,7 +23,8 @@ def choose_format(request: Request) -> str:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise ApiError(f"format: unknown output format {request.args.get('format')!r}; expected 'json' or 'csv'")
+            raise RequestFormatError(
+                f"format: unknown output format {request.args.get('format')!r}; expected 'json' or 'csv'")
         return fmt
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")
     return "csv" if best == "text/csv" else "json"

@@ -3,7 +3,8 @@
 Every exception derives from :class:`StatsError`. Classes that describe bad input also derive from
 :class:`ValueError`, so callers that do not know polyfis can still catch them. :data:`STATUS_CODES` maps
 each class to its HTTP status; :func:`status_for` reads it (the service's error handlers use it, and
-nothing else decides a status).
+nothing else decides a status). The HTTP layer raises the classes of this module too (bad JSON, a missing
+token, an unknown job).
 """
 
 from __future__ import annotations
@@ -65,6 +66,42 @@ class LayerConfigError(StatsError):
     """Raised when the FIS layer configuration file is missing or malformed."""
 
 
+class RequestFormatError(InvalidRequestError):
+    """Raised when a request cannot be read at all: an empty or malformed body, or an unknown format."""
+
+    code = "InvalidRequest"
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """Raised when a request body comes in a media type the route does not read."""
+
+    code = "UnsupportedMediaType"
+
+
+class UnauthorizedError(StatsError):
+    """Raised when a request lacks valid credentials (a bearer token, or a client id and secret)."""
+
+    code = "Unauthorized"
+
+
+class NotFoundError(StatsError):
+    """Raised when a request names something that does not exist (a batch job, a result, a route's feature)."""
+
+    code = "NotFound"
+
+
+class ConflictError(StatsError):
+    """Raised when a request asks for something not ready yet (the results of a running batch job)."""
+
+    code = "Conflict"
+
+
+class ServiceUnavailableError(StatsError):
+    """Raised when the server cannot take a request for now (its jobs folder is not writable)."""
+
+    code = "ServiceUnavailable"
+
+
 class SceneReadError(StatsError):
     """Raised when the imagery of one acquisition cannot be read (missing or corrupt asset)."""
 
@@ -75,7 +112,12 @@ class CloudModelError(StatsError):
 
 #: Exception class -> HTTP status. The first class of an exception's MRO found here wins.
 STATUS_CODES: dict[type[Exception], int] = {
+    UnsupportedMediaTypeError: 415,
     InvalidRequestError: 400,
+    UnauthorizedError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    ServiceUnavailableError: 503,
     ArchiveError: 503,
     LayerConfigError: 503,
     SceneReadError: 502,
@@ -85,8 +127,18 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 #: Classes whose message is safe to show a client even though their status is 5xx (they name the
-#: operator's configuration, not the server's internals).
-OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError)
+#: operator's configuration or the server's state, not its internals).
+OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError, ServiceUnavailableError)
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``code`` of an error's JSON body: the class's ``code`` attribute, else its name.
+
+    >>> error_code(NotFoundError("batch job 'x' not found")), error_code(UnknownBandError("bands: ..."))
+    ('NotFound', 'UnknownBandError')
+    """
+    code = getattr(type(exc), "code", None)
+    return code if isinstance(code, str) else type(exc).__name__
 
 
 def status_for(exc: BaseException) -> int:

@@ -13,9 +13,9 @@ from typing import Any
 from flask import Blueprint, Response, request, send_file
 
 from stats.batch.jobs import BatchJobRequest
+from stats.errors import ConflictError, NotFoundError, RequestFormatError, ServiceUnavailableError
 
 from .. import archive, jobs, settings
-from ..errors import ApiError
 from ..render import json_response
 from .timeseries import json_body, limits
 
@@ -41,8 +41,7 @@ def job_view(record: dict[str, Any]) -> dict[str, Any]:
 def _record(job_id: str) -> dict[str, Any]:
     record = jobs().store.get(job_id)
     if record is None:
-        raise ApiError(f"batch job {job_id!r:.80} not found; expected an id returned by POST {BASE}",
-                       status=404, code="NotFound")
+        raise NotFoundError(f"batch job {job_id!r:.80} not found; expected an id returned by POST {BASE}")
     return record
 
 
@@ -66,8 +65,8 @@ def create() -> Response:
         record = runner.store.create(parsed, archive().href or "")
     except OSError as exc:
         log.error("cannot store a batch job: %s", exc)
-        raise ApiError("batch jobs cannot be stored on this server (its jobs folder is not writable); "
-                       "retry later or tell the operator", status=503, code="ServiceUnavailable") from exc
+        raise ServiceUnavailableError("batch jobs cannot be stored on this server (its jobs folder is not "
+                                      "writable); retry later or tell the operator") from exc
     runner.wake()
     response = json_response(job_view(record), status=202)
     response.headers["Location"] = f"{BASE}/{record['id']}"
@@ -87,12 +86,12 @@ def results(job_id: str) -> Response:
     given = request.args.get("format", "csv")
     fmt = given.lower()
     if fmt not in MEDIA_TYPES:
-        raise ApiError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
+        raise RequestFormatError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
     if record["status"] != "DONE":
-        raise ApiError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once the "
-                       "status is DONE", status=409, code="Conflict")
+        raise ConflictError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once "
+                            "the status is DONE")
     path = jobs().store.result_path(job_id, fmt)
     if not path.is_file():
-        raise ApiError(f"batch job {job_id}: the {fmt} result is no longer on this server", status=404, code="NotFound")
+        raise NotFoundError(f"batch job {job_id}: the {fmt} result is no longer on this server")
     return send_file(path, mimetype=MEDIA_TYPES[fmt], as_attachment=True, download_name=f"batch-{job_id}.{fmt}",
                      max_age=0)

@@ -11,10 +11,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from stats import query_timeseries
+from stats.errors import RequestFormatError
 from stats.sentinelhub.fis import build_request, fis_response
 
 from .. import archive, layers
-from ..errors import ApiError
 from ..render import json_response
 from .timeseries import json_body, limits
 
@@ -29,14 +29,15 @@ def _params() -> dict[str, str]:
         elif request.get_data(cache=True):
             body = json_body()
             if not isinstance(body, dict):
-                raise ApiError(f"request body: expected a JSON object of FIS parameters, got {type(body).__name__}")
+                raise RequestFormatError(
+                    f"request body: expected a JSON object of FIS parameters, got {type(body).__name__}")
             params.update(body)
     out = {}
     for key, value in params.items():
         if isinstance(value, bool):
             value = "true" if value else "false"
         if not isinstance(value, (str, int, float)):
-            raise ApiError(f"{key.upper()}: expected a string or number, got {value!r:.60}")
+            raise RequestFormatError(f"{key.upper()}: expected a string or number, got {value!r:.60}")
         out[key] = str(value)
     return out
 

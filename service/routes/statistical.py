@@ -6,10 +6,10 @@ import json
 
 from flask import Blueprint, Response, request
 
+from stats.errors import RequestFormatError
 from stats.sentinelhub.statistical import run_statistics
 
 from .. import archive
-from ..errors import ApiError
 from ..render import json_response
 from .timeseries import json_body, limits
 
@@ -20,11 +20,12 @@ def _body() -> object:
     if request.mimetype == "multipart/form-data":
         text = request.form.get("request")
         if text is None:
-            raise ApiError("multipart body: missing the 'request' part; expected 'request' (JSON) and 'evalscript'")
+            raise RequestFormatError(
+                "multipart body: missing the 'request' part; expected 'request' (JSON) and 'evalscript'")
         try:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ApiError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
+            raise RequestFormatError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
         if isinstance(body, dict) and "evalscript" in request.form:
             body.setdefault("aggregation", {})["evalscript"] = request.form["evalscript"]
         return body

@@ -8,9 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from stats import Limits, TimeSeriesRequest, query_timeseries
+from stats.errors import RequestFormatError, UnsupportedMediaTypeError
 
 from .. import archive, settings
-from ..errors import ApiError
 from ..render import choose_format, csv_response, json_response
 
 bp = Blueprint("timeseries", __name__)
@@ -20,24 +20,26 @@ def json_body() -> Any:
     """The request body parsed as JSON, or a 400/415 naming the problem."""
     mimetype = request.mimetype
     if mimetype and mimetype not in ("application/json", "text/plain") and not mimetype.endswith("+json"):
-        raise ApiError(f"Content-Type: got {mimetype!r}; expected 'application/json'", status=415)
+        raise UnsupportedMediaTypeError(f"Content-Type: got {mimetype!r}; expected 'application/json'")
     raw = request.get_data(cache=True)
     if not raw:
-        raise ApiError("request body: empty; expected a JSON object")
+        raise RequestFormatError("request body: empty; expected a JSON object")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise ApiError(f"request body: not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 JSON") from exc
+        raise RequestFormatError(
+            f"request body: not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
-        raise ApiError(f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+        raise RequestFormatError(
+            f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
-        raise ApiError("request body: JSON nested too deeply; expected a plain request object") from exc
+        raise RequestFormatError("request body: JSON nested too deeply; expected a plain request object") from exc
     except ValueError as exc:  # e.g. an integer literal with thousands of digits
-        raise ApiError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
+        raise RequestFormatError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
 
 
 def _reject_constant(name: str) -> None:
-    raise ApiError(f"request body: {name} is not a valid JSON number; expected finite numbers")
+    raise RequestFormatError(f"request body: {name} is not a valid JSON number; expected finite numbers")
 
 
 def limits() -> Limits:
