@@ -51,28 +51,36 @@ def integer(value: Any, name: str, low: int, high: int, unit: str = "", *, text:
     return parsed
 
 
-def number(value: Any, name: str, low: float, high: float, unit: str = "") -> float:
-    """A finite number from ``low`` to ``high``, as a float."""
-    if not is_finite_number(value) or not low <= value <= high:
-        suffix = f" ({unit})" if unit else ""
-        raise InvalidRequestError(f"{name}: expected a number from {low:g} to {high:g}{suffix}, got {value!r:.80}")
-    return float(value)
+def number(value: Any, name: str, low: float, high: float, unit: str = "", *, text: bool = False,
+           got_first: bool = False) -> float:
+    """A finite number from ``low`` to ``high``, as a float; ``text`` and ``got_first`` as for :func:`integer`.
+
+    >>> number("20", "MAXCC", 0, 100, "percent", text=True)
+    20.0
+    """
+    parsed = value
+    if text and isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = None
+    if not is_finite_number(parsed) or not low <= parsed <= high:
+        expected = f"a number between {low:g} and {high:g}" + (f" ({unit})" if unit else "")
+        raise InvalidRequestError(f"{name}: got {value!r:.80}; expected {expected}" if got_first
+                                  else f"{name}: expected {expected}, got {value!r:.80}")
+    return float(parsed)
 
 
 def unit_interval(value: Any, name: str) -> float:
     """A number between 0 and 1."""
-    if not is_finite_number(value) or not 0 <= value <= 1:
-        raise InvalidRequestError(f"{name}: expected a number between 0 and 1, got {value!r:.80}")
-    return float(value)
+    return number(value, name, 0, 1)
 
 
-def optional_percent(value: Any, name: str) -> float | None:
-    """None, or a number between 0 and 100 (percent)."""
-    if value is None:
+def optional_percent(value: Any, name: str, *, text: bool = False, got_first: bool = False) -> float | None:
+    """None (or empty text), or a number between 0 and 100 (percent)."""
+    if value is None or (text and value == ""):
         return None
-    if not is_finite_number(value) or not 0 <= value <= 100:
-        raise InvalidRequestError(f"{name}: expected a number between 0 and 100 (percent), got {value!r:.80}")
-    return float(value)
+    return number(value, name, 0, 100, "percent", text=text, got_first=got_first)
 
 
 def flag(value: Any, name: str, default: bool) -> bool:

@@ -26,7 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
-from .fields import flag, integer, is_finite_number, known_fields, optional_percent, unit_interval
+from .fields import flag, integer, known_fields, number, optional_percent, unit_interval
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
 from .indices import BUILTIN_INDICES, IndexSpec, resolve_index
 from .zonal import DEFAULT_STATISTICS, HISTOGRAM_KINDS, MAX_BINS, HistogramKind, validate_statistics
@@ -352,14 +352,12 @@ class WaterOptions:
         method = data.get("method", "threshold")
         if method not in ("threshold", "otsu"):
             raise InvalidRequestError(f"water.method: expected 'threshold' or 'otsu', got {method!r:.80}")
-        threshold = data.get("threshold", 0.0)
-        if not is_finite_number(threshold) or not -1 <= threshold <= 1:
-            raise InvalidRequestError(f"water.threshold: expected a number from -1 to 1, got {threshold!r:.80}")
+        threshold = number(data.get("threshold", 0.0), "water.threshold", -1, 1)
         index = data.get("index", "NDWI")
         if not isinstance(index, str) or index.upper() not in BUILTIN_INDICES:
             raise InvalidRequestError(
                 f"water.index: expected a built-in index name such as 'NDWI', got {index!r:.60}")
-        return cls(method=method, threshold=float(threshold), index=str(index).upper(),
+        return cls(method=method, threshold=threshold, index=str(index).upper(),
                    max_cloud_fraction=unit_interval(data.get("max_cloud_fraction", 0.2), "water.max_cloud_fraction"))
 
 

@@ -23,7 +23,7 @@ import yaml
 from shapely.geometry import box
 
 from ..errors import InvalidRequestError, LayerConfigError, StatsError
-from ..fields import is_finite_number
+from ..fields import integer, is_finite_number, optional_percent
 from ..geometry import OGC_CRS84, parse_crs
 from ..indices import IndexSpec, compile_index
 from ..request import (
@@ -160,26 +160,14 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
     time_range = TimeRange.parse(str(p["time"]), "TIME", single=True)
     histogram = None
     if p.get("bins"):
-        try:
-            bins = int(str(p["bins"]))
-        except ValueError:
-            bins = 0
-        if not 1 <= bins <= MAX_BINS:
-            raise InvalidRequestError(f"BINS: got {p['bins']!r}; expected an integer from 1 to {MAX_BINS}")
+        bins = integer(str(p["bins"]), "BINS", 1, MAX_BINS, text=True, got_first=True)
         kind = str(p.get("type") or "EQUALFREQUENCY").upper()
         if kind not in TYPES:
             raise InvalidRequestError(f"TYPE: got {p.get('type')!r}; expected one of {sorted(TYPES)}")
         histogram = HistogramOptions(bins=bins, kind=TYPES[kind])  # type: ignore[arg-type]
     elif p.get("type") and str(p["type"]).upper() not in TYPES:
         raise InvalidRequestError(f"TYPE: got {p.get('type')!r}; expected one of {sorted(TYPES)}")
-    maxcc = None
-    if p.get("maxcc") not in (None, ""):
-        try:
-            maxcc = float(str(p["maxcc"]))
-        except ValueError:
-            maxcc = -1.0
-        if not 0 <= maxcc <= 100:
-            raise InvalidRequestError(f"MAXCC: got {p['maxcc']!r}; expected a number from 0 to 100 (percent)")
+    maxcc = optional_percent(str(p.get("maxcc") or ""), "MAXCC", text=True, got_first=True)
     mask = layer.mask
     cloud = CloudOptions(mode="averaged", resolution=mask.resolution, threshold=mask.threshold,
                          average_over=mask.average_over, dilation_size=mask.dilation_size)

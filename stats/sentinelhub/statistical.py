@@ -28,7 +28,7 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from ..cloud import CloudModel, default_model
 from ..cloudmask import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
-from ..fields import integer, is_finite_number, obj
+from ..fields import integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
 from ..pipeline import default_cache
 from ..raster import PixelBlock, read_date
@@ -136,9 +136,8 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
     if order not in MOSAICKING_ORDERS:
         raise InvalidRequestError(f"input.data[0].dataFilter.mosaickingOrder: got {order!r}; expected one of "
                                   f"{list(MOSAICKING_ORDERS)}")
-    max_cc = data_filter.get("maxCloudCoverage")
-    if max_cc is not None and (not is_finite_number(max_cc) or not 0 <= max_cc <= 100):
-        raise InvalidRequestError(f"input.data[0].dataFilter.maxCloudCoverage: got {max_cc!r}; expected 0 to 100")
+    max_cc = optional_percent(data_filter.get("maxCloudCoverage"), "input.data[0].dataFilter.maxCloudCoverage",
+                              got_first=True)
     filter_range = None
     if data_filter.get("timeRange") is not None:
         filter_range = TimeRange.parse(obj(data_filter["timeRange"], "input.data[0].dataFilter.timeRange"),
