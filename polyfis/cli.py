@@ -248,4 +248,3 @@ def ingest(sources: tuple[str, ...], archive: str, processing_baseline: str | No
     for item in items:
         click.echo(f"{item.datetime:%Y-%m-%dT%H:%M:%SZ}  {item.id}  {len(item.bands)} bands")
     click.echo(f"{len(items)} acquisitions written to {archive}", err=True)
-

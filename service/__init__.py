@@ -2,7 +2,7 @@
 
 Views never touch arrays: they parse, call and render. Create the app with :func:`create_app`.
 
-Batch jobs (``/api/v1/batch``) run on a background thread of each process (:class:`stats.batch.jobs.JobRunner`),
+Batch jobs (``/api/v1/batch``) run on a background thread of each process (:class:`stats.batch.jobs.runner.JobRunner`),
 started when a job is submitted, or on the first request (or by :func:`resume_jobs`) when the jobs folder
 holds jobs left pending by a previous run.
 """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -128,18 +128,8 @@ def query_timeseries(
             dropped_cloudy += 1
             continue
         series.append(entry)
-    empty = TimeSeriesResult.empty(options)
-    return TimeSeriesResult(
-        series=tuple(series),
-        bands=empty.bands,
-        indices=empty.indices,
-        statistics=empty.statistics,
-        acquisitions=len(found),
-        dropped_cloudy=dropped_cloudy,
-        dropped_empty=dropped_empty,
-        pixel_cloud=empty.pixel_cloud,
-        water=empty.water,
-    )
+    return replace(TimeSeriesResult.empty(options), series=tuple(series), acquisitions=len(found),
+                   dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty)
 
 
 def date_error(tiles: list[Acquisition], message: str) -> DateResult:

@@ -21,6 +21,7 @@ from .request import QueryOptions
 Number = float | int | None
 Stats = dict[str, Number]
 
+
 @dataclass(frozen=True)
 class PixelCloud:
     """Per-pixel cloud result of one date over the polygon's valid pixels.

@@ -302,7 +302,7 @@ def test_a_job_that_raises_fails_without_internals_in_its_message(demo_root: Pat
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"cannot write {tmp_path}/secret.parquet")
 
-    monkeypatch.setattr("stats.batch.jobs.run_batch", broken)
+    monkeypatch.setattr("stats.batch.jobs.store.run_batch", broken)
     client = make_app(demo_root, tmp_path / "jobs").test_client()
     job_id = client.post("/api/v1/batch", json=job_body(polygons=polygons(("lake",)))).json["id"]
     status = wait_until_finished(client, job_id)

@@ -1,7 +1,7 @@
 """``/api/v1/batch``: batch jobs over HTTP — submit many polygons, poll the status, download CSV or Parquet.
 
 A job is validated up front, written to the jobs folder (``POLYFIS_JOBS_DIR``) and run in the background
-by this process's runner (:class:`stats.batch.jobs.JobRunner`) with :func:`stats.batch.run_batch`. Any worker
+by this process's runner (:class:`stats.batch.jobs.runner.JobRunner`) with :func:`stats.batch.run_batch`. Any worker
 process sharing the folder answers the status and result routes.
 """
 

@@ -367,4 +367,3 @@ class ArchiveWriter:
         self.collection.make_all_asset_hrefs_relative()
         self.collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
         return self.root / COLLECTION_FILE
-

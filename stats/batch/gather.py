@@ -54,7 +54,6 @@ class TaskPixels:
         field(default_factory=dict)
 
 
-
 _PIXELS: OrderedDict[tuple[Any, ...], TaskPixels] = OrderedDict()
 _PIXELS_LOCK = threading.Lock()
 #: Pixel sets kept per process: the tasks of other dates on the same tile grid reuse them.
@@ -140,5 +139,3 @@ def _block_lookup(pixels: TaskPixels, t: Any, width: int, height: int, bh: int,
     blocks = [(int(s), int(s + c), int(b // tiles_across) * bh, int(b % tiles_across) * bw)
               for b, s, c in zip(ids.tolist(), starts.tolist(), counts.tolist())]
     return order, brow, bcol, blocks
-
-

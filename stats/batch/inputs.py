@@ -98,4 +98,3 @@ def _read_vector(path: Path, *, id_field: str | None, crs: str | None) -> list[B
             continue
         out.append(BatchPolygon(pid, shapely.from_wkb(wkb), file_crs))
     return out
-

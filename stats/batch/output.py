@@ -130,8 +130,6 @@ def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None) -> None:
                       layer="statistics")
 
 
-
-
 def failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:
     message = f"internal error computing this date ({type(exc).__name__}); rerun the batch to retry"
     entry = DateResult(date=task.date, datetime=dt.datetime.combine(task.date, dt.time(), dt.UTC),

@@ -75,7 +75,6 @@ def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.
     return finish_table(pa.concat_tables(tables))
 
 
-
 def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:
     return run_task(plan, task)
 
@@ -211,4 +210,3 @@ def _write_part(parts: Path, task: BatchTask, table: pa.Table) -> None:
     tmp = parts / f"{task.key}.parquet.tmp"
     pq.write_table(table, tmp)
     os.replace(tmp, parts / f"{task.key}.parquet")
-

@@ -48,7 +48,6 @@ def _archive(href: str) -> Archive:
     return Archive.open(href)
 
 
-
 def _fast(options: QueryOptions, tiles: Sequence[Acquisition]) -> bool:
     """Whether the vectorised path answers these options (else the time-series engine, polygon by polygon)."""
     return (options.resolution == 10 and not options.exact and not options.pixel_clouds and options.water is None
@@ -99,7 +98,6 @@ def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition]
         result = query_timeseries(request, archive, model=model)
         out[i] = result.series[0] if result.series else None
     return out
-
 
 
 def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
@@ -198,4 +196,3 @@ def _row_stats(table: Mapping[str, np.ndarray], pos: int, statistics: Sequence[s
         else:
             row[s] = None if math.isnan(value) else value
     return row
-

@@ -1,0 +1,80 @@
+"""The batch job runner: a daemon thread per process that claims pending jobs and runs them one at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from ...archive.catalog import Archive
+from .store import PENDING, JobStore
+
+log = logging.getLogger(__name__)
+
+
+
+class JobRunner:
+    """A daemon thread of this process that claims pending jobs of ``store`` and runs them one at a time.
+
+    The thread starts on :meth:`wake` (after a job is created) or :meth:`resume` (at start-up, when the
+    folder holds pending jobs: CREATED, or PROCESSING left by a process that died). Idle, it looks for
+    claimable jobs again every ``poll_s`` seconds (jobs of crashed processes of this host).
+    """
+
+    def __init__(self, store: JobStore, archive: Callable[[], Archive], *, workers: int = 0,
+                 scheduler: str | None = None, poll_s: float = 10.0) -> None:
+        self.store = store
+        self.archive = archive
+        self.workers = workers
+        self.scheduler = scheduler
+        self.poll_s = poll_s
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._resumed = False
+
+    def wake(self) -> None:
+        """Start the thread if needed and have it look for jobs now."""
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="polyfis-batch-runner", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def resume(self) -> bool:
+        """Once per runner: start the thread when jobs are pending. True when it did."""
+        if self._resumed:
+            return False
+        self._resumed = True
+        if self.store.pending():
+            log.info("resuming pending batch jobs in %s", self.store.root)
+            self.wake()
+            return True
+        return False
+
+    def run_pending(self) -> int:
+        """Claim and run every pending job that no live process holds; the number run."""
+        count = 0
+        for job_id in self.store.pending():
+            if not self.store.claim(job_id):
+                continue
+            try:
+                record = self.store.get(job_id)
+                if record is None or record.get("status") not in PENDING:
+                    continue  # finished by another process between the scan and the claim
+                self.store.run(job_id, self.archive(), workers=self.workers, scheduler=self.scheduler)
+                count += 1
+            finally:
+                self.store.release(job_id)
+        return count
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                ran = self.run_pending()
+            except Exception:  # a broken folder or archive must not end the thread
+                log.exception("batch runner: cannot run the pending jobs")
+                ran = 0
+            if not ran:
+                self._wake.wait(self.poll_s)
