@@ -1,6 +1,6 @@
 """Choose the demo archive's COG layout (tile size, codec, predictor) by timing one-year polygon queries.
 
-Run:  .venv/bin/python bench/layout.py [--work bench/.data/layout] [--runs 3] [--warm-repeat 3]
+Run:  .venv/bin/python bench/layout.py [--work bench/.data/layout] [--results-dir DIR] [--runs 3] [--warm-repeat 3]
 
 1. Build the synthetic demo archive once into ``<work>/base`` (cached by its stamp).
 2. For every candidate layout (internal tile size 256/512/1024 px x DEFLATE/ZSTD/LZW with predictor 2 or
@@ -19,7 +19,7 @@ Run:  .venv/bin/python bench/layout.py [--work bench/.data/layout] [--runs 3] [-
    window of all 37 dates from the 13 single-band COGs versus from one 13-band GeoTIFF per date (bands
    resampled to 10 m by nearest neighbour), pixel-interleaved and band-interleaved, for each tile size,
    with the winning codec. Each repetition opens the files afresh (cold GDAL block cache, warm page cache).
-5. Write ``bench/results/layout.md`` and ``bench/results/layout.json``.
+5. Write ``layout.md`` and ``layout.json`` into ``--results-dir`` (default ``bench/results``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,13 +36,27 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import shapely
+from common import (
+    DATA,
+    REPO,
+    add_results_dir,
+    command_line,
+    describe_machine,
+    describe_packages,
+    display_path,
+    git_revision,
+    machine_info,
+    package_versions,
+    repeat_times,
+    warm_page_cache,
+    write_results,
+)
 from pyproj import Transformer
 from rasterio.windows import Window
 from shapely.geometry import shape
@@ -53,10 +66,8 @@ from stats.archive.catalog import COLLECTION_FILE, CogLayout, write_band_cog
 from stats.archive.synthetic import build_demo_archive, demo_polygons
 from stats.bands import S2_BANDS
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-RESULTS = BENCH / "results"
-DEFAULT_WORK = BENCH / ".data" / "layout"
+DEFAULT_WORK = DATA / "layout"
+PACKAGES: tuple[str, ...] = ("numpy", "rasterio", "pystac", "shapely", "pyproj", "lightgbm", "s2cloudless")
 
 BLOCKSIZES: tuple[int, ...] = (256, 512, 1024)
 CODECS: tuple[str, ...] = ("DEFLATE", "ZSTD", "LZW", "NONE")
@@ -154,13 +165,9 @@ def make_layout_copy(base: Path, dest: Path, layout: CogLayout, *, rebuild: bool
     return time.perf_counter() - start
 
 
-def warm_page_cache(root: Path) -> None:
+def warm_folder(root: Path) -> None:
     """Read every file under ``root`` once so that it sits in the OS page cache."""
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as fh:
-                while fh.read(1 << 20):
-                    pass
+    warm_page_cache(path for path in root.rglob("*") if path.is_file())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,12 +290,7 @@ def read_grouped(files: Iterable[tuple[Path, Item]], polygon: str) -> int:
 
 def median_time(fn: Callable[[], object], repeat: int) -> float:
     """Median wall time of ``repeat`` calls of ``fn``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(repeat_times(fn, repeat))
 
 
 def measure_grouping(work: Path, codec: str, repeat: int) -> list[dict[str, Any]]:
@@ -312,8 +314,8 @@ def measure_grouping(work: Path, codec: str, repeat: int) -> list[dict[str, Any]
                 files.append((path, item))
             grouped[interleave] = files
             sizes[f"13-band {interleave}-interleaved"] = folder_bytes(folder)
-            warm_page_cache(folder)
-        warm_page_cache(single)
+            warm_folder(folder)
+        warm_folder(single)
         for polygon in POLYGONS:
             single_s = median_time(partial(read_single, items, polygon), repeat)
             pixel_s = median_time(partial(read_grouped, grouped["pixel"], polygon), repeat)
@@ -332,24 +334,6 @@ def measure_grouping(work: Path, codec: str, repeat: int) -> list[dict[str, Any]
 # Results
 # --------------------------------------------------------------------------------------------------
 
-def machine() -> dict[str, Any]:
-    """CPU, memory and package versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
-    packages = {name: version(name) for name in ("numpy", "rasterio", "pystac", "shapely", "pyproj", "lightgbm",
-                                                 "s2cloudless")}
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gb": round(memory_gb, 1) if memory_gb else None,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "gdal": rasterio.__gdal_version__, "packages": packages}
-
-
 def summarise(layout: CogLayout, size: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Medians over the subprocesses of one layout."""
     row: dict[str, Any] = {"layout": layout_name(layout), "cog_layout": layout_args(layout),
@@ -365,33 +349,32 @@ def summarise(layout: CogLayout, size: int, runs: dict[str, list[dict[str, Any]]
     return row
 
 
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
+def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable results."""
     m = report["machine"]
     rows, winner = report["layouts"], report["winner"]
     lines = [
         "# Demo archive COG layout: tile size, compression, predictor",
         "",
-        f"Command: `{report['command']}`. Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gb']} GB RAM, "
-        f"{m['platform']}; Python {m['python']}, GDAL {m['gdal']}, "
-        + ", ".join(f"{k} {v}" for k, v in m["packages"].items()) + ".",
+        (f"Command: `{report['command']}` (polyfis checkout {report['revision']}). "
+         f"Machine: {describe_machine(m)}. Packages: {describe_packages(report['packages'])}."),
         "",
-        f"Query: `query_timeseries` for 2023 ({report['dates']} dates, all 13 bands, averaged cloud mode) over "
-        f"`{FIELD}` ({report['pixels'][FIELD]:,} valid pixel-dates) and `{LAKE}` "
-        f"({report['pixels'][LAKE]:,}). Each (layout, polygon) ran in {report['runs']} fresh subprocesses "
-        "(no open dataset or GDAL block cache shared), round-robin over the layouts, after the cloud model was "
-        "loaded. **cold** = the first query of the process (median over the subprocesses); **warm** = best of "
-        f"{report['warm_repeat']} repeats in the same process (datasets kept open by the engine's pool, blocks in "
-        "GDAL's cache), median over the subprocesses. **The OS page cache was warm for every layout** (each "
-        "file read once before each round), so these times are decoding and GDAL/Python overhead, not disk "
-        "or network I/O. Size = all files of the layout's archive copy (catalog JSON + band COGs), 10^6 bytes. "
-        "All layouts returned byte-identical results (SHA-256 of the result JSON). *field cold CPU s* is the "
-        "process CPU time (all threads) of the cold field query, less sensitive to other load on the machine; "
-        f"1-minute load average when the subprocesses started: mean {report['load_1min']['mean']:.2f}, "
-        f"max {report['load_1min']['max']:.2f} on {m['cpus']} CPUs.",
+        (f"Query: `query_timeseries` for 2023 ({report['dates']} dates, all 13 bands, averaged cloud mode) over "
+         f"`{FIELD}` ({report['pixels'][FIELD]:,} valid pixel-dates) and `{LAKE}` "
+         f"({report['pixels'][LAKE]:,}). Each (layout, polygon) ran in {report['runs']} fresh subprocesses "
+         "(no open dataset or GDAL block cache shared), round-robin over the layouts, after the cloud model was "
+         "loaded. **cold** = the first query of the process (median over the subprocesses); **warm** = best of "
+         f"{report['warm_repeat']} repeats in the same process (datasets kept open by the engine's pool, blocks "
+         "in GDAL's cache), median over the subprocesses. **The OS page cache was warm for every layout** (each "
+         "file read once before each round), so these times are decoding and GDAL/Python overhead, not disk "
+         "or network I/O. Size = all files of the layout's archive copy (catalog JSON + band COGs), 10^6 bytes. "
+         "All layouts returned byte-identical results (SHA-256 of the result JSON). *field cold CPU s* is the "
+         "process CPU time (all threads) of the cold field query, less sensitive to other load on the machine; "
+         f"1-minute load average when the subprocesses started: mean {report['load_1min']['mean']:.2f}, "
+         f"max {report['load_1min']['max']:.2f} on {m['cpus']} CPUs."),
         "",
-        "| layout | CogLayout | size MB | field cold s | field warm s | lake cold s | lake warm s "
-        "| field cold CPU s |",
+        ("| layout | CogLayout | size MB | field cold s | field warm s | lake cold s | lake warm s "
+         "| field cold CPU s |"),
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -404,35 +387,36 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     runner_up = report["runner_up"]
     lines += [
         "",
-        f"**Chosen layout (fastest field cold): `{winner['layout']}` -> `{winner['cog_layout']}`**, "
-        f"field cold {winner['field_cold_s']:.3f} s (runs {', '.join(f'{t:.3f}' for t in winner['field_cold_runs_s'])}),"
-        f" {winner['size_mb']:.1f} MB. Runner-up `{runner_up['layout']}`: {runner_up['field_cold_s']:.3f} s "
-        f"(runs {', '.join(f'{t:.3f}' for t in runner_up['field_cold_runs_s'])}).",
+        (f"**Chosen layout (fastest field cold): `{winner['layout']}` -> `{winner['cog_layout']}`**, "
+         f"field cold {winner['field_cold_s']:.3f} s "
+         f"(runs {', '.join(f'{t:.3f}' for t in winner['field_cold_runs_s'])}), {winner['size_mb']:.1f} MB. "
+         f"Runner-up `{runner_up['layout']}`: {runner_up['field_cold_s']:.3f} s "
+         f"(runs {', '.join(f'{t:.3f}' for t in runner_up['field_cold_runs_s'])})."),
         f"Spread note: {report['spread_note']}",
         "",
         "## Band grouping (informative)",
         "",
-        "The engine reads one file per band (13 per date). With plain rasterio, one thread, each repetition "
-        f"opening the files afresh (cold GDAL block cache, warm page cache), median of {report['grouping_repeat']} "
-        f"repetitions: read the polygon window of all {report['dates']} dates from the 13 single-band COGs (native "
-        "10/20/60 m) vs from one 13-band GeoTIFF per date (all bands resampled to 10 m by nearest neighbour, "
-        f"tiled GTiff, same codec as the chosen layout: {report['grouping_codec_args']}), pixel- or "
-        "band-interleaved. Sizes are the band rasters only; the grouped files store the 20 m and 60 m bands at "
-        "10 m (4x and 36x their pixels).",
+        ("The engine reads one file per band (13 per date). With plain rasterio, one thread, each repetition "
+         f"opening the files afresh (cold GDAL block cache, warm page cache), median of {report['grouping_repeat']} "
+         f"repetitions: read the polygon window of all {report['dates']} dates from the 13 single-band COGs "
+         "(native 10/20/60 m) vs from one 13-band GeoTIFF per date (all bands resampled to 10 m by nearest "
+         f"neighbour, tiled GTiff, same codec as the chosen layout: {report['grouping_codec_args']}), pixel- or "
+         "band-interleaved. Sizes are the band rasters only; the grouped files store the 20 m and 60 m bands at "
+         "10 m (4x and 36x their pixels)."),
         "",
-        "| tile px | polygon | 13 single-band files s | 13-band pixel-interleaved s | 13-band band-interleaved s "
-        "| speed-up (best grouped) | sizes MB single / pixel / band |",
+        ("| tile px | polygon | 13 single-band files s | 13-band pixel-interleaved s | 13-band band-interleaved s "
+         "| speed-up (best grouped) | sizes MB single / pixel / band |"),
         "|---:|---|---:|---:|---:|---:|---|",
     ]
     for g in report["grouping"]:
         best = min(g["pixel_interleaved_s"], g["band_interleaved_s"])
         s = g["size_mb"]
-        lines.append(f"| {g['blocksize']} | {g['polygon']} | {g['single_band_s']:.3f} | {g['pixel_interleaved_s']:.3f} | "
-                     f"{g['band_interleaved_s']:.3f} | {g['single_band_s'] / best:.1f}x | "
+        lines.append(f"| {g['blocksize']} | {g['polygon']} | {g['single_band_s']:.3f} | "
+                     f"{g['pixel_interleaved_s']:.3f} | {g['band_interleaved_s']:.3f} | "
+                     f"{g['single_band_s'] / best:.1f}x | "
                      f"{s['single-band files']:.1f} / {s['13-band pixel-interleaved']:.1f} / "
                      f"{s['13-band band-interleaved']:.1f} |")
-    lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
 
 
 def spread_note(winner: dict[str, Any], runner_up: dict[str, Any]) -> str:
@@ -451,6 +435,7 @@ def main() -> None:
     parser.add_argument("--warm-repeat", type=int, default=3, help="warm repeats per subprocess (best taken)")
     parser.add_argument("--grouping-repeat", type=int, default=5, help="repetitions of each grouping read")
     parser.add_argument("--rebuild", action="store_true", help="rewrite the layout copies even if present")
+    add_results_dir(parser)
     parser.add_argument("--child", nargs=2, metavar=("ARCHIVE", "POLYGON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -473,7 +458,7 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {n: {p: [] for p in POLYGONS} for n in folders}
     for round_ in range(args.runs):
         for name, folder in folders.items():
-            warm_page_cache(folder)
+            warm_folder(folder)
             for polygon in POLYGONS:
                 result = run_child(folder, polygon, args.warm_repeat)
                 runs[name][polygon].append(result)
@@ -493,13 +478,12 @@ def main() -> None:
 
     any_run = next(iter(runs.values()))
     loads = [r["load_1min"] for per in runs.values() for rs in per.values() for r in rs]
-    command = ".venv/bin/python bench/layout.py" + "".join(
-        f" --{k.replace('_', '-')} {v}" for k, v in (("runs", args.runs), ("warm_repeat", args.warm_repeat),
-                                                     ("grouping_repeat", args.grouping_repeat)))
     report: dict[str, Any] = {
-        "command": command,
-        "machine": machine(),
-        "work": os.path.relpath(work, REPO),
+        "command": command_line(__file__),
+        "machine": machine_info(),
+        "packages": package_versions(PACKAGES),
+        "revision": git_revision(),
+        "work": display_path(work),
         "runs": args.runs,
         "warm_repeat": args.warm_repeat,
         "grouping_repeat": args.grouping_repeat,
@@ -518,9 +502,7 @@ def main() -> None:
                                 else f"{winner['compress']} + predictor {PREDICTOR}"),
         "grouping": grouping,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "layout.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    write_markdown(RESULTS / "layout.md", report)
+    write_results(args.results_dir, "layout", report, render_markdown(report))
     print(f"winner: {winner['layout']} -> {winner['cog_layout']}")
 
 

@@ -16,7 +16,9 @@ POLYGONS = [f["geometry"] for f in json.loads(
     if f["properties"]["kind"] in ("field", "forest", "urban", "bare")]
 
 NDVI = """//VERSION=3
-function setup() { return {input: [{bands: ["B04", "B08", "dataMask"]}], output: [{id: "ndvi", bands: 1}, {id: "dataMask", bands: 1}]}; }
+function setup() {
+  return {input: [{bands: ["B04", "B08", "dataMask"]}], output: [{id: "ndvi", bands: 1}, {id: "dataMask", bands: 1}]};
+}
 function evaluatePixel(s) { return {ndvi: [(s.B08 - s.B04) / (s.B08 + s.B04)], dataMask: [s.dataMask]}; }"""
 
 

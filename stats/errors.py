@@ -69,37 +69,25 @@ class LayerConfigError(StatsError):
 class RequestFormatError(InvalidRequestError):
     """Raised when a request cannot be read at all: an empty or malformed body, or an unknown format."""
 
-    code = "InvalidRequest"
-
 
 class UnsupportedMediaTypeError(InvalidRequestError):
     """Raised when a request body comes in a media type the route does not read."""
-
-    code = "UnsupportedMediaType"
 
 
 class UnauthorizedError(StatsError):
     """Raised when a request lacks valid credentials (a bearer token, or a client id and secret)."""
 
-    code = "Unauthorized"
-
 
 class NotFoundError(StatsError):
     """Raised when a request names something that does not exist (a batch job, a result, a route's feature)."""
-
-    code = "NotFound"
 
 
 class ConflictError(StatsError):
     """Raised when a request asks for something not ready yet (the results of a running batch job)."""
 
-    code = "Conflict"
-
 
 class ServiceUnavailableError(StatsError):
     """Raised when the server cannot take a request for now (its jobs folder is not writable)."""
-
-    code = "ServiceUnavailable"
 
 
 class SceneReadError(StatsError):
@@ -131,14 +119,25 @@ STATUS_CODES: dict[type[Exception], int] = {
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError, ServiceUnavailableError)
 
 
+#: The ``code`` of the JSON error body, where it is not the class's name: the HTTP layer's errors use the
+#: names of the HTTP statuses.
+ERROR_CODES: dict[type[Exception], str] = {
+    RequestFormatError: "InvalidRequest",
+    UnsupportedMediaTypeError: "UnsupportedMediaType",
+    UnauthorizedError: "Unauthorized",
+    NotFoundError: "NotFound",
+    ConflictError: "Conflict",
+    ServiceUnavailableError: "ServiceUnavailable",
+}
+
+
 def error_code(exc: BaseException) -> str:
-    """The ``code`` of an error's JSON body: the class's ``code`` attribute, else its name.
+    """The ``code`` of an error's JSON body: from :data:`ERROR_CODES`, else the class's name.
 
     >>> error_code(NotFoundError("batch job 'x' not found")), error_code(UnknownBandError("bands: ..."))
     ('NotFound', 'UnknownBandError')
     """
-    code = getattr(type(exc), "code", None)
-    return code if isinstance(code, str) else type(exc).__name__
+    return ERROR_CODES.get(type(exc), type(exc).__name__)
 
 
 def status_for(exc: BaseException) -> int:
