@@ -121,7 +121,7 @@ OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError, 
 
 #: The ``code`` of the JSON error body, where it is not the class's name: the HTTP layer's errors use the
 #: names of the HTTP statuses.
-ERROR_CODES: dict[type[Exception], str] = {
+ERROR_CODES: dict[type[BaseException], str] = {
     RequestFormatError: "InvalidRequest",
     UnsupportedMediaTypeError: "UnsupportedMediaType",
     UnauthorizedError: "Unauthorized",

@@ -173,7 +173,8 @@ class Settings:
                 try:
                     values[f.name] = float(raw) if f.type == "float" else int(raw)
                 except ValueError as exc:
-                    raise ConfigError(f"{_variable(f.name)}: expected a number, got {raw!r}") from exc
+                    whole = "" if f.type == "float" else "; it must be a whole number"
+                    raise ConfigError(f"{_variable(f.name)}: expected a number, got {raw!r}{whole}") from exc
             else:
                 values[f.name] = raw
         return replace(cls(**values), **overrides)

@@ -3,8 +3,8 @@
 :func:`task_pixels` rasterises each polygon of a task on the tile's 10 m lattice (pixel-centre rule, as
 :func:`stats.raster.polygon_mask`), once per tile grid and polygon set (the tasks of other dates on the
 same grid reuse it). :func:`gather` then reads every internal tile (block) of a band COG that holds one of
-those pixels exactly once and takes the pixels from it by index. A band on another grid raises
-:class:`NotAligned`, and the task is answered polygon by polygon instead.
+those pixels exactly once and takes the pixels from it by index. For a band on another grid it returns
+None, and the task is answered polygon by polygon instead.
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Batch reads do not keep datasets open: every tile is read once, so GDAL's block cache would only grow.
 UNPOOLED = DatasetPool(size=0)
-
-
-class NotAligned(Exception):
-    """A band that the vectorised path cannot read by index (another grid): use the per-polygon path."""
 
 
 @dataclass
@@ -96,7 +92,7 @@ def _polygon_pixels(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel:
     return TaskPixels(np.concatenate(xs_parts), np.concatenate(ys_parts), np.concatenate(label_parts), inside)
 
 
-def gather(acq: Acquisition, band: str, pixels: TaskPixels, grid: Grid) -> np.ndarray:
+def gather(acq: Acquisition, band: str, pixels: TaskPixels, grid: Grid) -> np.ndarray | None:
     """The band's values (float32 DN, 0 outside the tile) at the polygons' pixels, each from the band pixel
     containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`). Each internal
     tile of the COG that holds a pixel is read (and decoded) exactly once."""
@@ -105,7 +101,7 @@ def gather(acq: Acquisition, band: str, pixels: TaskPixels, grid: Grid) -> np.nd
     with open_band(acq, band, UNPOOLED) as src:
         t = src.transform
         if not aligned(t, grid, True) or t.a < grid.transform.a - 1e-9:
-            raise NotAligned
+            return None  # another grid: not readable by index
         bh, bw = src.block_shapes[0]
         key = (tuple(t)[:6], src.width, src.height, bh, bw)
         lookup = pixels.lookups.get(key)

@@ -33,7 +33,7 @@ from ..raster import Grid, Mosaic, band_shape, pixel_size_10m
 from ..request import QueryOptions, TimeRange, TimeSeriesRequest
 from ..results import DateResult
 from ..zonal import grouped_summary
-from .gather import UNPOOLED, NotAligned, gather, task_pixels
+from .gather import UNPOOLED, gather, task_pixels
 from .output import task_table
 from .plan import BatchPlan, BatchTask
 
@@ -62,12 +62,11 @@ def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = Non
     tiles = [by_id[t] for t in task.tiles]
     model = model or default_model()
     try:
-        try:
-            if not _fast(plan.options, tiles):
-                raise NotAligned
+        results = None
+        if _fast(plan.options, tiles):
             with rasterio.Env(GDAL_CACHEMAX=BATCH_GDAL_CACHE_MB):
                 results = _task_vectorised(plan, task, tiles, model)
-        except NotAligned:
+        if results is None:
             results = _task_per_polygon(plan, task, tiles, model, archive)
     except SceneReadError as exc:
         log.warning("date %s: %s", task.date, exc)
@@ -101,7 +100,9 @@ def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition]
 
 
 def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
-                     model: CloudModel) -> dict[int, DateResult | None]:
+                     model: CloudModel) -> dict[int, DateResult | None] | None:
+    """Every polygon of the task at once (a polygon maps to None when its date is dropped); None when
+    a band is not on the tile's grid, so that the task must be answered polygon by polygon."""
     options = plan.options
     bands = options.read_bands
     primary = tiles[0]
@@ -120,8 +121,11 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     grid = Grid(grid_crs, Affine(pixel[0], 0.0, anchor.c, 0.0, -pixel[1], anchor.f), (1, 1))
     for acq in tiles:
         if cached_crs(acq.crs) != grid_crs:  # not reached: _fast() sends such dates to the per-polygon path
-            raise NotAligned
-        arrays = map_threads(partial(gather, acq, pixels=pixels, grid=grid), bands)
+            return None
+        gathered = map_threads(partial(gather, acq, pixels=pixels, grid=grid), bands)
+        arrays = [a for a in gathered if a is not None]
+        if len(arrays) < len(bands):
+            return None  # a band on another grid
         has = mosaic.add(acq, dict(zip(bands, arrays)))
         if has is None:
             continue
