@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from stats.errors import StatsError
-from stats.settings import Settings, configure
+from stats.settings import Settings, configure, current
 
 _ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
 
@@ -57,6 +57,7 @@ def _read_geometry(value: str) -> Any:
 @click.version_option(package_name="polyfis")
 def main() -> None:
     """polyfis: per-date Sentinel-2 statistics and s2cloudless cloud probability for a polygon."""
+    _settings()  # every command starts with the POLYFIS_* settings checked
 
 
 @main.command()
@@ -167,7 +168,7 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
         if value is not None:
             body[key] = value
     try:
-        limits = _settings().limits
+        limits = current().limits
         result = query_timeseries(TimeSeriesRequest.from_dict(body, limits=limits), _open_archive(archive),
                                   limits=limits)
     except StatsError as exc:
@@ -208,8 +209,6 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
           scheduler: str | None, workers: int | None, no_progress: bool) -> None:
     """Statistics for every polygon of a file and every date, on Dask; a rerun resumes."""
     from stats.batch import run_batch
-
-    _settings()
 
     options: dict[str, Any] = {"cloud": {"threshold": threshold, "max_probability": max_probability,
                                          "mode": cloud_mode}}

@@ -28,7 +28,7 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from ..cloud import CloudModel, default_model
 from ..cloudmask import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
-from ..fields import integer, is_finite_number, obj, optional_percent
+from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
 from ..pipeline import default_cache
 from ..raster import PixelBlock, read_date
@@ -147,10 +147,7 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
         if processing.get(key, "NEAREST") != "NEAREST":
             raise InvalidRequestError(f"input.data[0].processing.{key}: got {processing[key]!r}; polyfis supports "
                                       "NEAREST (20/60 m bands by nearest neighbour, 10 m bands area-averaged)")
-    harmonize = processing.get("harmonizeValues", True)
-    if not isinstance(harmonize, bool):
-        raise InvalidRequestError(
-            f"input.data[0].processing.harmonizeValues: expected true or false, got {harmonize!r}")
+    harmonize = flag(processing.get("harmonizeValues"), "input.data[0].processing.harmonizeValues", True)
 
     aggregation = obj(body.get("aggregation"), "aggregation")
     if "timeRange" not in aggregation:
