@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import CRS_UTM, utm_box
 
 import stats.datasets as datasets
@@ -58,13 +58,17 @@ def test_the_app_refuses_to_start_with_a_bad_value(monkeypatch: pytest.MonkeyPat
         create_app()
 
 
+def query(archive: Path, end: str) -> Result:
+    ring = utm_box(6, 1, 10, 5)
+    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in ring) + "))"
+    return CliRunner().invoke(main, ["query", "--archive", str(archive), "--geometry", wkt, "--crs", CRS_UTM,
+                                     "--from", "2023-01-01", "--to", end])
+
+
 def test_a_command_stops_with_the_message_of_a_bad_value(simple_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`polyfis query` with a bad POLYFIS_* value exits 1 naming it, before reading anything."""
     monkeypatch.setenv("POLYFIS_READ_THREADS", "-1")
-    ring = utm_box(6, 1, 10, 5)
-    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in ring) + "))"
-    result = CliRunner().invoke(main, ["query", "--archive", str(simple_archive), "--geometry", wkt, "--crs", CRS_UTM,
-                                       "--from", "2023-01-01", "--to", "2023-01-31"])
+    result = query(simple_archive, "2023-01-31")
     assert result.exit_code == 1
     assert "POLYFIS_READ_THREADS: expected a positive integer, got -1" in result.output
     assert "Traceback" not in result.output
@@ -73,9 +77,6 @@ def test_a_command_stops_with_the_message_of_a_bad_value(simple_archive: Path, m
 def test_the_command_line_limits_apply_to_queries(simple_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """POLYFIS_MAX_DAYS bounds `polyfis query` as it bounds the service."""
     monkeypatch.setenv("POLYFIS_MAX_DAYS", "10")
-    ring = utm_box(6, 1, 10, 5)
-    wkt = "POLYGON ((" + ", ".join(f"{x} {y}" for x, y in ring) + "))"
-    result = CliRunner().invoke(main, ["query", "--archive", str(simple_archive), "--geometry", wkt, "--crs", CRS_UTM,
-                                       "--from", "2023-01-01", "--to", "2023-12-31"])
+    result = query(simple_archive, "2023-12-31")
     assert result.exit_code == 1
     assert "more than the limit of 10" in result.output
