@@ -218,7 +218,7 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
     try:
         summary = run_batch(_open_archive(archive), polygons, start, end, out, options=options,
                             scheduler=scheduler, workers=workers, progress=not no_progress, id_field=id_field,
-                            wkt_field=wkt_column, crs=crs)
+                            wkt_field=wkt_column, crs=crs, limits=current().limits)
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary.rows} rows for {summary.polygons} polygons ({summary.tasks} tasks, "

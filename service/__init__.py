@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
@@ -47,7 +46,8 @@ class ArchiveHolder:
             return Archive.open(self.settings.archive)
         from stats.archive.synthetic import build_demo_archive
 
-        root = build_demo_archive(Path(self.settings.demo_dir) if self.settings.demo_dir else None)
+        root = build_demo_archive(self.settings.demo_path,
+                                  recipe=self.settings.fixtures_path / "demo_recipe.json")
         log.info("serving the demo archive at %s", root)
         return Archive.open(root)
 
@@ -68,7 +68,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.extensions["polyfis.archive"] = holder
     app.extensions["polyfis.layers"] = None
     app.extensions["polyfis.jobs"] = JobRunner(JobStore(settings.jobs_path), holder.get,
-                                               workers=settings.batch_workers, scheduler=settings.dask_scheduler)
+                                               workers=settings.batch_workers, scheduler=settings.dask_scheduler,
+                                               limits=settings.limits)
 
     from .routes import batch, fis, meta, statistical, timeseries
 

@@ -135,6 +135,12 @@ class DatasetPool:
                 del self._entries[key]
                 excess -= 1
 
+    def resize(self, size: int) -> None:
+        """Keep at most ``size`` datasets open from now on, closing the least recently used beyond it."""
+        with self._lock:
+            self.size = max(0, int(size))
+            self._evict()
+
     def clear(self) -> None:
         """Close every dataset that no thread is reading (all of them when the pool is idle)."""
         with self._lock:
@@ -195,24 +201,30 @@ class WindowCache:
 _POOL: DatasetPool | None = None
 _WINDOWS: WindowCache | None = None
 _EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_THREADS = 0
 _INIT = threading.Lock()
 
 
 def default_pool() -> DatasetPool:
-    """The process-wide pool (``POLYFIS_OPEN_DATASETS`` datasets)."""
+    """The process-wide pool (``POLYFIS_OPEN_DATASETS`` datasets; resized when the settings change)."""
     global _POOL
+    size = settings.current().open_datasets
     with _INIT:
         if _POOL is None:
-            _POOL = DatasetPool(settings.current().open_datasets)
+            _POOL = DatasetPool(size)
+        elif _POOL.size != size:
+            _POOL.resize(size)
         return _POOL
 
 
 def window_cache() -> WindowCache:
-    """The process-wide cache of read windows (``POLYFIS_WINDOW_CACHE_MB`` MiB)."""
+    """The process-wide cache of read windows (``POLYFIS_WINDOW_CACHE_MB`` MiB; a new, empty cache when
+    the settings change its size)."""
     global _WINDOWS
+    max_bytes = settings.current().window_cache_mb * 2**20
     with _INIT:
-        if _WINDOWS is None:
-            _WINDOWS = WindowCache(settings.current().window_cache_mb * 2**20)
+        if _WINDOWS is None or _WINDOWS.max_bytes != max_bytes:
+            _WINDOWS = WindowCache(max_bytes)
         return _WINDOWS
 
 
@@ -227,22 +239,25 @@ def map_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     >>> map_threads(lambda x: x * x, [1, 2, 3])
     [1, 4, 9]
     """
-    global _EXECUTOR
+    global _EXECUTOR, _EXECUTOR_THREADS
     items = list(items)
     threads = read_threads()
     if threads == 1 or len(items) < 2 or threading.current_thread().name.startswith("polyfis-read"):
         return [fn(x) for x in items]
     with _INIT:
-        if _EXECUTOR is None:
+        if _EXECUTOR is None or threads != _EXECUTOR_THREADS:
+            if _EXECUTOR is not None:
+                _EXECUTOR.shutdown(wait=False)  # the settings changed the thread count
             _EXECUTOR = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyfis-read")
+            _EXECUTOR_THREADS = threads
         executor = _EXECUTOR
     return list(executor.map(fn, items))
 
 
 def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's GDAL handles or reader threads."""
-    global _POOL, _WINDOWS, _EXECUTOR, _INIT
-    _POOL, _WINDOWS, _EXECUTOR, _INIT = None, None, None, threading.Lock()
+    global _POOL, _WINDOWS, _EXECUTOR, _EXECUTOR_THREADS, _INIT
+    _POOL, _WINDOWS, _EXECUTOR, _EXECUTOR_THREADS, _INIT = None, None, None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

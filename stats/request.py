@@ -289,10 +289,9 @@ class CloudOptions:
         if mode not in CLOUD_MODES:
             raise InvalidRequestError(f"cloud.mode: expected one of {list(CLOUD_MODES)}, got {mode!r:.80}")
         resolution = data.get("resolution", DEFAULT_CLOUD_RESOLUTION)
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or not (
-                10 <= resolution <= 160 and resolution % 10 == 0):
-            raise InvalidRequestError(
-                f"cloud.resolution: expected a multiple of 10 m from 10 to 160, got {resolution!r:.80}")
+        expected = f"cloud.resolution: expected a multiple of 10 m from 10 to 160, got {resolution!r:.80}"
+        if integer(resolution, "cloud.resolution", 10, 160, "m") % 10:
+            raise InvalidRequestError(expected)
         max_p = data.get("max_probability")
         max_f = data.get("max_fraction")
         options = cls(

@@ -29,6 +29,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 #: The FIS layer configuration shipped with polyfis.
 DEFAULT_LAYERS = FIXTURES / "layers.yaml"
 
+#: The engine's default limits, which the settings' defaults are.
+_LIMITS = Limits()
 #: Field metadata: the smallest value an integer or number setting takes, and how to say it.
 _POSITIVE = {"min": 1, "expected": "a positive integer"}
 _COUNT = {"min": 0, "expected": "0 or a positive integer"}
@@ -47,15 +49,15 @@ class Settings:
     #: Largest request body in bytes (413 above it).
     max_body_bytes: int = field(default=1_000_000, metadata=_POSITIVE)
     #: Most vertices in one geometry (400 above it).
-    max_vertices: int = field(default=100_000, metadata=_POSITIVE)
+    max_vertices: int = field(default=_LIMITS.max_vertices, metadata=_POSITIVE)
     #: Most pixels in one query window (400 above it).
-    max_pixels: int = field(default=2500 * 2500, metadata=_POSITIVE)
+    max_pixels: int = field(default=_LIMITS.max_pixels, metadata=_POSITIVE)
     #: Most acquisitions (tiles) one request may read (400 above it).
-    max_acquisitions: int = field(default=1000, metadata=_POSITIVE)
+    max_acquisitions: int = field(default=_LIMITS.max_acquisitions, metadata=_POSITIVE)
     #: Longest time range of one request, days (400 above it).
-    max_days: int = field(default=3 * 366, metadata=_POSITIVE)
+    max_days: int = field(default=_LIMITS.max_days, metadata=_POSITIVE)
     #: Seconds of work one request may take; dates not started by then are reported as not computed.
-    time_budget_s: float = field(default=60.0, metadata={"min": 0, "exclusive": True,
+    time_budget_s: float = field(default=_LIMITS.time_budget_s, metadata={"min": 0, "exclusive": True,
                                                          "expected": "a positive number of seconds"})
     #: Origins allowed by CORS, comma-separated ("*" for any); None sends no CORS headers.
     cors_origins: str | None = None

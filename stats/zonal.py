@@ -103,6 +103,8 @@ def _assemble(statistics: Sequence[str], basic: Mapping[str, Callable[[], T]],
     out: dict[str, T] = {}
     for name in statistics:
         q = _quantile_of(name)
+        if q is None and name not in basic:
+            validate_statistics([name])  # raises, naming the statistics polyfis computes
         out[name] = quantile(q) if q is not None else basic[name]()
     return out
 

@@ -241,3 +241,29 @@ def test_cli_batch_writes_parquet(demo_root: Path, polygons_file: Path, tmp_path
     values = [v for v in table.column("B08_mean").to_pylist() if v is not None]
     assert values and all(0 < v < 1 and not math.isnan(v) for v in values)
     assert dt.date.fromisoformat(table.column("date")[0].as_py()) >= dt.date(2023, 3, 1)
+
+
+def test_batch_in_both_cloud_modes_equals_single_queries(demo_root: Path) -> None:
+    """cloud.mode "both" gives the warning column as text, row by row as the time series does."""
+    archive = Archive.open(demo_root)
+    options = {"bands": ["B04"], "statistics": ["mean"], "cloud": {"mode": "both"}}
+    feature = next(f for f in demo_polygons()["features"] if f["properties"]["name"] == "mixed_lake_field")
+    table = compute_batch(archive, [BatchPolygon("m", shape(feature["geometry"]))], START, END, options=options)
+    assert str(table.schema.field("cloud_warning").type) == "string"
+    rows = table.to_pylist()
+    single = single_rows(archive, feature["geometry"], options)
+    assert_same_rows(rows, single)
+    assert {r["cloud_warning"] for r in single} - {None}, "the lake and field polygon has mixed dates"
+
+
+def test_batch_limits_bound_the_polygons(simple_archive: Path) -> None:
+    """A batch's limits apply to each polygon: one over the vertex limit gets an error row naming it."""
+    from stats import Limits
+
+    polygons = [BatchPolygon("small", shapely.Polygon(utm_box(0, 0, 4, 4)), CRS_UTM),
+                BatchPolygon("round", shapely.Point(500_060, 5_000_060).buffer(30, 16), CRS_UTM)]
+    table = compute_batch(simple_archive, polygons, "2023-01-01", "2023-12-31", options={"bands": ["B04"]},
+                          limits=Limits(max_vertices=10))
+    errors = {r["id"]: r["error"] for r in table.to_pylist() if r["error"]}
+    assert set(errors) == {"round"}
+    assert "more than the limit of 10" in errors["round"]

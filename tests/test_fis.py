@@ -171,3 +171,17 @@ def test_fis_response_matches_the_openapi_schema(client) -> None:
                                                 "GEOMETRY": wkt(utm_box(6, 1, 10, 5)), "BINS": "3"}).json
     validator.validate(data)
     assert len(data["C0"]) == 3
+
+
+def test_maxcc_given_as_a_number_by_a_library_caller_filters_tiles() -> None:
+    """build_request takes MAXCC as text (HTTP) or as a number (Python), 0 included."""
+    from stats.sentinelhub.fis import build_request, load_layers
+    from stats.settings import DEFAULT_LAYERS
+
+    params = {"LAYER": "NDVI", "CRS": CRS_UTM, "TIME": "2023-01-05", "BBOX": "500000,5000000,500100,5000100"}
+    layers = load_layers(DEFAULT_LAYERS)
+    for value in (0, "0", 0.0):
+        request, _ = build_request({**params, "MAXCC": value}, layers)  # type: ignore[dict-item]
+        assert request.options.max_cloud_cover == 0.0
+    request, _ = build_request(params, layers)
+    assert request.options.max_cloud_cover is None

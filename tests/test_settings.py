@@ -36,13 +36,20 @@ def test_bad_engine_and_service_values_are_refused_naming_the_variable(variable:
 
 
 def test_engine_settings_size_the_readers_and_caches() -> None:
-    """The reader threads, window cache and dataset pool follow the settings in force."""
+    """The reader threads, window cache and dataset pool follow the settings in force, also when they
+    change after the engine has run."""
     settings = Settings.from_env({"POLYFIS_READ_THREADS": "3", "POLYFIS_WINDOW_CACHE_MB": "7",
                                   "POLYFIS_OPEN_DATASETS": "5"})
     assert (settings.threads, settings.window_cache_mb, settings.open_datasets) == (3, 7, 5)
     configure(settings)
     assert current() is settings
     assert datasets.read_threads() == 3
+    assert datasets.map_threads(lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]
+    assert (datasets.default_pool().size, datasets.window_cache().max_bytes) == (5, 7 * 2**20)
+    configure(Settings.from_env({"POLYFIS_READ_THREADS": "2", "POLYFIS_WINDOW_CACHE_MB": "1",
+                                 "POLYFIS_OPEN_DATASETS": "0"}))
+    assert datasets.read_threads() == 2
+    assert (datasets.default_pool().size, datasets.window_cache().max_bytes) == (0, 2**20)
     assert Settings.from_env({}).threads == (os.cpu_count() or 1)
 
 

@@ -46,3 +46,8 @@ def test_percentile_names() -> None:
     """pNN names parse to their percentile; duplicates are removed in order."""
     assert percentile_of("p100") == 100.0 and percentile_of("p0") == 0.0 and percentile_of("std") is None
     assert validate_statistics(["mean", "p90", "mean"]) == ("mean", "p90")
+
+
+def test_an_unknown_statistic_is_refused_by_name() -> None:
+    with pytest.raises(UnknownStatisticError, match="unknown statistic 'average'"):
+        summarize(np.array([1.0, 2.0]), ["mean", "average"])

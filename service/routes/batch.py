@@ -7,7 +7,6 @@ process sharing the folder answers the status and result routes.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, Response, request, send_file
@@ -20,7 +19,6 @@ from ..render import json_response
 from .timeseries import json_body, limits
 
 bp = Blueprint("batch", __name__)
-log = logging.getLogger(__name__)
 
 BASE = "/api/v1/batch"
 #: Download format -> media type.
@@ -58,13 +56,11 @@ def create() -> Response:
     """Validate a batch job, store it and queue it: 202 with its status and a Location header."""
     s = settings()
     request.max_content_length = s.batch_max_body_bytes
-    parsed = BatchJobRequest.from_dict(json_body(), max_polygons=s.batch_max_polygons,
-                                       max_vertices=s.max_vertices, limits=limits())
+    parsed = BatchJobRequest.from_dict(json_body(), max_polygons=s.batch_max_polygons, limits=limits())
     runner = jobs()
     try:
         record = runner.store.create(parsed, archive().href or "")
     except OSError as exc:
-        log.error("cannot store a batch job: %s", exc)
         raise ServiceUnavailableError("batch jobs cannot be stored on this server (its jobs folder is not "
                                       "writable); retry later or tell the operator") from exc
     runner.wake()

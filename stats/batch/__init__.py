@@ -10,8 +10,8 @@ nearest), same harmonisation, same statistics.
 
 from .inputs import BatchPolygon, read_polygons
 from .output import FORMATS, output_format, write_table
-from .plan import ID_COLUMN, MAX_TASK_POLYGONS, BatchPlan, BatchTask, plan_batch
-from .runner import BatchSummary, batch_options, batch_time, compute_batch, run_batch
+from .plan import ID_COLUMN, MAX_TASK_POLYGONS, BatchPlan, BatchTask, batch_options, batch_time, plan_batch
+from .runner import BatchSummary, compute_batch, run_batch
 from .task import run_task
 
 __all__ = [

@@ -37,7 +37,6 @@ UNPOOLED = DatasetPool(size=0)
 
 
 @dataclass
-@dataclass
 class TaskPixels:
     """The pixels of all polygons of a task: centre coordinates, the polygon (position) of each, and
     per polygon the count of pixels inside."""

@@ -56,7 +56,7 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     id_type = pa.int64() if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in ids) else pa.string()
     fields = [pa.field(ORDER_COLUMN, pa.int64()), pa.field(ID_COLUMN, id_type)]
     for name in plan.columns()[1:]:
-        if name in ("date", "error", "warning", "water_flag"):
+        if name in ("date", "error", "cloud_warning", "water_flag"):
             kind = pa.string()
         elif name in ("cloudy",):
             kind = pa.bool_()

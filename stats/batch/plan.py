@@ -11,16 +11,16 @@ import hashlib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import shapely
 
 from ..archive.catalog import Archive, group_by_date
-from ..errors import StatsError
-from ..geometry import DEFAULT_MAX_VERTICES
-from ..request import Area, QueryOptions, TimeRange
+from ..errors import InvalidRequestError, StatsError
+from ..request import Area, Limits, QueryOptions, TimeRange
 from ..results import TimeSeriesResult
 from .inputs import BatchPolygon
 
@@ -53,6 +53,7 @@ class BatchPlan:
     invalid: dict[int, str] = field(default_factory=dict)  # polygon index -> error
     archive_href: str = ""
     key: str = ""  # identifies the polygons (digest of ids, geometries and CRSs)
+    limits: Limits = field(default_factory=Limits)
 
     def columns(self) -> list[str]:
         """Output columns: ``id``, then the time-series CSV columns."""
@@ -70,12 +71,30 @@ class BatchPlan:
         keep = set(task.polygons)
         polygons = [p if i in keep else BatchPolygon(p.id, None, p.crs) for i, p in enumerate(self.polygons)]
         areas = [a if i in keep else None for i, a in enumerate(self.areas)]
-        return BatchPlan(polygons, areas, self.time, self.options, [task], {}, self.archive_href, self.key)
+        return BatchPlan(polygons, areas, self.time, self.options, [task], {}, self.archive_href, self.key,
+                         self.limits)
+
+
+def batch_time(start: str | dt.datetime, end: str | dt.datetime) -> TimeRange:
+    """The batch's time range from its two ends (ISO text or date-times)."""
+    iso = [t.isoformat() if isinstance(t, dt.datetime) else t for t in (start, end)]
+    return TimeRange.parse({"from": iso[0], "to": iso[1]})
+
+
+def batch_options(options: Mapping[str, Any] | None) -> QueryOptions:
+    """The options every polygon is answered with: time-series request fields but geometry, time and crs."""
+    body = dict(options or {})
+    for key in ("geometry", "time", "crs"):
+        if key in body:
+            raise InvalidRequestError(f"options: {key!r} is set per batch, not in the options")
+    return QueryOptions.from_dict(body)
 
 
 def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], time_range: TimeRange, options: QueryOptions,
-               *, max_vertices: int = DEFAULT_MAX_VERTICES) -> BatchPlan:
-    """Parse the polygons (each once) and group them into tasks by date and tiles."""
+               *, limits: Limits | None = None) -> BatchPlan:
+    """Parse the polygons (each once, within ``limits.max_vertices``) and group them into tasks by date and
+    tiles; the tasks answered polygon by polygon keep to ``limits`` too."""
+    limits = limits or Limits()
     invalid: dict[int, str] = {}
     areas: list[Area | None] = []
     for i, poly in enumerate(polygons):
@@ -84,7 +103,7 @@ def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], time_range: T
             invalid[i] = poly.error or "geometry: missing"
         else:
             try:
-                area = Area.parse(poly.geometry, poly.crs, max_vertices=max_vertices)
+                area = Area.parse(poly.geometry, poly.crs, max_vertices=limits.max_vertices)
             except StatsError as exc:
                 invalid[i] = str(exc)
         areas.append(area)
@@ -109,7 +128,7 @@ def plan_batch(archive: Archive, polygons: Sequence[BatchPolygon], time_range: T
                 digest = hashlib.sha1(json.dumps([list(ids), list(part)]).encode()).hexdigest()[:12]
                 tasks.append(BatchTask(f"{day.isoformat()}_{digest}", day, ids, part))
     return BatchPlan(list(polygons), areas, time_range, options, tasks, invalid, archive.href or "",
-                     _polygons_key(polygons, areas))
+                     _polygons_key(polygons, areas), limits)
 
 
 def _polygons_key(polygons: Sequence[BatchPolygon], areas: Sequence[Area | None]) -> str:

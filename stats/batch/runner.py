@@ -25,28 +25,13 @@ import pyarrow.parquet as pq
 from ..archive.catalog import Archive
 from ..cloud import CloudModel
 from ..errors import InvalidRequestError
-from ..request import QueryOptions, TimeRange
+from ..request import Limits
 from .inputs import BatchPolygon, read_polygons
 from .output import error_table, failed_task_table, finish_table, output_format, write_table
-from .plan import BatchPlan, BatchTask, plan_batch
+from .plan import BatchPlan, BatchTask, batch_options, batch_time, plan_batch
 from .task import BATCH_GDAL_CACHE_MB, run_task
 
 log = logging.getLogger(__name__)
-
-
-def batch_time(start: str | dt.datetime, end: str | dt.datetime) -> TimeRange:
-    """The batch's time range from its two ends (ISO text or date-times)."""
-    iso = [t.isoformat() if isinstance(t, dt.datetime) else t for t in (start, end)]
-    return TimeRange.parse({"from": iso[0], "to": iso[1]})
-
-
-def batch_options(options: Mapping[str, Any] | None) -> QueryOptions:
-    """The options every polygon is answered with: time-series request fields but geometry, time and crs."""
-    body = dict(options or {})
-    for key in ("geometry", "time", "crs"):
-        if key in body:
-            raise InvalidRequestError(f"options: {key!r} is set per batch, not in the options")
-    return QueryOptions.from_dict(body)
 
 
 @dataclass(frozen=True)
@@ -65,12 +50,12 @@ class BatchSummary:
 
 def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.PathLike[str] | Sequence[BatchPolygon],
                   start: str | dt.datetime, end: str | dt.datetime, *, options: Mapping[str, Any] | None = None,
-                  model: CloudModel | None = None) -> pa.Table:
+                  model: CloudModel | None = None, limits: Limits | None = None) -> pa.Table:
     """Run a batch in this process and return its rows (``id``, then the time-series columns), ordered
     by polygon (input order) and date."""
     arch = archive if isinstance(archive, Archive) else Archive.open(archive)
     polys = read_polygons(polygons) if isinstance(polygons, (str, os.PathLike)) else list(polygons)
-    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options))
+    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits)
     tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=arch) for task in plan.tasks]
     return finish_table(pa.concat_tables(tables))
 
@@ -101,6 +86,7 @@ def run_batch(
     id_field: str | None = None,
     wkt_field: str | None = None,
     crs: str | None = None,
+    limits: Limits | None = None,
 ) -> BatchSummary:
     """Run a batch on Dask distributed and write ``out`` (.csv, .parquet or .gpkg).
 
@@ -109,6 +95,7 @@ def run_batch(
     address of a running Dask scheduler (its workers must reach the archive); without it a LocalCluster of
     ``workers`` processes (default: the CPU count) runs here, and ``workers=0`` runs the tasks in this
     process without Dask. ``progress`` shows a progress bar (True) or is called with (done, total) tasks.
+    ``limits`` bound the vertices of a polygon and the reads of the polygons answered one by one.
     """
     began = time.monotonic()
     out = Path(out)
@@ -118,7 +105,7 @@ def run_batch(
         raise InvalidRequestError("archive: a batch needs an archive opened from a folder or URL")
     polys = (read_polygons(polygons, id_field=id_field, wkt_field=wkt_field, crs=crs)
              if isinstance(polygons, (str, os.PathLike)) else list(polygons))
-    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options))
+    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits)
     for i, message in sorted(plan.invalid.items()):
         log.warning("polygon %r: %s", plan.polygons[i].id, message)
     parts = out.with_name(out.name + ".parts")

@@ -94,7 +94,7 @@ def _task_per_polygon(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition]
     out: dict[int, DateResult | None] = {}
     for i in task.polygons:
         request = TimeSeriesRequest(plan.area(i), dates, plan.options)
-        result = query_timeseries(request, archive, model=model)
+        result = query_timeseries(request, archive, model=model, limits=plan.limits)
         out[i] = result.series[0] if result.series else None
     return out
 

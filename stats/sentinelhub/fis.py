@@ -167,7 +167,8 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
         histogram = HistogramOptions(bins=bins, kind=TYPES[kind])  # type: ignore[arg-type]
     elif p.get("type") and str(p["type"]).upper() not in TYPES:
         raise InvalidRequestError(f"TYPE: got {p.get('type')!r}; expected one of {sorted(TYPES)}")
-    maxcc = optional_percent(str(p.get("maxcc") or ""), "MAXCC", text=True, got_first=True)
+    raw_maxcc = p.get("maxcc")
+    maxcc = optional_percent(None if raw_maxcc is None else str(raw_maxcc), "MAXCC", text=True, got_first=True)
     mask = layer.mask
     cloud = CloudOptions(mode="averaged", resolution=mask.resolution, threshold=mask.threshold,
                          average_over=mask.average_over, dilation_size=mask.dilation_size)

@@ -140,8 +140,7 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
                               got_first=True)
     filter_range = None
     if data_filter.get("timeRange") is not None:
-        filter_range = TimeRange.parse(obj(data_filter["timeRange"], "input.data[0].dataFilter.timeRange"),
-                                       "input.data[0].dataFilter.timeRange", strict=True)
+        filter_range = _time_range(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
     processing = obj(source.get("processing"), "input.data[0].processing")
     for key in ("upsampling", "downsampling"):
         if processing.get(key, "NEAREST") != "NEAREST":
@@ -153,8 +152,7 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
     if "timeRange" not in aggregation:
         raise InvalidRequestError(
             "aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
-    time_range = TimeRange.parse(obj(aggregation["timeRange"], "aggregation.timeRange"), "aggregation.timeRange",
-                                 strict=True)
+    time_range = _time_range(aggregation["timeRange"], "aggregation.timeRange")
     interval = obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
     spans = tuple(intervals(time_range.start, time_range.end, interval.get("of", ""),
                             interval.get("lastIntervalBehavior", "SKIP")))
@@ -171,6 +169,12 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
     return StatisticalRequest(area=area, intervals=spans, data_filter_range=filter_range,
                               max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
                               resolution=resolution, evalscript=script, calculations=calculations)
+
+
+def _time_range(value: Any, name: str) -> TimeRange:
+    """A ``[from, to)`` range; members other than ``from`` and ``to`` are ignored, as Sentinel Hub does."""
+    value = obj(value, name)
+    return TimeRange.parse({k: value[k] for k in ("from", "to") if k in value}, name, strict=True)
 
 
 def _resolution(aggregation: Mapping[str, Any], area: Area) -> int:

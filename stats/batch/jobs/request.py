@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import InvalidRequestError
-from ...geometry import DEFAULT_MAX_VERTICES
 from ...request import Area, Limits, TimeRange
 from ..inputs import BatchPolygon
-from ..runner import batch_options
+from ..plan import batch_options
 
 #: Most polygons of one batch job, unless the caller sets another limit.
 DEFAULT_MAX_POLYGONS = 100_000
@@ -37,7 +36,7 @@ class BatchJobRequest:
 
     @classmethod
     def from_dict(cls, body: Any, *, max_polygons: int = DEFAULT_MAX_POLYGONS,
-                  max_vertices: int = DEFAULT_MAX_VERTICES, limits: Limits | None = None) -> BatchJobRequest:
+                  limits: Limits | None = None) -> BatchJobRequest:
         """Parse and validate a request body ``{"polygons": FeatureCollection, "crs", "time", "options"}``.
 
         Each feature's id is ``properties.id``, else the feature's ``id`` member, else its position
@@ -69,8 +68,9 @@ class BatchJobRequest:
             raise InvalidRequestError(f"options: expected an object of time-series fields (bands, indices, statistics, "
                                       f"cloud, ...), got {type(options).__name__}")
         batch_options(options)
-        (limits or Limits()).check_range(time_range)
-        parsed = tuple(_feature(i, feature, crs, max_vertices) for i, feature in enumerate(features))
+        limits = limits or Limits()
+        limits.check_range(time_range)
+        parsed = tuple(_feature(i, feature, crs, limits.max_vertices) for i, feature in enumerate(features))
         seen: dict[str, int] = {}
         for i, feature in enumerate(parsed):
             key = str(feature["properties"]["id"])

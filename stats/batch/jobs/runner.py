@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from ...archive.catalog import Archive
+from ...request import Limits
 from .store import PENDING, JobStore
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ class JobRunner:
     """
 
     def __init__(self, store: JobStore, archive: Callable[[], Archive], *, workers: int = 0,
-                 scheduler: str | None = None, poll_s: float = 10.0) -> None:
+                 scheduler: str | None = None, limits: Limits | None = None, poll_s: float = 10.0) -> None:
         self.store = store
+        self.limits = limits
         self.archive = archive
         self.workers = workers
         self.scheduler = scheduler
@@ -62,7 +64,8 @@ class JobRunner:
                 record = self.store.get(job_id)
                 if record is None or record.get("status") not in PENDING:
                     continue  # finished by another process between the scan and the claim
-                self.store.run(job_id, self.archive(), workers=self.workers, scheduler=self.scheduler)
+                self.store.run(job_id, self.archive(), workers=self.workers, scheduler=self.scheduler,
+                               limits=self.limits)
                 count += 1
             finally:
                 self.store.release(job_id)

@@ -43,6 +43,7 @@ from typing import Any
 
 from ...archive.catalog import Archive
 from ...errors import InvalidRequestError, StatsError
+from ...request import Limits
 from ..output import write_table
 from ..runner import run_batch
 from .request import BatchJobRequest, batch_polygons
@@ -232,7 +233,7 @@ class JobStore:
     # ---- running ------------------------------------------------------------------------------
 
     def run(self, job_id: str, archive: Archive, *, workers: int = 0, scheduler: str | None = None,
-            min_interval: float = 0.5) -> dict[str, Any]:
+            limits: Limits | None = None, min_interval: float = 0.5) -> dict[str, Any]:
         """Run a job this store has claimed: PROCESSING, then DONE with ``rows`` or FAILED with ``error``.
 
         Progress (tasks done / total) goes to ``job.json`` at most every ``min_interval`` seconds. The
@@ -258,7 +259,8 @@ class JobStore:
             polygons = batch_polygons(json.loads((folder / "polygons.geojson").read_text(encoding="utf-8")))
             parquet = self.result_path(job_id, "parquet")
             summary = run_batch(archive, polygons, request["time"]["from"], request["time"]["to"], parquet,
-                                options=request["options"], scheduler=scheduler, workers=workers, progress=progress)
+                                options=request["options"], scheduler=scheduler, workers=workers, progress=progress,
+                                limits=limits)
             import pyarrow.parquet as pq
 
             write_table(pq.read_table(parquet), self.result_path(job_id, "csv"))
