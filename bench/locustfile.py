@@ -12,7 +12,7 @@ from pathlib import Path
 from locust import HttpUser, between, task
 
 POLYGONS = [f["geometry"] for f in json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "demo_polygons.geojson").read_text())["features"]
+    (Path(__file__).resolve().parents[1] / "stats" / "fixtures" / "demo_polygons.geojson").read_text())["features"]
     if f["properties"]["kind"] in ("field", "forest", "urban", "bare")]
 
 NDVI = """//VERSION=3

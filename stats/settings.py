@@ -17,6 +17,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from .errors import ConfigError
 from .request import Limits
 
 PREFIX = "POLYFIS_"
-#: The fixtures shipped with polyfis: the demo archive's recipe and polygons, the FIS layers.
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+#: The fixtures shipped in the package: the demo archive's recipe and polygons, the FIS layers.
+FIXTURES = Path(str(resources.files("stats") / "fixtures"))
 #: The FIS layer configuration shipped with polyfis.
 DEFAULT_LAYERS = FIXTURES / "layers.yaml"
 
@@ -44,7 +45,7 @@ class Settings:
     archive: str | None = None
     #: Folder of the demo archive cache; None uses ``$XDG_CACHE_HOME/polyfis/demo`` (``~/.cache/polyfis/demo``).
     demo_dir: str | None = None
-    #: Folder of the demo archive's recipe and polygons; None uses the ``fixtures/`` shipped with polyfis.
+    #: Folder of the demo archive's recipe and polygons; None uses the ``stats/fixtures/`` shipped with polyfis.
     fixtures: str | None = None
     #: Largest request body in bytes (413 above it).
     max_body_bytes: int = field(default=1_000_000, metadata=_POSITIVE)
@@ -63,7 +64,7 @@ class Settings:
     cors_origins: str | None = None
     #: Rate limit per client address, in flask-limiter notation ("100/minute"); None for no limit.
     rate_limit: str | None = None
-    #: FIS layer configuration file; None uses fixtures/layers.yaml.
+    #: FIS layer configuration file; None uses the shipped stats/fixtures/layers.yaml.
     layers: str | None = None
     #: Folder of the batch jobs; None uses ``$XDG_CACHE_HOME/polyfis/jobs`` (``~/.cache/polyfis/jobs``).
     jobs_dir: str | None = None

@@ -27,7 +27,7 @@ from stats.errors import ConfigError
 from stats.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+SPEC = yaml.safe_load((ROOT / "service" / "openapi.yaml").read_text())
 JOB_SCHEMA = OAS30Validator({"$ref": "#/components/schemas/BatchJob", "components": SPEC["components"]})
 
 TIME = {"from": "2023-03-01", "to": "2023-04-30"}

@@ -165,7 +165,7 @@ def test_fis_response_matches_the_openapi_schema(client) -> None:
     import yaml
     from openapi_schema_validator import OAS30Validator
 
-    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "openapi.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "service" / "openapi.yaml").read_text())
     validator = OAS30Validator({"$ref": "#/components/schemas/FisResponse", "components": spec["components"]})
     data = client.get("/ogc/fis", query_string={"LAYER": "TRUE_COLOR", "CRS": CRS_UTM, "TIME": "2023-01-01/2023-12-31",
                                                 "GEOMETRY": wkt(utm_box(6, 1, 10, 5)), "BINS": "3"}).json

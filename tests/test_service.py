@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 from service import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
+SPEC = yaml.safe_load((ROOT / "service" / "openapi.yaml").read_text())
 
 
 def schema(name: str) -> OAS30Validator:

@@ -117,7 +117,7 @@ def _validator(name: str):  # type: ignore[no-untyped-def]
     import yaml
     from openapi_schema_validator import OAS30Validator
 
-    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "openapi.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "service" / "openapi.yaml").read_text())
     return OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": spec["components"]})
 
 

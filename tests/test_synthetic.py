@@ -278,7 +278,7 @@ def test_default_locations_honour_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("POLYFIS_DEMO_DIR", str(tmp_path / "demo"))
     assert default_demo_dir() == tmp_path / "demo"
     monkeypatch.delenv("POLYFIS_FIXTURES", raising=False)
-    assert fixtures_dir() == Path(synthetic.__file__).resolve().parents[3] / "fixtures"
+    assert fixtures_dir() == Path(synthetic.__file__).resolve().parents[2] / "fixtures"
     monkeypatch.setenv("POLYFIS_FIXTURES", str(tmp_path))
     assert fixtures_dir() == tmp_path
 

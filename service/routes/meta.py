@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, Response
@@ -15,7 +16,7 @@ from ..render import json_response
 bp = Blueprint("meta", __name__)
 
 #: The HTTP contract, at the top of the project.
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
+OPENAPI_PATH = Path(str(resources.files("service") / "openapi.yaml"))
 
 
 @bp.get("/health")

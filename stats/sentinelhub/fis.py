@@ -1,6 +1,6 @@
 """Sentinel Hub Feature Info Service (FIS) on the polyfis engine: layers, parameters and the response.
 
-A FIS request names a layer (from a YAML configuration, see ``fixtures/layers.yaml``) whose output channels
+A FIS request names a layer (from a YAML configuration, see ``stats/fixtures/layers.yaml``) whose output channels
 ``C0 … Cn`` are expressions over the bands (or the per-pixel cloud layers CLP/CLM), a CRS, a time range, a
 WKT geometry or a bbox, a resolution, and optionally BINS, TYPE and MAXCC. The answer is one list per
 channel of ``{"date", "basicStats": {"min", "max", "mean", "stDev"}, "histogram": {"bins": [...]}}``,
@@ -65,7 +65,7 @@ class Layer:
 
 
 def load_layers(path: str | os.PathLike[str]) -> dict[str, Layer]:
-    """Read a layer configuration (YAML, see ``fixtures/layers.yaml``).
+    """Read a layer configuration (YAML, see ``stats/fixtures/layers.yaml``).
 
     :raises LayerConfigError: naming the file and the bad entry.
     """

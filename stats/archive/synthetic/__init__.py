@@ -1,7 +1,7 @@
 """Deterministic synthetic Sentinel-2 L1C demo archive.
 
 The demo archive is one 5.04 km x 5.04 km scene in UTM 33N observed on every date of a recipe
-(``fixtures/demo_recipe.json``): crop fields with phenology, a lake whose shore retreats in late summer
+(``stats/fixtures/demo_recipe.json``): crop fields with phenology, a lake whose shore retreats in late summer
 around a wooded island, a forest, a town, a gravel pit and grassland, seen through clear skies, thin or
 thick cirrus, cumulus with their shadows and full overcast, sometimes cut by a no-data swath edge.
 

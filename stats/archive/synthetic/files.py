@@ -40,7 +40,7 @@ def fixtures_dir() -> Path:
     Returns
     -------
     Path
-        ``$POLYFIS_FIXTURES`` if set, else the repository's top-level ``fixtures/`` folder.
+        ``$POLYFIS_FIXTURES`` if set, else the ``stats/fixtures/`` folder shipped in the package.
     """
     return Settings.from_env().fixtures_path
 
