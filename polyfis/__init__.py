@@ -1,14 +1,14 @@
 """polyfis: per-date Sentinel-2 L1C statistics and s2cloudless cloud probability for a polygon.
 
 The public face of the project. The engine is :mod:`stats` (no HTTP in it), the HTTP service
-:mod:`service`, and the command line :mod:`polyfis.cli`. The names most programs need are here::
+:mod:`service`, and the command line :mod:`polyfis.cli`. In a notebook::
 
     import polyfis
-    archive = polyfis.Archive.open("path/to/archive")
-    request = polyfis.TimeSeriesRequest.from_dict(
-        {"geometry": wkt, "time": {"from": "2023-01-01", "to": "2023-12-31"}, "indices": ["NDVI"]})
-    result = polyfis.query_timeseries(request, archive)
-    result.to_csv()
+    series = polyfis.timeseries(polygon, "2023-01-01", "2023-12-31", indices=["NDVI"])
+    frame = series.to_pandas()          # one row per date; to_pandas("long") for the tidy form
+
+and for many polygons ``polyfis.batch(geodataframe, "2023-01-01", "2023-12-31").to_geopandas()``
+(:mod:`polyfis.api`). The engine's own names are here too, for programs that build requests themselves.
 """
 
 from stats import (
@@ -26,20 +26,27 @@ from stats import (
 )
 from stats.batch import BatchPolygon, compute_batch, read_polygons, run_batch
 
+from .api import BatchResult, TimeSeries, batch, open_archive, timeseries
+
 __all__ = [
     "Archive",
     "Area",
     "BatchPolygon",
+    "BatchResult",
     "CloudOptions",
     "DateResult",
     "Limits",
     "QueryOptions",
     "StatsError",
     "TimeRange",
+    "TimeSeries",
     "TimeSeriesRequest",
     "TimeSeriesResult",
+    "batch",
     "compute_batch",
+    "open_archive",
     "query_timeseries",
     "read_polygons",
     "run_batch",
+    "timeseries",
 ]

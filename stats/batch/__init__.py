@@ -11,7 +11,7 @@ nearest), same harmonisation, same statistics.
 from .inputs import BatchPolygon, read_polygons
 from .output import FORMATS, output_format, write_table
 from .plan import ID_COLUMN, MAX_TASK_POLYGONS, BatchPlan, BatchTask, batch_options, batch_time, plan_batch
-from .runner import BatchSummary, compute_batch, run_batch
+from .runner import BatchSummary, compute_batch, run_batch, run_plan
 from .task import run_task
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "plan_batch",
     "read_polygons",
     "run_batch",
+    "run_plan",
     "run_task",
     "write_table",
 ]

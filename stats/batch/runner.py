@@ -55,8 +55,14 @@ def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.
     by polygon (input order) and date."""
     arch = archive if isinstance(archive, Archive) else Archive.open(archive)
     polys = read_polygons(polygons) if isinstance(polygons, (str, os.PathLike)) else list(polygons)
-    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits)
-    tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=arch) for task in plan.tasks]
+    return run_plan(plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits), arch,
+                    model=model)
+
+
+def run_plan(plan: BatchPlan, archive: Archive, *, model: CloudModel | None = None) -> pa.Table:
+    """Run a planned batch in this process: its rows (``id``, then the time-series columns), ordered by
+    polygon (input order) and date."""
+    tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=archive) for task in plan.tasks]
     return finish_table(pa.concat_tables(tables))
 
 
