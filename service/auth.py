@@ -16,7 +16,7 @@ import hmac
 from flask import Blueprint, Flask, Response, current_app, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from stats.errors import NotFoundError, RequestFormatError, UnauthorizedError
+from stats.errors import MalformedRequestError, NotFoundError, UnauthorizedError
 
 from .render import json_response
 
@@ -49,7 +49,7 @@ def token() -> Response:
         raise NotFoundError("authentication is not enabled on this server; no token is needed")
     grant = request.form.get("grant_type")
     if grant != "client_credentials":
-        raise RequestFormatError(f"grant_type: got {grant!r}; expected 'client_credentials' (form encoded)")
+        raise MalformedRequestError(f"grant_type: got {grant!r}; expected 'client_credentials' (form encoded)")
     client_id, secret = _client_credentials()
     expected = settings.clients.get(client_id, "")
     # compare even for unknown clients, so timing does not tell which ids exist

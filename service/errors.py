@@ -13,8 +13,14 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 
 from stats.errors import OPERATOR_ERRORS, StatsError, error_code, status_for
 
@@ -48,7 +54,25 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        message = exc.description or HTTPStatus(status).phrase
-        if status == 429:
-            message = f"rate limit exceeded ({message}); retry later"
-        return error_response(status, message, type(exc).__name__)
+        return error_response(status, _http_message(exc, status), type(exc).__name__)
+
+
+def _http_message(exc: HTTPException, status: int) -> str:
+    """What went wrong at the HTTP level, in the words of the other errors: what was received, what was
+    expected."""
+    where = f"{request.method} {request.path[:200]}"
+    if isinstance(exc, NotFound):
+        return f"{where}: no such route; the routes are described at GET /openapi.yaml"
+    if isinstance(exc, MethodNotAllowed):
+        allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))
+        return f"{where}: method {request.method} is not allowed here; expected {' or '.join(allowed)}"
+    if isinstance(exc, RequestEntityTooLarge):
+        limit = request.max_content_length
+        setting = "POLYFIS_BATCH_MAX_BODY_BYTES" if request.path.startswith("/api/v1/batch") else \
+            "POLYFIS_MAX_BODY_BYTES"
+        return (f"request body: {request.content_length or 'more'} bytes, more than the limit of {limit} bytes "
+                f"({setting}); send a smaller body")
+    message = exc.description or HTTPStatus(status).phrase
+    if status == 429:
+        message = f"rate limit exceeded ({message}); retry later"
+    return message

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Request, Response
 
-from stats.errors import RequestFormatError
+from stats.errors import MalformedRequestError
 
 FORMATS = ("json", "csv")
 
@@ -23,7 +23,7 @@ def choose_format(request: Request) -> str:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise RequestFormatError(
+            raise MalformedRequestError(
                 f"format: unknown output format {request.args.get('format')!r}; expected 'json' or 'csv'")
         return fmt
     best = request.accept_mimetypes.best_match(["application/json", "text/csv"], default="application/json")

@@ -66,7 +66,7 @@ class LayerConfigError(StatsError):
     """Raised when the FIS layer configuration file is missing or malformed."""
 
 
-class RequestFormatError(InvalidRequestError):
+class MalformedRequestError(InvalidRequestError):
     """Raised when a request cannot be read at all: an empty or malformed body, or an unknown format."""
 
 
@@ -119,25 +119,14 @@ STATUS_CODES: dict[type[Exception], int] = {
 OPERATOR_ERRORS: tuple[type[Exception], ...] = (ArchiveError, LayerConfigError, ServiceUnavailableError)
 
 
-#: The ``code`` of the JSON error body, where it is not the class's name: the HTTP layer's errors use the
-#: names of the HTTP statuses.
-ERROR_CODES: dict[type[BaseException], str] = {
-    RequestFormatError: "InvalidRequest",
-    UnsupportedMediaTypeError: "UnsupportedMediaType",
-    UnauthorizedError: "Unauthorized",
-    NotFoundError: "NotFound",
-    ConflictError: "Conflict",
-    ServiceUnavailableError: "ServiceUnavailable",
-}
-
-
 def error_code(exc: BaseException) -> str:
-    """The ``code`` of an error's JSON body: from :data:`ERROR_CODES`, else the class's name.
+    """The ``code`` of an error's JSON body: the class's name without its ``Error`` suffix, the same
+    vocabulary as the HTTP statuses' own (``NotFound``, ``MethodNotAllowed``, ``RequestEntityTooLarge``).
 
     >>> error_code(NotFoundError("batch job 'x' not found")), error_code(UnknownBandError("bands: ..."))
-    ('NotFound', 'UnknownBandError')
+    ('NotFound', 'UnknownBand')
     """
-    return ERROR_CODES.get(type(exc), type(exc).__name__)
+    return type(exc).__name__.removesuffix("Error")
 
 
 def status_for(exc: BaseException) -> int:

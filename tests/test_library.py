@@ -40,7 +40,7 @@ def test_every_error_class_has_its_status_in_the_one_table() -> None:
     assert errors.StatsError in classes and errors.EvalscriptTimeout in classes
     statuses = {c.__name__: errors.status_for(c("message")) for c in classes}
     assert all(400 <= s < 600 for s in statuses.values()), statuses
-    assert statuses["UnknownBandError"] == statuses["EvalscriptTimeout"] == statuses["RequestFormatError"] == 400
+    assert statuses["UnknownBandError"] == statuses["EvalscriptTimeout"] == statuses["MalformedRequestError"] == 400
     assert (statuses["UnauthorizedError"], statuses["NotFoundError"], statuses["ConflictError"]) == (401, 404, 409)
     assert (statuses["UnsupportedMediaTypeError"], statuses["SceneReadError"]) == (415, 502)
     assert statuses["ArchiveError"] == statuses["ServiceUnavailableError"] == 503
@@ -60,3 +60,20 @@ def test_no_other_module_defines_an_exception_class() -> None:
                 if stripped.startswith("class ") and ("Error" in stripped or "Exception)" in stripped):
                     found.append(f"{path.relative_to(root)}:{number}: {stripped}")
     assert found == []
+
+
+def test_error_codes_are_one_vocabulary_listed_in_the_readme() -> None:
+    """Every error's code is its name without 'Error', and the README's table gives it with its status."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    listed: dict[str, int] = {}
+    for codes, status in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \| (\d{3}) \|", text, re.M):
+        for code in re.findall(r"`(\w+)`", codes):
+            listed[code] = int(status)
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, Exception) and c.__module__ == errors.__name__]
+    for cls in classes:
+        code = errors.error_code(cls("message"))
+        assert not code.endswith("Error") and code in listed, (cls.__name__, code)
+        assert listed[code] == errors.status_for(cls("message")), code

@@ -207,3 +207,14 @@ def test_bad_cloud_options_are_400(client, cloud, match) -> None:
     response = client.post("/api/v1/timeseries", json=body(cloud=cloud))
     assert response.status_code == 400
     assert re.search(match, response.json["error"]["message"]), response.json
+
+
+def test_http_level_errors_name_what_was_received_and_expected(simple_archive: Path) -> None:
+    """404, 405 and 413 say the method and path, the methods allowed, the size and the limit."""
+    client = create_app({"archive": str(simple_archive), "max_body_bytes": 2000}).test_client()
+    missing = client.get("/api/v1/timeserie").json["error"]
+    assert missing["code"] == "NotFound" and "GET /api/v1/timeserie: no such route" in missing["message"]
+    wrong = client.get("/api/v1/timeseries").json["error"]
+    assert wrong["code"] == "MethodNotAllowed" and wrong["message"].endswith("expected POST")
+    big = client.post("/api/v1/timeseries", data="x" * 5000, content_type="application/json").json["error"]
+    assert "5000 bytes, more than the limit of 2000 bytes (POLYFIS_MAX_BODY_BYTES)" in big["message"]

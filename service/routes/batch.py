@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, request, send_file
 
 from stats.batch.jobs import BatchJobRequest
-from stats.errors import ConflictError, NotFoundError, RequestFormatError, ServiceUnavailableError
+from stats.errors import ConflictError, MalformedRequestError, NotFoundError, ServiceUnavailableError
 
 from .. import archive, jobs, settings
 from ..render import json_response
@@ -82,7 +82,7 @@ def results(job_id: str) -> Response:
     given = request.args.get("format", "csv")
     fmt = given.lower()
     if fmt not in MEDIA_TYPES:
-        raise RequestFormatError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
+        raise MalformedRequestError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
     if record["status"] != "DONE":
         raise ConflictError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once "
                             "the status is DONE")

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from stats import query_timeseries
-from stats.errors import RequestFormatError
+from stats.errors import MalformedRequestError
 from stats.sentinelhub.fis import build_request, fis_response
 
 from .. import archive, layers
@@ -29,7 +29,7 @@ def _params() -> dict[str, str]:
         elif request.get_data(cache=True):
             body = json_body()
             if not isinstance(body, dict):
-                raise RequestFormatError(
+                raise MalformedRequestError(
                     f"request body: expected a JSON object of FIS parameters, got {type(body).__name__}")
             params.update(body)
     out = {}
@@ -37,7 +37,7 @@ def _params() -> dict[str, str]:
         if isinstance(value, bool):
             value = "true" if value else "false"
         if not isinstance(value, (str, int, float)):
-            raise RequestFormatError(f"{key.upper()}: expected a string or number, got {value!r:.60}")
+            raise MalformedRequestError(f"{key.upper()}: expected a string or number, got {value!r:.60}")
         out[key] = str(value)
     return out
 

@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, Response, request
 
-from stats.errors import RequestFormatError
+from stats.errors import MalformedRequestError
 from stats.sentinelhub.statistical import run_statistics
 
 from .. import archive
@@ -20,12 +20,12 @@ def _body() -> object:
     if request.mimetype == "multipart/form-data":
         text = request.form.get("request")
         if text is None:
-            raise RequestFormatError(
+            raise MalformedRequestError(
                 "multipart body: missing the 'request' part; expected 'request' (JSON) and 'evalscript'")
         try:
             body = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise RequestFormatError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
+            raise MalformedRequestError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
         if isinstance(body, dict) and "evalscript" in request.form:
             body.setdefault("aggregation", {})["evalscript"] = request.form["evalscript"]
         return body

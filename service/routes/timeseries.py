@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from stats import Limits, TimeSeriesRequest, query_timeseries
-from stats.errors import RequestFormatError, UnsupportedMediaTypeError
+from stats.errors import MalformedRequestError, UnsupportedMediaTypeError
 
 from .. import archive, settings
 from ..render import choose_format, csv_response, json_response
@@ -23,23 +23,23 @@ def json_body() -> Any:
         raise UnsupportedMediaTypeError(f"Content-Type: got {mimetype!r}; expected 'application/json'")
     raw = request.get_data(cache=True)
     if not raw:
-        raise RequestFormatError("request body: empty; expected a JSON object")
+        raise MalformedRequestError("request body: empty; expected a JSON object")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise RequestFormatError(
+        raise MalformedRequestError(
             f"request body: not UTF-8 ({exc.reason} at byte {exc.start}); expected UTF-8 JSON") from exc
     except json.JSONDecodeError as exc:
-        raise RequestFormatError(
+        raise MalformedRequestError(
             f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
-        raise RequestFormatError("request body: JSON nested too deeply; expected a plain request object") from exc
+        raise MalformedRequestError("request body: JSON nested too deeply; expected a plain request object") from exc
     except ValueError as exc:  # e.g. an integer literal with thousands of digits
-        raise RequestFormatError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
+        raise MalformedRequestError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
 
 
 def _reject_constant(name: str) -> None:
-    raise RequestFormatError(f"request body: {name} is not a valid JSON number; expected finite numbers")
+    raise MalformedRequestError(f"request body: {name} is not a valid JSON number; expected finite numbers")
 
 
 def limits() -> Limits:
