@@ -267,3 +267,16 @@ def test_batch_limits_bound_the_polygons(simple_archive: Path) -> None:
     errors = {r["id"]: r["error"] for r in table.to_pylist() if r["error"]}
     assert set(errors) == {"round"}
     assert "more than the limit of 10" in errors["round"]
+
+
+def test_geopackage_columns_keep_their_types(demo_root: Path, tmp_path: Path) -> None:
+    """Counts are integers, cloudy is a boolean and statistics are reals in the GeoPackage, not text."""
+    feature = next(f for f in demo_polygons()["features"] if f["properties"]["name"] == "field_small")
+    out = tmp_path / "typed.gpkg"
+    run_batch(demo_root, [BatchPolygon("f", shape(feature["geometry"]))], START, END, out,
+              options={"bands": ["B04"], "statistics": ["count", "mean"]}, workers=0, progress=False)
+    info = pyogrio.read_info(out, layer="statistics")
+    types = dict(zip(info["fields"], info["dtypes"]))
+    assert types["valid_pixels"] == types["B04_count"] == "int64"
+    assert types["cloudy"] == "bool" and types["B04_mean"] == types["cloud_probability"] == "float64"
+    assert types["id"] == types["date"] == "object"

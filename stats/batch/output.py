@@ -16,10 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidRequestError
@@ -116,18 +114,18 @@ def output_format(out: str | os.PathLike[str]) -> str:
 
 
 def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None) -> None:
-    import pyogrio.raw
+    """A GeoPackage layer ``statistics`` with the table's types (integers, booleans and reals, nulls kept)
+    and each row's polygon in EPSG:4326 (none for a polygon that could not be used)."""
+    import geopandas as gpd
+    import pandas as pd
 
     by_id: dict[Any, BaseGeometry | None] = {}
     for poly, area in zip(plan.polygons, plan.areas) if plan is not None else ():
         if area is not None:
             by_id[poly.id] = area.wgs84
-    ids = table.column(ID_COLUMN).to_pylist()
-    geometries = np.array([shapely.to_wkb(by_id[i]) if by_id.get(i) is not None else None for i in ids], dtype=object)
-    fields = table.column_names
-    data = [np.array(table.column(f).to_pylist(), dtype=object) for f in fields]
-    pyogrio.raw.write(path, geometries, data, fields, driver="GPKG", geometry_type="Unknown", crs="EPSG:4326",
-                      layer="statistics")
+    frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+    geometries = [by_id.get(i) for i in table.column(ID_COLUMN).to_pylist()]
+    gpd.GeoDataFrame(frame, geometry=geometries, crs="EPSG:4326").to_file(path, driver="GPKG", layer="statistics")
 
 
 def failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:
