@@ -173,6 +173,8 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
                                   limits=limits)
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "csv":
         output.write(result.to_csv())
     else:

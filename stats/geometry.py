@@ -8,6 +8,7 @@ EPSG:4326 as (lat, lon), asks :func:`parse_geometry` to swap the axes (``swap_ax
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -202,6 +203,7 @@ def parse_geometry(
     repair: bool = True,
     max_vertices: int = DEFAULT_MAX_VERTICES,
     swap_axes: bool = False,
+    on_repair: Callable[[str], None] | None = None,
 ) -> tuple[Polygon | MultiPolygon, CRS]:
     """Parse a query geometry into a valid polygon and its CRS.
 
@@ -210,6 +212,7 @@ def parse_geometry(
         WKT SRID overrides ``crs``.
     :param crs: CRS of the coordinates; coordinates are read in (x, y) / (lon, lat) order.
     :param swap_axes: the coordinates are (y, x) / (lat, lon): swap them first.
+    :param on_repair: called with what was wrong when an invalid polygon is repaired.
     :param repair: repair invalid polygons with ``shapely.make_valid`` (keeping the polygonal parts);
         with ``False`` an invalid polygon is rejected.
     :returns: ``(polygon, crs)``; the polygon is valid, non-empty, of positive area, with finite coordinates.
@@ -260,6 +263,8 @@ def parse_geometry(
             raise InvalidGeometryError(
                 f"geometry: invalid polygon ({reason}) has zero area after repair; expected a polygon with an area"
             )
+        if on_repair is not None:
+            on_repair(reason)
     if geom.is_empty or geom.area <= 0:
         raise InvalidGeometryError("geometry: the polygon has zero area; expected a polygon with an area")
     return geom, target_crs

@@ -32,6 +32,7 @@ from .cloudmask import (
     read_cloud_block,
     resolve_probabilities,
 )
+from .diagnosis import why_empty
 from .errors import SceneReadError
 from .indices import IndexSpec
 from .raster import Grid, read_date
@@ -128,8 +129,14 @@ def query_timeseries(
             dropped_cloudy += 1
             continue
         series.append(entry)
+    warnings = request.area.warnings
+    if not found:
+        warnings += why_empty(archive, request.area, request.time)
+    elif dropped_empty and not series and not dropped_cloudy:
+        warnings.append(f"none of the {dropped_empty} dates found has a valid pixel in the polygon (the imagery "
+                        "has no data there); include_empty: true lists them")
     return replace(TimeSeriesResult.empty(options), series=tuple(series), acquisitions=len(found),
-                   dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty)
+                   dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty, warnings=tuple(warnings))
 
 
 def date_error(tiles: list[Acquisition], message: str) -> DateResult:

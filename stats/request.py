@@ -104,13 +104,24 @@ class Area:
 
     geometry: Polygon | MultiPolygon
     crs: CRS
+    repaired: str | None = None  # what was wrong with the polygon as given, when it was repaired
 
     @classmethod
     def parse(cls, value: Any, crs: Any = "EPSG:4326", *, max_vertices: int = DEFAULT_MAX_VERTICES,
               swap_axes: bool = False) -> Area:
         """Parse GeoJSON, WKT or a shapely geometry in ``crs`` (see :func:`stats.geometry.parse_geometry`)."""
-        geometry, parsed_crs = parse_geometry(value, crs, max_vertices=max_vertices, swap_axes=swap_axes)
-        return cls(geometry, parsed_crs)
+        repairs: list[str] = []
+        geometry, parsed_crs = parse_geometry(value, crs, max_vertices=max_vertices, swap_axes=swap_axes,
+                                              on_repair=repairs.append)
+        return cls(geometry, parsed_crs, repairs[0] if repairs else None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a client should know about the polygon used."""
+        if self.repaired is None:
+            return []
+        return [f"geometry: the polygon was invalid ({self.repaired}) and was repaired with shapely.make_valid; "
+                "the answer is for the repaired polygon"]
 
     @cached_property
     def wgs84(self) -> BaseGeometry:

@@ -131,6 +131,7 @@ class TimeSeriesResult:
     dropped_empty: int = 0
     pixel_cloud: bool = False
     water: bool = False
+    warnings: tuple[str, ...] = ()  # what the caller should know: a repaired polygon, why the series is empty
 
     @classmethod
     def empty(cls, options: QueryOptions) -> TimeSeriesResult:
@@ -144,8 +145,8 @@ class TimeSeriesResult:
         return "PARTIAL" if any(d.error for d in self.series) else "OK"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: ``status``, ``series`` and ``summary``."""
-        return {
+        """JSON-ready dict: ``status``, ``series``, ``summary`` and, when there are any, ``warnings``."""
+        out: dict[str, Any] = {
             "status": self.status,
             "series": [d.to_dict() for d in self.series],
             "summary": {
@@ -156,6 +157,9 @@ class TimeSeriesResult:
                 "dropped_empty": self.dropped_empty,
             },
         }
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
 
     def columns(self) -> list[str]:
         """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,

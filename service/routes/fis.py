@@ -50,6 +50,8 @@ def fis(instance: str | None = None) -> Response:
     engine_request, layer = build_request(params, layers(), limits=limits())
     result = query_timeseries(engine_request, archive(), limits=limits())
     response = json_response(fis_response(result, layer, histogram=engine_request.options.histogram is not None))
+    if result.warnings:
+        response.headers["X-Polyfis-Warning"] = "; ".join(result.warnings)[:4000]
     failed = [d for d in result.series if d.error]
     if failed:
         # FIS has no place for per-date errors: the answer keeps the good dates and says what is missing here
