@@ -14,6 +14,8 @@ import click
 from stats.errors import StatsError
 from stats.settings import Settings, configure, current
 
+from .options import query_options, request_options
+
 _ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
 
 
@@ -132,41 +134,16 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
 @click.option("--crs", default="EPSG:4326", show_default=True, help="CRS of the geometry (x/lon first).")
 @click.option("--from", "start", required=True, help="First date, YYYY-MM-DD or an ISO date-time.")
 @click.option("--to", "end", required=True, help="Last date (inclusive), YYYY-MM-DD or an ISO date-time.")
-@click.option("--bands", help="Comma-separated bands (default all 13).")
-@click.option("--indices", help="Comma-separated indices, e.g. NDVI,NDWI.")
-@click.option("--statistics", help="Comma-separated statistics (default mean,min,max,std,p10,p50,p90).")
-@click.option("--resolution", type=click.Choice(["10", "20", "60"]), default="10", show_default=True)
-@click.option("--threshold", type=float, default=0.4, show_default=True, help="Cloud probability threshold.")
-@click.option("--max-probability", type=float, help="Drop dates with a cloud probability above this.")
-@click.option("--cloud-mode", type=click.Choice(["averaged", "pixel", "both"]), default="averaged", show_default=True,
-              help="Averaged-pixel probability, per-pixel cloud mask, or both.")
-@click.option("--cloud-resolution", type=int, default=160, show_default=True,
-              help="Cloud cell size for the per-pixel mask, metres (10..160, multiple of 10).")
-@click.option("--mask-clouds", is_flag=True, help="Compute the statistics over clear pixels only.")
-@click.option("--max-fraction", type=float, help="Drop dates whose cloud fraction is above this.")
-@click.option("--water", type=click.Choice(["threshold", "otsu"]), help="Report water extent (NDWI) by this method.")
+@query_options
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.option("--output", type=click.File("w"), default="-", help="Output file (default stdout).")
-def query(archive: str | None, geometry: str, crs: str, start: str, end: str, bands: str | None,
-          indices: str | None, statistics: str | None, resolution: str, threshold: float,
-          max_probability: float | None, cloud_mode: str, cloud_resolution: int, mask_clouds: bool,
-          max_fraction: float | None, water: str | None, fmt: str, output: Any) -> None:
-    """Compute a time series without a server."""
+def query(archive: str | None, geometry: str, crs: str, start: str, end: str, fmt: str, output: Any,
+          **options: Any) -> None:
+    """Compute a time series without a server (the options are the request fields of /api/v1/timeseries)."""
     from stats import TimeSeriesRequest, query_timeseries
 
-    body: dict[str, Any] = {
-        "geometry": _read_geometry(geometry),
-        "crs": crs,
-        "time": {"from": start, "to": end},
-        "resolution": int(resolution),
-        "cloud": {"threshold": threshold, "max_probability": max_probability, "mode": cloud_mode,
-                  "resolution": cloud_resolution, "mask": mask_clouds, "max_fraction": max_fraction},
-    }
-    if water:
-        body["water"] = {"method": water}
-    for key, value in (("bands", _split(bands)), ("indices", _split(indices)), ("statistics", _split(statistics))):
-        if value is not None:
-            body[key] = value
+    body: dict[str, Any] = {"geometry": _read_geometry(geometry), "crs": crs, "time": {"from": start, "to": end},
+                            **request_options(options)}
     try:
         limits = current().limits
         result = query_timeseries(TimeSeriesRequest.from_dict(body, limits=limits), _open_archive(archive),
@@ -193,32 +170,20 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, ba
                                  "else the row number).")
 @click.option("--wkt-column", help="CSV column holding the WKT geometry (default: wkt, geometry or geom).")
 @click.option("--crs", help="CRS of the polygons (default: the file's own, EPSG:4326 for CSV).")
-@click.option("--bands", help="Comma-separated bands (default all 13).")
-@click.option("--indices", help="Comma-separated indices, e.g. NDVI,NDWI.")
-@click.option("--statistics", help="Comma-separated statistics (default mean,min,max,std,p10,p50,p90).")
-@click.option("--threshold", type=float, default=0.4, show_default=True, help="Cloud probability threshold.")
-@click.option("--max-probability", type=float, help="Drop dates with a cloud probability above this.")
-@click.option("--cloud-mode", type=click.Choice(["averaged", "pixel", "both"]), default="averaged",
-              show_default=True, help="Averaged-pixel probability, per-pixel cloud mask, or both.")
+@query_options
 @click.option("--scheduler", envvar="POLYFIS_DASK_SCHEDULER",
               help="Address of a running Dask scheduler (default: a LocalCluster on this machine).")
 @click.option("--workers", type=click.IntRange(0, 256),
               help="LocalCluster worker processes (default: CPUs); 0 runs in this process without Dask.")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
 def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id_field: str | None,
-          wkt_column: str | None, crs: str | None, bands: str | None, indices: str | None,
-          statistics: str | None, threshold: float, max_probability: float | None, cloud_mode: str,
-          scheduler: str | None, workers: int | None, no_progress: bool) -> None:
+          wkt_column: str | None, crs: str | None, scheduler: str | None, workers: int | None, no_progress: bool,
+          **options: Any) -> None:
     """Statistics for every polygon of a file and every date, on Dask; a rerun resumes."""
     from stats.batch import run_batch
 
-    options: dict[str, Any] = {"cloud": {"threshold": threshold, "max_probability": max_probability,
-                                         "mode": cloud_mode}}
-    for key, value in (("bands", _split(bands)), ("indices", _split(indices)), ("statistics", _split(statistics))):
-        if value is not None:
-            options[key] = value
     try:
-        summary = run_batch(_open_archive(archive), polygons, start, end, out, options=options,
+        summary = run_batch(_open_archive(archive), polygons, start, end, out, options=request_options(options),
                             scheduler=scheduler, workers=workers, progress=not no_progress, id_field=id_field,
                             wkt_field=wkt_column, crs=crs, limits=current().limits)
     except StatsError as exc:
@@ -228,10 +193,6 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
     if summary.failed_polygons or summary.error_rows:
         click.echo(f"{summary.failed_polygons} polygons could not be used and {summary.error_rows} rows carry "
                    "an error; see the error column", err=True)
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 @main.command()

@@ -1,0 +1,106 @@
+"""The command line's time-series options: one set for ``polyfis query`` and ``polyfis batch``, matching the
+request fields of ``POST /api/v1/timeseries`` one for one.
+
+Every option defaults to unset, so that the engine's own defaults apply (the help says what they are), and
+:func:`request_options` turns the given ones into the request's option fields, which the engine parses.
+:data:`FIELDS` maps each request field to its option, and the tests check both against the request schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Request field (dotted for the members of ``cloud``, ``water`` and ``histogram``) -> command-line option.
+FIELDS: dict[str, str] = {
+    "bands": "--bands",
+    "indices": "--indices",
+    "statistics": "--statistics",
+    "resolution": "--resolution",
+    "harmonize": "--harmonize",
+    "max_cloud_cover": "--max-cloud-cover",
+    "include_empty": "--include-empty",
+    "exact": "--exact",
+    "cloud.mode": "--cloud-mode",
+    "cloud.threshold": "--threshold",
+    "cloud.max_probability": "--max-probability",
+    "cloud.resolution": "--cloud-resolution",
+    "cloud.average_over": "--average-over",
+    "cloud.dilation_size": "--dilation-size",
+    "cloud.mask": "--mask-clouds",
+    "cloud.max_fraction": "--max-fraction",
+    "water.method": "--water",
+    "water.threshold": "--water-threshold",
+    "water.index": "--water-index",
+    "water.max_cloud_fraction": "--water-max-cloud-fraction",
+    "histogram.bins": "--histogram-bins",
+    "histogram.type": "--histogram-type",
+}
+
+_DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--bands",), {"help": "Comma-separated bands (default all 13)."}),
+    (("--indices",), {"help": "Comma-separated indices, e.g. NDVI,NDWI."}),
+    (("--statistics",), {"help": "Comma-separated statistics (default mean,min,max,std,p10,p50,p90)."}),
+    (("--resolution",), {"type": click.Choice(["10", "20", "60"]), "help": "Grid, metres (default 10)."}),
+    (("--harmonize/--no-harmonize",), {"default": None, "help": "Remove the baseline 04.00 offset (default on)."}),
+    (("--max-cloud-cover",), {"type": float, "help": "Drop tiles whose eo:cloud_cover (%) is above this."}),
+    (("--include-empty",), {"is_flag": True, "default": None, "help": "Keep dates without a valid pixel."}),
+    (("--exact",), {"is_flag": True, "default": None,
+                    "help": "Weight pixels by the fraction of their area inside the polygon."}),
+    (("--cloud-mode",), {"type": click.Choice(["averaged", "pixel", "both"]),
+                         "help": "Averaged-pixel probability (default), per-pixel cloud mask, or both."}),
+    (("--threshold",), {"type": float, "help": "Cloud probability threshold (default 0.4)."}),
+    (("--max-probability",), {"type": float, "help": "Drop dates with a cloud probability above this."}),
+    (("--cloud-resolution",), {"type": int, "help": "Cloud cell size, metres (10..160, default 160)."}),
+    (("--average-over",), {"type": int, "help": "Mask averaging radius, cells (default 4)."}),
+    (("--dilation-size",), {"type": int, "help": "Mask dilation radius, cells (default 2)."}),
+    (("--mask-clouds",), {"is_flag": True, "default": None, "help": "Compute the statistics over clear pixels only."}),
+    (("--max-fraction",), {"type": float, "help": "Drop dates whose cloud fraction is above this."}),
+    (("--water",), {"type": click.Choice(["threshold", "otsu"]), "help": "Report water extent by this method."}),
+    (("--water-threshold",), {"type": float, "help": "Water index threshold (default 0)."}),
+    (("--water-index",), {"help": "Water index (default NDWI)."}),
+    (("--water-max-cloud-fraction",), {"type": float, "help": "Water: most cloud fraction (default 0.2)."}),
+    (("--histogram-bins",), {"type": int, "help": "Histograms of this many bins per band and index."}),
+    (("--histogram-type",), {"type": click.Choice(["equalfrequency", "equidistant", "streaming"]),
+                             "help": "Histogram kind (default equalfrequency)."}),
+]
+
+
+def query_options(command: F) -> F:
+    """Add the time-series options to a command; they reach it as keyword arguments."""
+    for declarations, attributes in reversed(_DECLARATIONS):
+        command = click.option(*declarations, **attributes)(command)
+    return command
+
+
+def _parameter(option: str) -> str:
+    return option.split("/")[0].removeprefix("--").replace("-", "_")
+
+
+def request_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The request's option fields from the command's keyword arguments (unset options left out; a
+    ``water.*`` or ``histogram.*`` option alone turns the water or histogram answer on)."""
+    body: dict[str, Any] = {}
+    for field, option in FIELDS.items():
+        value = given.get(_parameter(option))
+        if value is None:
+            continue
+        if field in ("bands", "indices", "statistics"):
+            value = [t.strip() for t in str(value).split(",") if t.strip()]
+        elif field == "resolution":
+            value = int(value)
+        group, _, member = field.partition(".")
+        if member:
+            body.setdefault(group, {})[member] = value
+        else:
+            body[field] = value
+    return body
+
+
+def option_names(command: click.Command) -> set[str]:
+    """The option names a command takes (``--harmonize/--no-harmonize`` as ``--harmonize``)."""
+    return {name for param in command.params for name in param.opts if name.startswith("--")}
