@@ -191,8 +191,8 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
     click.echo(f"{summary.rows} rows for {summary.polygons} polygons ({summary.tasks} tasks, "
                f"{summary.skipped_tasks} already done) in {summary.seconds:.1f} s -> {summary.out}", err=True)
     if summary.failed_polygons or summary.error_rows:
-        click.echo(f"{summary.failed_polygons} polygons could not be used and {summary.error_rows} rows carry "
-                   "an error; see the error column", err=True)
+        click.echo(f"{summary.failed_polygons} polygons could not be used, {summary.empty_polygons} have no result "
+                   f"and {summary.error_rows} rows carry an error; see the error column", err=True)
 
 
 @main.command()

@@ -73,7 +73,9 @@ def test_in_process_batch_equals_single_queries(demo_root: Path, polygons_file: 
         mine = [r for r in rows if r["id"] == name]
         assert mine, name
         assert_same_rows(mine, single_rows(archive, feature["geometry"], OPTIONS))
-    assert not [r for r in rows if r["id"] == "far_away"]  # no acquisition covers it: no row, as a query
+    # no acquisition covers it: not a silent gap, one row that says so
+    (far,) = [r for r in rows if r["id"] == "far_away"]
+    assert far["date"] is None and far["error"].startswith("no result: no acquisition between 2023-03-01")
 
 
 def test_batch_on_a_local_dask_cluster_writes_csv_equal_to_single_queries(demo_root: Path, polygons_file: Path,
@@ -223,7 +225,8 @@ def test_invalid_input(tmp_path: Path, simple_archive: Path) -> None:
     huge = shapely.Polygon(np.c_[10 * np.cos(theta), 10 * np.sin(theta)])
     table = compute_batch(simple_archive, [BatchPolygon("x", self_crossing), BatchPolygon("h", huge)],
                           START, END).to_pylist()
-    assert [r["id"] for r in table] == ["h"] and "vertices" in table[0]["error"]
+    assert [r["id"] for r in table] == ["x", "h"] and "vertices" in table[1]["error"]
+    assert table[0]["error"].startswith("no result: no acquisition")  # repaired, but outside the tile
 
 
 def test_cli_batch_writes_parquet(demo_root: Path, polygons_file: Path, tmp_path: Path) -> None:
@@ -237,7 +240,8 @@ def test_cli_batch_writes_parquet(demo_root: Path, polygons_file: Path, tmp_path
                                   "B08_mean", "B08_p50", "error"]
     assert "rows for 12 polygons" in result.output
     ids = set(table.column("id").to_pylist())
-    assert "field_wheat" in ids and "far_away" not in ids
+    assert "field_wheat" in ids and "far_away" in ids
+    assert "1 have no result" in result.output
     values = [v for v in table.column("B08_mean").to_pylist() if v is not None]
     assert values and all(0 < v < 1 and not math.isnan(v) for v in values)
     assert dt.date.fromisoformat(table.column("date")[0].as_py()) >= dt.date(2023, 3, 1)

@@ -75,9 +75,29 @@ def _to_arrow(plan: BatchPlan, order: list[int], rows: list[list[Any]]) -> pa.Ta
     return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
 
 
-def finish_table(table: pa.Table) -> pa.Table:
+def finish_table(plan: BatchPlan, tables: list[pa.Table]) -> pa.Table:
+    """The batch's rows from its tables: every polygon without a row gets one saying why (see
+    :func:`no_result_message`), then the rows are ordered by polygon (input order) and date."""
+    table = pa.concat_tables(tables)
+    answered = set(table.column(ORDER_COLUMN).to_pylist())
+    missing = [i for i, area in enumerate(plan.areas) if area is not None and i not in answered]
+    if missing:
+        width = len(plan.columns())
+        covered = {i for task in plan.tasks for i in task.polygons}
+        rows = [[plan.polygons[i].id] + [None] * (width - 2) + [no_result_message(plan, i in covered)]
+                for i in missing]
+        table = pa.concat_tables([table, _to_arrow(plan, missing, rows)])
     table = table.sort_by([(ORDER_COLUMN, "ascending"), ("date", "ascending")])
     return table.drop_columns([ORDER_COLUMN])
+
+
+def no_result_message(plan: BatchPlan, covered: bool) -> str:
+    """Why a usable polygon has no dated row: no acquisition covers it, or none of its dates has a pixel."""
+    days = f"between {plan.time.start.date()} and {plan.time.end.date()}"
+    if not covered:
+        return f"no result: no acquisition {days} covers the polygon (it may lie outside the archive)"
+    return (f"no result: no date {days} has a valid pixel in the polygon (or every date was dropped as "
+            "cloudy); include_empty: true lists the empty dates")
 
 
 def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | None = None) -> None:

@@ -45,6 +45,7 @@ class BatchSummary:
     rows: int
     failed_polygons: int
     error_rows: int
+    empty_polygons: int  # usable polygons without any dated row (each has a row saying why)
     seconds: float
 
 
@@ -63,7 +64,7 @@ def run_plan(plan: BatchPlan, archive: Archive, *, model: CloudModel | None = No
     """Run a planned batch in this process: its rows (``id``, then the time-series columns), ordered by
     polygon (input order) and date."""
     tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=archive) for task in plan.tasks]
-    return finish_table(pa.concat_tables(tables))
+    return finish_table(plan, tables)
 
 
 def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:
@@ -134,14 +135,16 @@ def run_batch(
     report(None)
     tables = [error_table(plan)] + [failed[t.key] if t.key in failed else pq.read_table(parts / f"{t.key}.parquet")
                                      for t in plan.tasks]
-    table = finish_table(pa.concat_tables(tables))
+    table = finish_table(plan, tables)
     write_table(table, out, plan)
     if not failed:
         shutil.rmtree(parts)
     errors = table.column("error").drop_null()
+    dated = {i for i, d in zip(table.column("id").to_pylist(), table.column("date").to_pylist()) if d is not None}
+    empty = sum(1 for poly, area in zip(plan.polygons, plan.areas) if area is not None and poly.id not in dated)
     return BatchSummary(out=out, polygons=len(plan.polygons), tasks=len(plan.tasks), skipped_tasks=skipped,
                         rows=table.num_rows, failed_polygons=len(plan.invalid), error_rows=len(errors),
-                        seconds=time.monotonic() - began)
+                        empty_polygons=empty, seconds=time.monotonic() - began)
 
 
 def _progress(progress: bool | Callable[[int, int], None], total: int, done: int) -> Callable[[int | None], None]:
