@@ -343,3 +343,20 @@ def test_an_unwritable_jobs_folder_is_a_503_without_its_path(demo_root: Path, tm
     response = client.post("/api/v1/batch", json=job_body())
     assert response.status_code == 503
     assert "not writable" in response.json["error"]["message"] and str(tmp_path) not in response.data.decode()
+
+
+def test_jobs_are_listed_oldest_first_and_by_status(demo_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /api/v1/batch lists every job as its status route gives it; ?status= keeps one status."""
+    _, first = stored_job(tmp_path / "jobs", demo_root)
+    _, second = stored_job(tmp_path / "jobs", demo_root, names=NAMES[:1])
+    app = make_app(demo_root, tmp_path / "jobs")
+    monkeypatch.setattr(app.extensions["polyfis.jobs"], "resume", lambda: False)  # keep them CREATED
+    client = app.test_client()
+    listed = client.get("/api/v1/batch").json["jobs"]
+    assert [j["id"] for j in listed] == [first, second]
+    assert listed[0] == client.get(f"/api/v1/batch/{first}").json
+    assert [j["id"] for j in client.get("/api/v1/batch?status=created").json["jobs"]] == [first, second]
+    assert client.get("/api/v1/batch?status=DONE").json == {"jobs": []}
+    bad = client.get("/api/v1/batch?status=READY")
+    assert bad.status_code == 400 and "expected one of ['CREATED'" in bad.json["error"]["message"]

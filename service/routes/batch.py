@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request, send_file
 
-from stats.batch.jobs import BatchJobRequest
+from stats.batch.jobs import STATUSES, BatchJobRequest
 from stats.errors import ConflictError, MalformedRequestError, NotFoundError, ServiceUnavailableError
 
 from .. import archive, jobs, settings
@@ -49,6 +49,16 @@ def _state(record: dict[str, Any]) -> str:
         return f"it FAILED: {record['error']}"
     done, total = record["progress"]["done"], record["progress"]["total"]
     return f"it is {record['status']} ({done} of {'?' if total is None else total} tasks done)"
+
+
+@bp.get(BASE)
+def listing() -> Response:
+    """The jobs of this server, oldest first, each as its status view; ``?status=`` keeps one status."""
+    wanted = request.args.get("status")
+    if wanted is not None and wanted.upper() not in STATUSES:
+        raise MalformedRequestError(f"status: got {wanted!r:.40}; expected one of {list(STATUSES)}")
+    views = [job_view(r) for r in jobs().store.records() if wanted is None or r["status"] == wanted.upper()]
+    return json_response({"jobs": views})
 
 
 @bp.post(BASE)

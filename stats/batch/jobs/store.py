@@ -151,8 +151,8 @@ class JobStore:
         """Where the job's result in ``fmt`` (``csv`` or ``parquet``) is."""
         return self.folder(job_id) / RESULT_FILES[fmt]
 
-    def pending(self) -> list[str]:
-        """Ids of the jobs still to run (CREATED or PROCESSING), oldest first."""
+    def records(self) -> list[dict[str, Any]]:
+        """Every job's record, oldest first (an unreadable folder gives none)."""
         try:
             names = [e.name for e in os.scandir(self.root) if e.is_dir() and is_job_id(e.name)]
         except FileNotFoundError:
@@ -160,8 +160,12 @@ class JobStore:
         except OSError as exc:
             log.error("cannot list the batch jobs folder: %s", exc)
             return []
-        records = [r for r in map(self.get, names) if r is not None and r.get("status") in PENDING]
-        return [r["id"] for r in sorted(records, key=lambda r: (r.get("created", ""), r["id"]))]
+        records = [r for r in map(self.get, names) if r is not None]
+        return sorted(records, key=lambda r: (r.get("created", ""), r["id"]))
+
+    def pending(self) -> list[str]:
+        """Ids of the jobs still to run (CREATED or PROCESSING), oldest first."""
+        return [r["id"] for r in self.records() if r.get("status") in PENDING]
 
     # ---- locks --------------------------------------------------------------------------------
 
