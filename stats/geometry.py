@@ -129,16 +129,15 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
                 f"geometry: FeatureCollection 'features' is {features!r:.60}; expected a list of Features")
         if not features:
             raise InvalidGeometryError("geometry: the FeatureCollection has no features; expected at least one polygon")
+        if len(features) > 1:
+            raise InvalidGeometryError(
+                f"geometry: the FeatureCollection has {len(features)} features; a time series is for one polygon: "
+                "post them to /api/v1/batch (polyfis batch) for one series each, or send one MultiPolygon")
         if not all(isinstance(f, dict) for f in features):
             bad = next(f for f in features if not isinstance(f, dict))
             raise InvalidGeometryError(f"geometry: FeatureCollection member {bad!r:.60} is not a Feature object")
-        parsed = [_from_geojson(f) for f in features]
-        crss = {c.to_wkt() for _, c in parsed if c is not None}
-        if len(crss) > 1:
-            raise InvalidGeometryError(
-                "geometry: the FeatureCollection's features declare different CRSs; expected one")
-        inner = next((c for _, c in parsed if c is not None), None)
-        return shapely.union_all([g for g, _ in parsed]), declared or inner
+        inner, inner_crs = _from_geojson(features[0])
+        return inner, declared or inner_crs
     if kind not in ("Polygon", "MultiPolygon", "GeometryCollection"):
         raise InvalidGeometryError(
             f"geometry: GeoJSON type {kind!r} is not supported; expected Polygon, MultiPolygon, Feature "

@@ -116,3 +116,12 @@ def test_reproject_to_utm_and_back() -> None:
     assert 780 < maxx - minx < 790 and 1105 < maxy - miny < 1115
     back = reproject(projected, utm, wgs)
     assert shapely.equals_exact(back, geom, tolerance=1e-9)
+
+
+def test_a_collection_of_several_features_is_refused_pointing_to_batch() -> None:
+    """Several polygons are not merged into one without a word: the 400 points to the batch route."""
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+    collection = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": square}] * 2}
+    with pytest.raises(InvalidGeometryError, match=r"has 2 features; .*/api/v1/batch"):
+        parse_geometry(collection)
