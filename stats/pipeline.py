@@ -257,12 +257,15 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
 
 
 def _water(options: WaterOptions, work: _DateWork, clear: np.ndarray) -> Water:
-    """Water extent over the clear valid pixels, scaled to the polygon's area (flagged when too cloudy)."""
+    """Water extent over the clear valid pixels, scaled to the polygon's area; when too little of the
+    polygon is clear, flagged ``cloudy`` or ``nodata`` by which of the two hides more of it."""
     index: IndexSpec = options.spec
     weights = work.weights if work.weights is not None else np.ones(work.valid)
     clear_share = weights[clear].sum() / work.inside_area if work.inside_area else 0.0
     if clear_share < 1 - options.max_cloud_fraction:
-        return Water(None, None, None, flag="cloudy" if work.valid else "nodata")
+        cloudy_share = weights[~clear].sum() / work.inside_area if work.inside_area else 0.0
+        nodata_share = 1.0 - clear_share - cloudy_share
+        return Water(None, None, None, flag="cloudy" if cloudy_share > nodata_share else "nodata")
     values = index.evaluate({b: work.values[b][clear].astype(np.float64) / QUANTIFICATION_VALUE for b in index.bands})
     finite = np.isfinite(values)
     fraction, threshold = water_extent(values[finite], options.method, options.threshold,

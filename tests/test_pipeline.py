@@ -374,3 +374,15 @@ def test_repeated_query_reads_nothing_and_a_rewritten_file_is_read_again(simple_
     os.utime(path, (stamp, stamp))
     assert run(simple_archive, **query).series[0].bands["B04"]["mean"] == pytest.approx(first + 0.01, abs=1e-12)
     assert reads == ["B04"]
+
+
+def test_water_on_a_half_empty_clear_date_says_no_data_not_cloudy(simple_archive: Path) -> None:
+    """2023-08-10 has no data on the left half of the tile and no cloud: too little is clear, and the reason
+    given is the missing data."""
+    request = TimeSeriesRequest.from_dict({"geometry": polygon(utm_box(0, 0, 12, 12)), "crs": CRS_UTM,
+                                           "time": {"from": "2023-08-10", "to": "2023-08-10"}, "bands": ["B04"],
+                                           "water": {"method": "threshold"}, "cloud": {"mode": "pixel"}})
+    (entry,) = query_timeseries(request, Archive.open(simple_archive)).to_dict()["series"]
+    assert entry["pixels"]["nodata"] == entry["pixels"]["valid"] == 72  # half of the 12 x 12 pixels
+    assert entry["cloud"]["fraction"] == 0
+    assert entry["water"] == {"fraction": None, "area_m2": None, "threshold": None, "flag": "nodata"}
