@@ -30,6 +30,16 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _check_port(host: str, port: int) -> None:
+    """Stop before anything else when the port cannot be served on, saying how to choose another."""
+    from service.server import port_in_use
+
+    problem = port_in_use(host, port)
+    if problem:
+        raise click.ClickException(f"cannot serve on {host}:{port} ({problem}); another server may be running "
+                                   f"there: stop it, or choose another port with --port {port + 1}")
+
+
 def _open_archive(archive: str | None) -> Any:
     from stats.archive.catalog import Archive
     from stats.archive.synthetic import build_demo_archive
@@ -73,6 +83,7 @@ def serve(archive: str | None, host: str, port: int, workers: int) -> None:
     from service import create_app
     from service.server import serve as run_server
 
+    _check_port(host, port)
     settings = _settings(**({"archive": archive} if archive else {}))
     app = create_app(settings)
     with app.app_context():
@@ -98,6 +109,8 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     """Build the demo archive if needed, print a ready curl command and serve it."""
     from stats.archive.synthetic import build_demo_archive, demo_polygons
 
+    if not no_serve:
+        _check_port(host, port)
     try:
         root = build_demo_archive(Path(demo_dir) if demo_dir else None)
     except StatsError as exc:

@@ -7,6 +7,7 @@ jobs left pending by a previous run are resumed without waiting for a request.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -32,6 +33,16 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         app = create_app(self.settings)
         resume_jobs(app)
         return app
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served on (in use, or not an address of this machine), or None."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,

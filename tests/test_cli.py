@@ -136,3 +136,18 @@ def test_source_nodata_becomes_zero(tmp_path: Path) -> None:
     (acq,) = Archive.open(tmp_path / "a").acquisitions
     with rasterio.open(acq.assets["B04"]) as src:
         assert src.read(1).tolist() == [[0, 700]]
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_taken_port_is_named_before_anything_starts(command: str) -> None:
+    """`polyfis demo` / `serve` on a port in use stop at once, saying which port and how to choose another."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, [command, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output and f"--port {port + 1}" in result.output
+    assert "curl" not in result.output
