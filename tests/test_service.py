@@ -218,3 +218,17 @@ def test_http_level_errors_name_what_was_received_and_expected(simple_archive: P
     assert wrong["code"] == "MethodNotAllowed" and wrong["message"].endswith("expected POST")
     big = client.post("/api/v1/timeseries", data="x" * 5000, content_type="application/json").json["error"]
     assert "5000 bytes, more than the limit of 2000 bytes (POLYFIS_MAX_BODY_BYTES)" in big["message"]
+
+
+def test_the_contract_is_read_offline_at_docs(client) -> None:
+    """/ leads to /docs, whose Swagger UI page loads its script and style from this server and the contract
+    from /openapi.yaml; /openapi.json is the same document."""
+    front = client.get("/")
+    assert front.status_code == 302 and front.headers["Location"].endswith("/docs")
+    page = client.get("/docs").get_data(as_text=True)
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(s.startswith("/static/swagger-ui/") for s in sources)
+    for source in sources:
+        assert client.get(source).status_code == 200, source
+    assert 'url: "/openapi.yaml"' in page
+    assert client.get("/openapi.json").json == SPEC

@@ -1,11 +1,15 @@
-"""Meta routes: ``/health``, ``/collections``, ``/openapi.yaml``."""
+"""Meta routes: ``/health``, ``/collections``, the contract (``/openapi.yaml``, ``/openapi.json``) and its
+reader (``/docs``, Swagger UI from the vendored ``swagger-ui-dist``, so it works offline; ``/`` leads there)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from flask import Blueprint, Response
+import yaml
+from flask import Blueprint, Response, redirect, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from stats.bands import S2_BANDS
 from stats.results import format_datetime
@@ -15,7 +19,7 @@ from ..render import json_response
 
 bp = Blueprint("meta", __name__)
 
-#: The HTTP contract, at the top of the project.
+#: The HTTP contract, shipped in the package.
 OPENAPI_PATH = Path(str(resources.files("service") / "openapi.yaml"))
 
 
@@ -50,3 +54,48 @@ def collections() -> Response:
 def openapi() -> Response:
     """The OpenAPI 3 contract of this service."""
     return Response(OPENAPI_PATH.read_text(encoding="utf-8"), mimetype="application/yaml")
+
+
+@lru_cache(maxsize=1)
+def _contract() -> dict[str, object]:
+    value: dict[str, object] = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return value
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    """The OpenAPI 3 contract as JSON."""
+    return json_response(_contract())
+
+
+_DOCS = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>polyfis API</title>
+<link rel="stylesheet" href="{css}">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{js}"></script>
+<script>
+window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", deepLinking: true}});
+</script>
+</body>
+</html>
+"""
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    """The contract in Swagger UI, served from this server's own files (no network needed)."""
+    page = _DOCS.format(css=url_for("static", filename="swagger-ui/swagger-ui.css"),
+                        js=url_for("static", filename="swagger-ui/swagger-ui-bundle.js"),
+                        spec=url_for("meta.openapi"))
+    return Response(page, mimetype="text/html")
+
+
+@bp.get("/")
+def index() -> WerkzeugResponse:
+    """The service's front door leads to its documentation."""
+    return redirect(url_for("meta.docs"))
