@@ -56,6 +56,9 @@ def _read_geometry(value: str) -> Any:
         is_file = False
     text = path.read_text(encoding="utf-8") if is_file else value
     stripped = text.strip()
+    if not is_file and not stripped.startswith("{") and "(" not in stripped:
+        raise click.BadParameter(f"no file {value!r:.200} (and it is not WKT or GeoJSON text); expected the path of "
+                                 "a GeoJSON or WKT file, or the geometry itself", param_hint="--geometry")
     if stripped.startswith("{"):
         try:
             return json.loads(stripped)

@@ -162,8 +162,26 @@ def _check_finite(coords: Any) -> None:
         )
 
 
+def _depth(value: Any) -> int:
+    """How deep lists nest at the first position: 1 for [x, y], 2 for a ring, 3 for a polygon."""
+    depth = 0
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    return depth
+
+
 def _check_rings(kind: Any, coords: Any) -> None:
-    """GeoJSON rings must be closed and have at least four positions (RFC 7946 3.1.6)."""
+    """GeoJSON rings must be closed and have at least four positions (RFC 7946 3.1.6), at the nesting of
+    their type."""
+    expected = {"Polygon": 3, "MultiPolygon": 4}.get(kind)
+    depth = _depth(coords)
+    if expected is not None and depth and depth != expected:
+        shape = {1: "a position", 2: "a list of positions (one ring)", 3: "a list of rings (one polygon)",
+                 4: "a list of polygons"}.get(depth, f"lists nested {depth} deep")
+        what = "a list of rings, each a list of [x, y] positions" if kind == "Polygon" else \
+            "a list of polygons, each a list of rings of [x, y] positions"
+        fix = "; wrap them in one more [...]" if depth == expected - 1 else ""
+        raise InvalidGeometryError(f"geometry: the {kind}'s coordinates are {shape}; expected {what}{fix}")
     polygons = [coords] if kind == "Polygon" else (coords if kind == "MultiPolygon" else [])
     for polygon in polygons if isinstance(polygons, list) else []:
         for i, ring in enumerate(polygon if isinstance(polygon, list) else []):

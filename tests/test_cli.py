@@ -151,3 +151,10 @@ def test_a_taken_port_is_named_before_anything_starts(command: str) -> None:
     assert result.exit_code == 1
     assert f"cannot serve on 127.0.0.1:{port}" in result.output and f"--port {port + 1}" in result.output
     assert "curl" not in result.output
+
+
+def test_a_misspelt_geometry_file_is_named_as_a_missing_file(simple_archive: Path) -> None:
+    result = CliRunner().invoke(main, ["query", "--archive", str(simple_archive), "--geometry", "field.geojsn",
+                                       "--from", "2023-01-01", "--to", "2023-01-31"])
+    assert result.exit_code == 2
+    assert "no file 'field.geojsn'" in result.output and "WKT" in result.output

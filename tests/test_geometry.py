@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import shapely
@@ -125,3 +126,12 @@ def test_a_collection_of_several_features_is_refused_pointing_to_batch() -> None
         {"type": "Feature", "properties": {}, "geometry": square}] * 2}
     with pytest.raises(InvalidGeometryError, match=r"has 2 features; .*/api/v1/batch"):
         parse_geometry(collection)
+
+
+@pytest.mark.parametrize(("kind", "coordinates", "said"), [
+    ("Polygon", [[0, 0], [1, 0], [1, 1], [0, 0]], "a list of positions (one ring)"),
+    ("MultiPolygon", [[[0, 0], [1, 0], [1, 1], [0, 0]]], "a list of rings (one polygon)"),
+])
+def test_coordinates_nested_one_level_short_are_named(kind: str, coordinates: list, said: str) -> None:
+    with pytest.raises(InvalidGeometryError, match=rf"{kind}'s coordinates are {re.escape(said)}.*one more \[\.\.\.\]"):
+        parse_geometry({"type": kind, "coordinates": coordinates})
