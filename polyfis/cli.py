@@ -40,11 +40,17 @@ def _check_port(host: str, port: int) -> None:
                                    f"there: stop it, or choose another port with --port {port + 1}")
 
 
+def _build_progress(done: int, total: int) -> None:
+    """The demo archive's build, one line that fills in on stderr."""
+    click.echo(f"\rbuilding the demo archive (first use): {done}/{total} acquisitions", err=True,
+               nl=done == total)
+
+
 def _open_archive(archive: str | None) -> Any:
     from stats.archive.catalog import Archive
     from stats.archive.synthetic import build_demo_archive
 
-    return Archive.open(archive or build_demo_archive())
+    return Archive.open(archive or build_demo_archive(progress=_build_progress))
 
 
 def _read_geometry(value: str) -> Any:
@@ -115,7 +121,7 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
     if not no_serve:
         _check_port(host, port)
     try:
-        root = build_demo_archive(Path(demo_dir) if demo_dir else None)
+        root = build_demo_archive(Path(demo_dir) if demo_dir else None, progress=_build_progress)
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
     fields = [f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field"]

@@ -602,3 +602,12 @@ def test_load_truth_masks_rejects_an_unknown_date(demo_root: Path) -> None:
     """Asking for a date without acquisition raises ArchiveError naming the date."""
     with pytest.raises(ArchiveError, match="No truth raster for '2023-01-06'"):
         load_truth_masks(demo_root, dt.date(2023, 1, 6))
+
+
+def test_a_new_build_reports_its_progress_and_a_cached_one_does_not(small_recipe: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    build_demo_archive(tmp_path / "archive", recipe=small_recipe, progress=lambda d, t: calls.append((d, t)))
+    total = len(json.loads(small_recipe.read_text())["acquisitions"])
+    assert calls == [(i, total) for i in range(1, total + 1)]
+    build_demo_archive(tmp_path / "archive", recipe=small_recipe, progress=lambda d, t: calls.append((d, t)))
+    assert len(calls) == total  # the second call found the archive built

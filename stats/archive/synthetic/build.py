@@ -7,7 +7,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ def build_demo_archive(
     *,
     recipe: str | os.PathLike[str] | None = None,
     force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Generate the synthetic demo archive once and return its root.
 
@@ -60,6 +61,8 @@ def build_demo_archive(
         polygon GeoJSON, relative to the recipe's folder.
     force
         Regenerate even when ``root`` already holds an archive of the same recipe.
+    progress
+        Called with (acquisitions written, acquisitions in all) while a new archive is generated.
 
     Returns
     -------
@@ -97,7 +100,7 @@ def build_demo_archive(
     # No dot in the name after the leading one: pystac takes a folder name with an "extension" for a file.
     work = Path(tempfile.mkdtemp(prefix=".polyfis-demo-build-", dir=target.parent))
     try:
-        _generate(spec, polygons, work, digest)
+        _generate(spec, polygons, work, digest, progress)
         shutil.copyfile(recipe_path, work / RECIPE_FILE)
         shutil.copyfile(polygons_path, work / POLYGONS_FILE)
         write_json(work / STAMP_FILE, {"digest": digest, "generator_version": GENERATOR_VERSION,
@@ -109,7 +112,8 @@ def build_demo_archive(
     return target
 
 
-def _generate(spec: Mapping[str, Any], polygons: Mapping[str, Any], out: Path, digest: str) -> None:
+def _generate(spec: Mapping[str, Any], polygons: Mapping[str, Any], out: Path, digest: str,
+              progress: Callable[[int, int], None] | None = None) -> None:
     """Write the whole archive into ``out`` (an empty folder)."""
     grid = grid_from(spec)
     scene = spec["scene"]
@@ -182,6 +186,8 @@ def _generate(spec: Mapping[str, Any], polygons: Mapping[str, Any], out: Path, d
         }
         for name, (_, mask) in masks.items():
             per_polygon[name][iso] = polygon_truth(mask, flags, clear, sky.kind)
+        if progress is not None:
+            progress(index + 1, len(spec["acquisitions"]))
 
     writer.save(metadata={"synthetic": True, "generator_version": GENERATOR_VERSION, "recipe_sha256": digest,
                           "ground_truth": GROUND_TRUTH_FILE, "recipe": RECIPE_FILE, "polygons": POLYGONS_FILE})
