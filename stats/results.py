@@ -114,7 +114,8 @@ def _clean(value: Number) -> Number:
 
 
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
-CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning")
+CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
+                     "cloud_trusted")
 CSV_WATER_COLUMNS = ("water_fraction", "water_area_m2", "water_threshold", "water_flag")
 
 
@@ -179,8 +180,8 @@ class TimeSeriesResult:
                               d.nodata_pixels]
             if self.pixel_cloud:
                 pc = d.pixel_cloud
-                row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning]
-                        if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+                row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
+                         d.warning is None] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
             if self.water:
                 w = d.water
                 row += ([_clean(w.fraction), _clean(w.area_m2), _clean(w.threshold), w.flag]

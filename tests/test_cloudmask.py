@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from conftest import CRS_UTM, band_array, band_transform, utm_box
 
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.ingest import ingest
+from stats.archive.synthetic import demo_polygons
 from stats.bands import MODEL_BANDS, S2_BANDS
 from stats.cloud import default_model
 from stats.cloudmask import ProbabilityCache, cell_means, mask_from_probability, to_clm, to_clp
@@ -135,3 +138,15 @@ def test_clp_and_clm_as_indices_give_per_pixel_layer_statistics(make_archive) ->
     assert entry.indices["CLM"] == {"mean": 0.5, "min": 0.0, "max": 1.0}
     assert entry.indices["CLP"]["max"] >= 0.4 * 255 > entry.indices["CLP"]["min"]
     assert entry.pixel_cloud is not None and entry.pixel_cloud.fraction == 0.5
+
+
+def test_csv_says_whether_the_averaged_pixel_is_trusted_as_the_json_does(demo_root: Path) -> None:
+    """In both mode the CSV's cloud_trusted column is the JSON's cloud.trusted, date by date."""
+    lake = next(f for f in demo_polygons()["features"] if f["properties"]["name"] == "mixed_lake_field")
+    body = {"geometry": lake["geometry"], "time": {"from": "2023-01-01", "to": "2023-12-31"}, "bands": ["B04"],
+            "statistics": ["mean"], "cloud": {"mode": "both"}}
+    result = query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(demo_root), cache=ProbabilityCache())
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    trusted = [e["cloud"]["trusted"] for e in result.to_dict()["series"]]
+    assert [r["cloud_trusted"] == "true" for r in rows] == trusted
+    assert False in trusted and True in trusted

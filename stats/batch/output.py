@@ -56,7 +56,7 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     for name in plan.columns()[1:]:
         if name in ("date", "error", "cloud_warning", "water_flag"):
             kind = pa.string()
-        elif name in ("cloudy",):
+        elif name in ("cloudy", "cloud_trusted"):
             kind = pa.bool_()
         elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or (
                 name.endswith("_count") and not plan.options.exact):  # exact mode: count is an area
