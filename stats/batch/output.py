@@ -1,9 +1,9 @@
 """Batch output: rows as Arrow tables with one schema, written as CSV, Parquet or GeoPackage.
 
 The columns are ``id`` and the time-series CSV columns (:meth:`stats.results.TimeSeriesResult.columns`),
-typed: dates and messages as strings, ``cloudy`` as a boolean, pixel counts as integers, the rest as
-floats. Tables carry an extra ``_polygon`` column (the polygon's input position) until
-:func:`finish_table` sorts by it and drops it.
+typed as the JSON answer is: ``date`` as a date (ISO text in CSV), messages as strings, ``cloudy`` as a
+boolean, pixel counts as integers, the rest as floats. Tables carry an extra ``_polygon`` column (the
+polygon's input position) until :func:`finish_table` sorts by it and drops it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     id_type = pa.int64() if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in ids) else pa.string()
     fields = [pa.field(ORDER_COLUMN, pa.int64()), pa.field(ID_COLUMN, id_type)]
     for name in plan.columns()[1:]:
-        if name in ("date", "error", "cloud_warning", "water_flag"):
+        if name == "date":
+            kind = pa.date32()
+        elif name in ("error", "cloud_warning", "water_flag"):
             kind = pa.string()
         elif name in ("cloudy", "cloud_trusted"):
             kind = pa.bool_()
@@ -72,6 +74,9 @@ def _to_arrow(plan: BatchPlan, order: list[int], rows: list[list[Any]]) -> pa.Ta
     columns: list[list[Any]] = [order] + [list(col) for col in zip(*rows)] if rows else [[] for _ in schema]
     if schema.field(ID_COLUMN).type == pa.string() and rows:
         columns[1] = [None if v is None else str(v) for v in columns[1]]
+    if rows:  # the rows hold ISO dates, as the CSV writes them; the table holds dates
+        at = schema.get_field_index("date")
+        columns[at] = [None if v is None else dt.date.fromisoformat(v) for v in columns[at]]
     return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
 
 
