@@ -212,6 +212,9 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{summary.rows} rows for {summary.polygons} polygons ({summary.tasks} tasks, "
                f"{summary.skipped_tasks} already done) in {summary.seconds:.1f} s -> {summary.out}", err=True)
+    if summary.repaired_polygons:
+        click.echo(f"{summary.repaired_polygons} polygons were invalid and are answered as repaired by "
+                   "shapely.make_valid", err=True)
     if summary.failed_polygons or summary.error_rows:
         click.echo(f"{summary.failed_polygons} polygons could not be used, {summary.empty_polygons} have no result "
                    f"and {summary.error_rows} rows carry an error; see the error column", err=True)

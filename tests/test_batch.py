@@ -285,3 +285,21 @@ def test_geopackage_columns_keep_their_types(demo_root: Path, tmp_path: Path) ->
     assert types["valid_pixels"] == types["B04_count"] == "int64"
     assert types["cloudy"] == "bool" and types["B04_mean"] == types["cloud_probability"] == "float64"
     assert types["id"] == types["date"] == "object"
+
+
+def test_a_repaired_polygon_is_counted_and_said(simple_archive: Path, tmp_path: Path) -> None:
+    """A self-crossing polygon is answered as repaired, and `polyfis batch` says how many were."""
+    ring = utm_box(0, 0, 4, 4)
+    bowtie = [ring[0], ring[2], ring[1], ring[3], ring[0]]
+    source = tmp_path / "p.geojson"
+    source.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": CRS_UTM}},
+                                  "features": [{"type": "Feature", "properties": {"id": "bow"},
+                                                "geometry": {"type": "Polygon", "coordinates": [bowtie]}}]}))
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["batch", str(source), "--archive", str(simple_archive), "--from", "2023-01-01",
+                                       "--to", "2023-01-31", "--bands", "B04", "--workers", "0", "--no-progress",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 polygons were invalid and are answered as repaired" in result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["bow"] and rows[0]["error"] == "" and float(rows[0]["B04_mean"]) > 0

@@ -46,6 +46,7 @@ class BatchSummary:
     failed_polygons: int
     error_rows: int
     empty_polygons: int  # usable polygons without any dated row (each has a row saying why)
+    repaired_polygons: int  # invalid polygons answered after shapely.make_valid repaired them
     seconds: float
 
 
@@ -115,6 +116,9 @@ def run_batch(
     plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits)
     for i, message in sorted(plan.invalid.items()):
         log.warning("polygon %r: %s", plan.polygons[i].id, message)
+    for poly, area in zip(plan.polygons, plan.areas):
+        if area is not None and area.repaired:
+            log.warning("polygon %r: invalid (%s), answered after repair", poly.id, area.repaired)
     parts = out.with_name(out.name + ".parts")
     digest = _digest(plan, start, end, options)
     manifest = parts / "manifest.json"
@@ -144,7 +148,8 @@ def run_batch(
     empty = sum(1 for poly, area in zip(plan.polygons, plan.areas) if area is not None and poly.id not in dated)
     return BatchSummary(out=out, polygons=len(plan.polygons), tasks=len(plan.tasks), skipped_tasks=skipped,
                         rows=table.num_rows, failed_polygons=len(plan.invalid), error_rows=len(errors),
-                        empty_polygons=empty, seconds=time.monotonic() - began)
+                        empty_polygons=empty, repaired_polygons=sum(1 for a in plan.areas if a and a.repaired),
+                        seconds=time.monotonic() - began)
 
 
 def _progress(progress: bool | Callable[[int, int], None], total: int, done: int) -> Callable[[int | None], None]:
