@@ -28,6 +28,10 @@ DEFAULT_MAX_VERTICES = 100_000
 #: WGS 84, the CRS of catalog footprints (read in (lon, lat) order).
 WGS84 = CRS.from_epsg(4326)
 
+#: Longest CRS text accepted (a WKT2 definition is a few thousand characters; PROJ takes seconds on
+#: strings of tens of thousands).
+MAX_CRS_TEXT = 20_000
+
 #: Spellings of OGC CRS84 (WGS 84 in lon/lat order).
 OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
 
@@ -43,20 +47,25 @@ def parse_crs(value: Any) -> CRS:
     if isinstance(value, CRS):
         return value
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidCRSError(f"crs: expected a string such as 'EPSG:4326', got {value!r}")
+        raise InvalidCRSError(f"crs: expected a string such as 'EPSG:4326', got {type(value).__name__}")
+    if isinstance(value, int) and not 0 < value < 10**9:
+        raise InvalidCRSError("crs: the EPSG code is out of range; expected a code in the EPSG registry")
     text = str(value).strip()
+    if len(text) > MAX_CRS_TEXT:
+        raise InvalidCRSError(f"crs: the text is {len(text)} characters long, more than the limit of {MAX_CRS_TEXT}; "
+                              "expected an EPSG code, an OGC URL or URN, or a WKT of ordinary length")
     if text.upper() in OGC_CRS84:
         return _crs_from_epsg(4326)
     upper = text.upper()
     if upper.isdigit():
-        return _crs_from_epsg(int(upper))
+        return _crs_from_epsg(_epsg_code(upper))
     for prefix in ("HTTP://WWW.OPENGIS.NET/DEF/CRS/EPSG/0/", "HTTPS://WWW.OPENGIS.NET/DEF/CRS/EPSG/0/",
                    "URN:OGC:DEF:CRS:EPSG::", "URN:OGC:DEF:CRS:EPSG:", "EPSG:"):
         if upper.startswith(prefix):
             code = upper[len(prefix):].lstrip(":")
             if not code.isdigit():
                 break
-            return _crs_from_epsg(int(code))
+            return _crs_from_epsg(_epsg_code(code))
     try:
         crs = CRS.from_user_input(text)
     except (CRSError, ValueError, UnicodeError) as exc:
@@ -73,6 +82,14 @@ def _check_horizontal(crs: CRS, text: str) -> CRS:
             f"crs: {text!r} is a {crs.type_name} CRS; expected a horizontal (geographic or projected) CRS"
         )
     return crs
+
+
+def _epsg_code(digits: str) -> int:
+    """An EPSG code from its digits; more than 9 digits is no EPSG code (nor an int Python reads cheaply)."""
+    if len(digits) > 9:
+        raise InvalidCRSError(f"crs: unknown EPSG code {digits[:20]}... ({len(digits)} digits); expected a code in "
+                              "the EPSG registry")
+    return int(digits)
 
 
 @lru_cache(maxsize=256)

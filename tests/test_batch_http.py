@@ -361,3 +361,18 @@ def test_jobs_are_listed_oldest_first_and_by_status(demo_root: Path, tmp_path: P
     assert client.get("/api/v1/batch?status=DONE").json == {"jobs": []}
     bad = client.get("/api/v1/batch?status=READY")
     assert bad.status_code == 400 and "expected one of ['CREATED'" in bad.json["error"]["message"]
+
+
+@pytest.mark.parametrize("content", ["[]", '"DONE"', "42", "{}", '{"id": "x"}', "not json"])
+def test_a_malformed_job_record_is_left_alone_and_the_others_go_on(demo_root: Path, tmp_path: Path,
+                                                                   content: str) -> None:
+    """A job.json that is not a job record is a 404 for that job; listing, submitting and running go on."""
+    store, good = stored_job(tmp_path / "jobs", demo_root)
+    bad = "f" * 32
+    (tmp_path / "jobs" / bad).mkdir()
+    (tmp_path / "jobs" / bad / "job.json").write_text(content)
+    client = make_app(demo_root, tmp_path / "jobs").test_client()
+    assert client.get(f"/api/v1/batch/{bad}").status_code == 404
+    assert client.get(f"/api/v1/batch/{bad}/results").status_code == 404
+    assert [j["id"] for j in client.get("/api/v1/batch").json["jobs"]] == [good]
+    assert wait_until_finished(client, good)["status"] == "DONE"

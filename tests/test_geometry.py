@@ -135,3 +135,15 @@ def test_a_collection_of_several_features_is_refused_pointing_to_batch() -> None
 def test_coordinates_nested_one_level_short_are_named(kind: str, coordinates: list, said: str) -> None:
     with pytest.raises(InvalidGeometryError, match=rf"{kind}'s coordinates are {re.escape(said)}.*one more \[\.\.\.\]"):
         parse_geometry({"type": kind, "coordinates": coordinates})
+
+
+@pytest.mark.parametrize("value", ["EPSG:" + "9" * 5000, "9" * 5000, "SRID=" + "9" * 5000 + ";POINT (0 0)",
+                                   "+proj=longlat " + "+x_0=0 " * 20_000])
+def test_absurd_crs_values_are_refused_before_parsing(value: str) -> None:
+    """Codes of thousands of digits and CRS strings of tens of thousands of characters are 400-class errors
+    naming the problem, not a crash (int() refuses over 4,300 digits) nor a PROJ parse of tens of seconds."""
+    with pytest.raises(InvalidCRSError, match="unknown EPSG code|more than the limit of 20000"):
+        if value.startswith("SRID="):
+            parse_geometry(value)
+        else:
+            parse_crs(value)

@@ -56,6 +56,8 @@ STATUSES = ("CREATED", "PROCESSING", "DONE", "FAILED")
 PENDING = ("CREATED", "PROCESSING")
 #: Result file of each download format.
 RESULT_FILES = {"csv": "result.csv", "parquet": "result.parquet"}
+#: Fields every job record has.
+RECORD_FIELDS = frozenset({"id", "status", "progress", "created", "updated", "polygons", "rows", "error", "request"})
 #: A lock file that cannot be read is taken for stale once older than this (its writer died mid-write).
 UNREADABLE_LOCK_S = 60.0
 
@@ -129,12 +131,20 @@ class JobStore:
         return record
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        """The job's record, or None when there is no such job (or ``job_id`` is malformed)."""
+        """The job's record, or None when there is no such job (or ``job_id`` is malformed, or its
+        ``job.json`` is not a job record: that job is left alone, logged, and every other job goes on)."""
         if not is_job_id(job_id):
             return None
+        path = self.root / job_id / "job.json"
         try:
-            record: dict[str, Any] = json.loads((self.root / job_id / "job.json").read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not set(record) >= RECORD_FIELDS or record.get("id") != job_id \
+                or record.get("status") not in STATUSES or not isinstance(record.get("progress"), dict) \
+                or not isinstance(record.get("request"), dict):
+            log.error("batch job %s: job.json is not a job record (%s); the job is ignored", job_id,
+                      f"a {type(record).__name__}" if not isinstance(record, dict) else "fields missing or wrong")
             return None
         return record
 
