@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from stats import Archive, TimeSeriesRequest, TimeSeriesResult, query_timeseries
 from stats.batch import BatchPlan, BatchPolygon, batch_options, batch_time, plan_batch, read_polygons, run_plan
+from stats.batch.output import row_polygons
 from stats.errors import InvalidRequestError
 from stats.request import Area
 from stats.settings import current
@@ -83,10 +84,9 @@ def open_archive(archive: Archive | str | os.PathLike[str] | None = None) -> Arc
         settings = current()
         if settings.archive:
             return _open(settings.archive)
-        from stats.archive.synthetic import build_demo_archive
+        from stats.archive.synthetic import demo_archive_of
 
-        return _open(str(build_demo_archive(settings.demo_path,
-                                            recipe=settings.fixtures_path / "demo_recipe.json")))
+        return _open(str(demo_archive_of(settings)))
     return _open(os.fspath(archive))
 
 
@@ -234,10 +234,7 @@ class BatchResult:
         """The rows with each polygon (in EPSG:4326); a polygon that could not be used has no geometry."""
         import geopandas as gpd
 
-        by_id = {poly.id: area.wgs84 for poly, area in zip(self.plan.polygons, self.plan.areas) if area is not None}
-        frame = self.to_pandas()
-        ids = self.table.column("id").to_pylist()
-        return gpd.GeoDataFrame(frame, geometry=[by_id.get(i) for i in ids], crs="EPSG:4326")
+        return gpd.GeoDataFrame(self.to_pandas(), geometry=row_polygons(self.table, self.plan), crs="EPSG:4326")
 
     def to_geoparquet(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_geopandas` as GeoParquet."""

@@ -48,9 +48,9 @@ def _build_progress(done: int, total: int) -> None:
 
 def _open_archive(archive: str | None) -> Any:
     from stats.archive.catalog import Archive
-    from stats.archive.synthetic import build_demo_archive
+    from stats.archive.synthetic import demo_archive_of
 
-    return Archive.open(archive or build_demo_archive(progress=_build_progress))
+    return Archive.open(archive or demo_archive_of(current(), progress=_build_progress))
 
 
 def _read_geometry(value: str) -> Any:

@@ -44,10 +44,9 @@ class ArchiveHolder:
     def _open(self) -> Archive:
         if self.settings.archive:
             return Archive.open(self.settings.archive)
-        from stats.archive.synthetic import build_demo_archive
+        from stats.archive.synthetic import demo_archive_of
 
-        root = build_demo_archive(self.settings.demo_path,
-                                  recipe=self.settings.fixtures_path / "demo_recipe.json")
+        root = demo_archive_of(self.settings)
         log.info("serving the demo archive at %s", root)
         return Archive.open(root)
 

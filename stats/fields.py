@@ -45,10 +45,15 @@ def integer(value: Any, name: str, low: int, high: int, unit: str = "", *, text:
     if text and isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,20}\s*", value):
         parsed = int(value)
     if isinstance(parsed, bool) or not isinstance(parsed, int) or not low <= parsed <= high:
-        expected = f"an integer from {low} to {high}" + (f" ({unit})" if unit else "")
-        raise InvalidRequestError(f"{name}: got {value!r:.80}; expected {expected}" if got_first
-                                  else f"{name}: expected {expected}, got {value!r:.80}")
+        raise _out_of_range(name, value, f"an integer from {low} to {high}", unit, got_first)
     return parsed
+
+
+def _out_of_range(name: str, value: Any, expected: str, unit: str, got_first: bool) -> InvalidRequestError:
+    """The error of a value outside its range, worded as the native or the Sentinel Hub routes word it."""
+    expected += f" ({unit})" if unit else ""
+    return InvalidRequestError(f"{name}: got {value!r:.80}; expected {expected}" if got_first
+                               else f"{name}: expected {expected}, got {value!r:.80}")
 
 
 def number(value: Any, name: str, low: float, high: float, unit: str = "", *, text: bool = False,
@@ -65,9 +70,7 @@ def number(value: Any, name: str, low: float, high: float, unit: str = "", *, te
         except ValueError:
             parsed = None
     if not is_finite_number(parsed) or not low <= parsed <= high:
-        expected = f"a number between {low:g} and {high:g}" + (f" ({unit})" if unit else "")
-        raise InvalidRequestError(f"{name}: got {value!r:.80}; expected {expected}" if got_first
-                                  else f"{name}: expected {expected}, got {value!r:.80}")
+        raise _out_of_range(name, value, f"a number between {low:g} and {high:g}", unit, got_first)
     return float(parsed)
 
 

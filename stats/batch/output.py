@@ -44,9 +44,14 @@ def task_table(plan: BatchPlan, entries: Iterable[tuple[int, DateResult]]) -> pa
 
 def error_table(plan: BatchPlan) -> pa.Table:
     """One row per invalid polygon: its id and the error, everything else empty."""
+    return _message_table(plan, sorted(plan.invalid.items()))
+
+
+def _message_table(plan: BatchPlan, messages: list[tuple[int, str]]) -> pa.Table:
+    """One row per (polygon index, message): the polygon's id and the message as its error, nothing else."""
     width = len(plan.columns())
-    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] for i, message in sorted(plan.invalid.items())]
-    return _to_arrow(plan, sorted(plan.invalid), rows)
+    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] for i, message in messages]
+    return _to_arrow(plan, [i for i, _ in messages], rows)
 
 
 def _schema(plan: BatchPlan) -> pa.Schema:
@@ -87,11 +92,9 @@ def finish_table(plan: BatchPlan, tables: list[pa.Table]) -> pa.Table:
     answered = set(table.column(ORDER_COLUMN).to_pylist())
     missing = [i for i, area in enumerate(plan.areas) if area is not None and i not in answered]
     if missing:
-        width = len(plan.columns())
         covered = {i for task in plan.tasks for i in task.polygons}
-        rows = [[plan.polygons[i].id] + [None] * (width - 2) + [no_result_message(plan, i in covered)]
-                for i in missing]
-        table = pa.concat_tables([table, _to_arrow(plan, missing, rows)])
+        table = pa.concat_tables([table, _message_table(plan, [(i, no_result_message(plan, i in covered))
+                                                               for i in missing])])
     table = table.sort_by([(ORDER_COLUMN, "ascending"), ("date", "ascending")])
     return table.drop_columns([ORDER_COLUMN])
 
@@ -144,13 +147,15 @@ def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None) -> None:
     import geopandas as gpd
     import pandas as pd
 
-    by_id: dict[Any, BaseGeometry | None] = {}
-    for poly, area in zip(plan.polygons, plan.areas) if plan is not None else ():
-        if area is not None:
-            by_id[poly.id] = area.wgs84
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
-    geometries = [by_id.get(i) for i in table.column(ID_COLUMN).to_pylist()]
+    geometries = row_polygons(table, plan) if plan is not None else [None] * table.num_rows
     gpd.GeoDataFrame(frame, geometry=geometries, crs="EPSG:4326").to_file(path, driver="GPKG", layer="statistics")
+
+
+def row_polygons(table: pa.Table, plan: BatchPlan) -> list[BaseGeometry | None]:
+    """Each row's polygon in EPSG:4326 (None for a polygon that could not be used)."""
+    by_id = {poly.id: area.wgs84 for poly, area in zip(plan.polygons, plan.areas) if area is not None}
+    return [by_id.get(i) for i in table.column(ID_COLUMN).to_pylist()]
 
 
 def failed_task_table(plan: BatchPlan, task: BatchTask, exc: BaseException) -> pa.Table:

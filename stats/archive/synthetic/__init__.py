@@ -61,7 +61,7 @@ Modules
 
 from __future__ import annotations
 
-from .build import build_demo_archive
+from .build import build_demo_archive, demo_archive_of
 from .files import STAMP_FILE, default_demo_dir, fixtures_dir
 from .recipe import demo_polygons
 from .scene import lake_level
@@ -70,6 +70,7 @@ from .truth import load_ground_truth, load_truth_masks
 __all__ = [
     "STAMP_FILE",
     "build_demo_archive",
+    "demo_archive_of",
     "default_demo_dir",
     "demo_polygons",
     "fixtures_dir",

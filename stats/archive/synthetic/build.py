@@ -16,6 +16,7 @@ from pyproj import Transformer
 
 from ...bands import BASELINE_04_OFFSET, baseline_offset
 from ...errors import ArchiveError
+from ...settings import Settings
 from ..catalog import ArchiveWriter, CogLayout
 from .acquisition import band_dns, nodata_mask, reflectance
 from .cache import GENERATOR_VERSION, install, recipe_digest, replaceable, stamp_matches
@@ -110,6 +111,12 @@ def build_demo_archive(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return target
+
+
+def demo_archive_of(settings: Settings, *,
+                    progress: Callable[[int, int], None] | None = None) -> Path:
+    """The demo archive of ``settings`` (their demo folder, built from their fixtures), built on first use."""
+    return build_demo_archive(settings.demo_path, recipe=settings.fixtures_path / RECIPE_FILE, progress=progress)
 
 
 def _generate(spec: Mapping[str, Any], polygons: Mapping[str, Any], out: Path, digest: str,
