@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,8 @@ def batch(polygons: Any, start: When, end: When, *, archive: Archive | str | os.
     arch = open_archive(archive)
     plan = plan_batch(arch, _polygons(polygons, id_field, crs), batch_time(time["from"], time["to"]),
                       batch_options(options), limits=current().limits)
-    return BatchResult(run_plan(plan, arch), plan)
+    table, analytics = run_plan(plan, arch)
+    return BatchResult(table, plan, analytics)
 
 
 @lru_cache(maxsize=8)
@@ -145,26 +146,31 @@ class TimeSeries:
         """The JSON answer of ``POST /api/v1/timeseries``."""
         return self.result.to_dict()
 
-    def to_csv(self) -> str:
-        """The CSV answer of ``POST /api/v1/timeseries``."""
-        return self.result.to_csv()
+    def to_csv(self, table: str = "dates") -> str:
+        """The CSV answer of ``POST /api/v1/timeseries`` (``table``: as its ``?table=``)."""
+        return self.result.to_csv(table)
 
     def to_pandas(self, form: str = "wide") -> pandas.DataFrame:
         """The series as a DataFrame.
 
-        ``wide``: one row per date with the CSV columns (``date`` as a datetime64 column). ``long``: one row
+        ``wide``: one row per date with the CSV columns (``date`` as a datetime64 column). ``intervals``,
+        ``curves`` or ``season``: that analytics table, as its CSV (dates as datetime64). ``long``: one row
         per date, band or index and statistic, with the per-date columns (``date``, ``cloud_probability``,
         ``cloudy``, ``valid_pixels``, ``nodata_pixels``) and then ``kind`` (``band`` or ``index``), ``name``,
         ``statistic`` and ``value``. Dates whose imagery could not be read keep their ``error``.
         """
         import pandas as pd
 
-        if form == "wide":
-            frame = pd.DataFrame(self.result.to_rows(), columns=self.result.columns())
-            frame["date"] = pd.to_datetime(frame["date"])
+        if form in ("wide", "intervals", "curves", "season"):
+            header, rows = self.result.table("dates" if form == "wide" else form)
+            frame = pd.DataFrame(rows, columns=header)
+            for column in ("date", "start", "peak", "end"):
+                if column in frame:
+                    frame[column] = pd.to_datetime(frame[column])
             return frame
         if form != "long":
-            raise InvalidRequestError(f"form: expected 'wide' or 'long', got {form!r:.40}")
+            raise InvalidRequestError(
+                f"form: expected 'wide', 'long', 'intervals', 'curves' or 'season', got {form!r:.40}")
         rows = []
         for entry in self.result.series:
             head = [entry.date, entry.cloud_probability, entry.cloudy, entry.valid_pixels, entry.nodata_pixels,
@@ -216,18 +222,28 @@ class TimeSeries:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """The rows of a batch (``id``, then the time-series columns; one per polygon and date) and its plan
-    (the polygons, parsed)."""
+    """The rows of a batch (``id``, then the time-series columns; one per polygon and date), its plan (the
+    polygons, parsed) and its analytics tables (``intervals``, ``curves``, ``season``: those asked for)."""
 
     table: pa.Table
     plan: BatchPlan
+    analytics: Mapping[str, pa.Table] = field(default_factory=dict)
 
-    def to_pandas(self) -> pandas.DataFrame:
-        """The rows as a DataFrame (``date`` as datetime64)."""
+    def to_pandas(self, table: str = "dates") -> pandas.DataFrame:
+        """The rows (``dates``) or an analytics table as a DataFrame (dates as datetime64)."""
         import pandas as pd
 
-        frame = self.table.to_pandas()
-        frame["date"] = pd.to_datetime(frame["date"])
+        if table == "dates":
+            source = self.table
+        elif table in self.analytics:
+            source = self.analytics[table]
+        else:
+            raise InvalidRequestError(f"table: got {table!r:.40}; this batch has the tables "
+                                      f"{['dates', *self.analytics]}")
+        frame = source.to_pandas()
+        for column in ("date", "start", "peak", "end"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column])
         return frame
 
     def to_geopandas(self) -> geopandas.GeoDataFrame:

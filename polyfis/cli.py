@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from stats.errors import StatsError
+from stats.results import TABLES
 from stats.settings import Settings, configure, current
 
 from .options import query_options, request_options
@@ -158,8 +159,10 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
 @click.option("--to", "end", required=True, help="Last date (inclusive), YYYY-MM-DD or an ISO date-time.")
 @query_options
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--table", type=click.Choice(TABLES), default="dates", show_default=True,
+              help="CSV: the dates, or the intervals, curves or season of --aggregate, --fill or --season.")
 @click.option("--output", type=click.File("w"), default="-", help="Output file (default stdout).")
-def query(archive: str | None, geometry: str, crs: str, start: str, end: str, fmt: str, output: Any,
+def query(archive: str | None, geometry: str, crs: str, start: str, end: str, fmt: str, table: str, output: Any,
           **options: Any) -> None:
     """Compute a time series without a server (the options are the request fields of /api/v1/timeseries)."""
     from stats import TimeSeriesRequest, query_timeseries
@@ -170,12 +173,13 @@ def query(archive: str | None, geometry: str, crs: str, start: str, end: str, fm
         limits = current().limits
         result = query_timeseries(TimeSeriesRequest.from_dict(body, limits=limits), _open_archive(archive),
                                   limits=limits)
+        text = result.to_csv(table) if fmt == "csv" else None
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if fmt == "csv":
-        output.write(result.to_csv())
+    if text is not None:
+        output.write(text)
     else:
         json.dump(result.to_dict(), output, indent=2, allow_nan=False)
         output.write("\n")

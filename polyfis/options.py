@@ -15,7 +15,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Request field (dotted for the members of ``cloud``, ``water`` and ``histogram``) -> command-line option.
+#: Request field (dotted for the members of ``cloud``, ``water``, ``histogram``, ``aggregation``, ``fill`` and
+#: ``season``) -> command-line option.
 FIELDS: dict[str, str] = {
     "bands": "--bands",
     "indices": "--indices",
@@ -39,6 +40,21 @@ FIELDS: dict[str, str] = {
     "water.max_cloud_fraction": "--water-max-cloud-fraction",
     "histogram.bins": "--histogram-bins",
     "histogram.type": "--histogram-type",
+    "aggregation.interval": "--aggregate",
+    "aggregation.method": "--aggregate-method",
+    "aggregation.index": "--aggregate-index",
+    "aggregation.last_interval": "--aggregate-last",
+    "fill.method": "--fill",
+    "fill.variables": "--fill-variables",
+    "fill.statistic": "--fill-statistic",
+    "fill.grid": "--fill-grid",
+    "fill.weights": "--fill-weights",
+    "fill.smoothing": "--fill-smoothing",
+    "fill.window_days": "--fill-window",
+    "fill.order": "--fill-order",
+    "season.index": "--season",
+    "season.start": "--season-start",
+    "season.end": "--season-end",
 }
 
 _DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -67,6 +83,25 @@ _DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--histogram-bins",), {"type": int, "help": "Histograms of this many bins per band and index."}),
     (("--histogram-type",), {"type": click.Choice(["equalfrequency", "equidistant", "streaming"]),
                              "help": "Histogram kind (default equalfrequency)."}),
+    (("--aggregate",), {"help": "Composite the clear dates into intervals of this ISO-8601 step, e.g. P10D, P1M."}),
+    (("--aggregate-method",), {"type": click.Choice(["mean", "median", "max", "last"]),
+                               "help": "How an interval composites its clear dates (default mean)."}),
+    (("--aggregate-index",), {"help": "Index whose highest mean picks the date of the 'max' method."}),
+    (("--aggregate-last",), {"type": click.Choice(["SKIP", "SHORTEN", "EXTEND"]),
+                             "help": "The interval passing the range's end (default SHORTEN)."}),
+    (("--fill",), {"type": click.Choice(["linear", "savgol", "whittaker"]),
+                   "help": "Fill the gaps and smooth the series by this method."}),
+    (("--fill-variables",), {"help": "Comma-separated bands or indices to fill (default the indices)."}),
+    (("--fill-statistic",), {"help": "Statistic to fill (default mean)."}),
+    (("--fill-grid",), {"help": "Give the filled curve every ISO-8601 step, e.g. P1D, P5D (default the dates)."}),
+    (("--fill-weights",), {"type": click.Choice(["clear", "cloud_probability", "clear_fraction"]),
+                           "help": "Whittaker weights (default clear)."}),
+    (("--fill-smoothing",), {"type": float, "help": "Whittaker lambda (default 500)."}),
+    (("--fill-window",), {"type": int, "help": "Savitzky-Golay window, odd days (default 31)."}),
+    (("--fill-order",), {"type": int, "help": "Savitzky-Golay polynomial order (default 2)."}),
+    (("--season",), {"help": "Season metrics (start, peak, end) of this index."}),
+    (("--season-start",), {"type": float, "help": "Season start: share of the amplitude (default 0.2)."}),
+    (("--season-end",), {"type": float, "help": "Season end: share of the amplitude (default 0.2)."}),
 ]
 
 
@@ -89,7 +124,7 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
         value = given.get(_parameter(option))
         if value is None:
             continue
-        if field in ("bands", "indices", "statistics"):
+        if field in ("bands", "indices", "statistics", "fill.variables"):
             value = [t.strip() for t in str(value).split(",") if t.strip()]
         elif field == "resolution":
             value = int(value)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .analytics.compute import analyse
+from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel, default_model
@@ -135,8 +137,10 @@ def query_timeseries(
     elif dropped_empty and not series and not dropped_cloudy:
         warnings.append(f"none of the {dropped_empty} dates found has a valid pixel in the polygon (the imagery "
                         "has no data there); include_empty: true lists them")
+    analytics = analyse(Observations.from_series(series, options), options, request.time)
     return replace(TimeSeriesResult.empty(options), series=tuple(series), acquisitions=len(found),
-                   dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty, warnings=tuple(warnings))
+                   dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty, warnings=tuple(warnings),
+                   analytics=analytics)
 
 
 def date_error(tiles: list[Acquisition], message: str) -> DateResult:

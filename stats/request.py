@@ -24,6 +24,7 @@ from pyproj import CRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from .analytics.options import AnalyticsOptions
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
 from .fields import flag, integer, known_fields, number, optional_percent, unit_interval
@@ -43,6 +44,8 @@ S2CLOUDLESS_DILATION_SIZE = 1
 #: Sentinel Hub / eo-learn post-processing radii, in cells (at 160 m).
 SENTINELHUB_AVERAGE_OVER = 4
 SENTINELHUB_DILATION_SIZE = 2
+#: Most cloud fraction of a date the analytics count as clear, unless ``cloud.max_fraction`` says otherwise.
+CLEAR_FRACTION = 0.2
 #: Cloud fraction range in which the averaged pixel of a polygon is not trusted (``both`` mode).
 MIXED_RANGE = (0.1, 0.9)
 #: Message of dates or intervals skipped because the request ran out of time.
@@ -51,7 +54,7 @@ BUDGET_MESSAGE = "not computed: the request's time budget of {:g} s ran out (POL
 _REQUEST_FIELDS = frozenset({"geometry", "crs", "time"})
 _OPTION_FIELDS = frozenset({
     "bands", "indices", "statistics", "resolution", "cloud", "harmonize", "max_cloud_cover", "include_empty",
-    "water", "histogram", "exact",
+    "water", "histogram", "exact", "aggregation", "fill", "season",
 })
 CloudMode = Literal["averaged", "pixel", "both"]
 CLOUD_MODES: tuple[str, ...] = ("averaged", "pixel", "both")
@@ -277,6 +280,14 @@ class CloudOptions:
             return True
         return self.max_fraction is not None and fraction is not None and fraction > self.max_fraction
 
+    def clear(self, probability: float | None, fraction: float | None) -> bool:
+        """Whether the analytics (aggregation, gap filling, season) use a date: by its cloud fraction when
+        the per-pixel mask was computed (at most ``max_fraction``, else :data:`CLEAR_FRACTION`), else by its
+        averaged pixel (not :meth:`cloudy`)."""
+        if fraction is not None:
+            return fraction <= (CLEAR_FRACTION if self.max_fraction is None else self.max_fraction)
+        return self.cloudy(probability) is False
+
     def warning(self, cloudy: bool | None, fraction: float | None) -> str | None:
         """Why the averaged pixel cannot be trusted, in ``both`` mode: ``disagree`` (it contradicts the
         mask's majority) or ``mixed`` (the polygon is partly cloudy); else None."""
@@ -459,7 +470,7 @@ class QueryOptions:
     (0–100) filters tiles by their ``eo:cloud_cover``. ``include_empty`` keeps dates with no valid pixel
     in the polygon. ``exact`` weights each pixel by the fraction of its area inside the polygon (every pixel
     the polygon touches counts, ``count`` becomes the covered area in pixels), instead of counting the
-    pixels whose centre is inside.
+    pixels whose centre is inside. ``analytics`` are computed on the finished series (:mod:`stats.analytics`).
     """
 
     bands: tuple[str, ...] = S2_BANDS
@@ -473,6 +484,7 @@ class QueryOptions:
     water: WaterOptions | None = None
     histogram: HistogramOptions | None = None
     exact: bool = False
+    analytics: AnalyticsOptions = field(default_factory=AnalyticsOptions)
 
     @classmethod
     def from_dict(cls, data: Any, name: str = "options") -> QueryOptions:
@@ -487,18 +499,23 @@ class QueryOptions:
         if exact and data.get("histogram") not in (None, False):
             raise InvalidRequestError("exact: histograms count whole pixels and are not weighted by coverage; "
                                       "expected exact false (or absent) when a histogram is requested")
+        bands, indices = parse_bands(data.get("bands")), parse_indices(data.get("indices"))
+        statistics, cloud = parse_statistics(data.get("statistics")), CloudOptions.from_dict(data.get("cloud"))
+        analytics = AnalyticsOptions.from_dict(data).check(bands, tuple(s.name for s in indices), statistics,
+                                                           averaged=cloud.averaged, pixel=cloud.pixel)
         return cls(
-            bands=parse_bands(data.get("bands")),
-            indices=parse_indices(data.get("indices")),
-            statistics=parse_statistics(data.get("statistics")),
+            bands=bands,
+            indices=indices,
+            statistics=statistics,
             resolution=parse_resolution(data.get("resolution")),
-            cloud=CloudOptions.from_dict(data.get("cloud")),
+            cloud=cloud,
             harmonize=flag(data.get("harmonize"), "harmonize", True),
             max_cloud_cover=optional_percent(data.get("max_cloud_cover"), "max_cloud_cover"),
             include_empty=flag(data.get("include_empty"), "include_empty", False),
             water=WaterOptions.from_dict(data.get("water")),
             histogram=HistogramOptions.from_dict(data.get("histogram")),
             exact=exact,
+            analytics=analytics,
         )
 
     @property

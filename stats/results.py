@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .analytics.outputs import SEASON_FIELDS, Analytics, interval_columns, interval_rows
+from .errors import InvalidRequestError
 from .request import QueryOptions
 
 Number = float | int | None
@@ -113,6 +115,8 @@ def _clean(value: Number) -> Number:
     return value
 
 
+#: The CSV tables of a time series: one row per date, per interval, per curve date, or the season.
+TABLES = ("dates", "intervals", "curves", "season")
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
 CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
                      "cloud_trusted")
@@ -133,6 +137,7 @@ class TimeSeriesResult:
     pixel_cloud: bool = False
     water: bool = False
     warnings: tuple[str, ...] = ()  # what the caller should know: a repaired polygon, why the series is empty
+    analytics: Analytics | None = None  # intervals, filled curves and season metrics, when asked for
 
     @classmethod
     def empty(cls, options: QueryOptions) -> TimeSeriesResult:
@@ -158,9 +163,40 @@ class TimeSeriesResult:
                 "dropped_empty": self.dropped_empty,
             },
         }
+        if self.analytics is not None:
+            out.update(self.analytics.to_dict(self.bands))
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The CSV tables this result has: ``dates``, then those of the analytics computed."""
+        a = self.analytics
+        if a is None:
+            return ("dates",)
+        return ("dates",) + tuple(name for name, part in (("intervals", a.intervals), ("curves", a.curves),
+                                                          ("season", a.season)) if part is not None)
+
+    def table(self, name: str = "dates") -> tuple[list[str], list[list[Any]]]:
+        """The header and rows of one table: ``dates`` (one row per date, :meth:`columns`), ``intervals``,
+        ``curves`` (one row per grid date) or ``season``; a table the request did not ask for is a 400."""
+        a = self.analytics
+        if name == "dates":
+            return self.columns(), self.to_rows()
+        if name not in self.tables or a is None:
+            raise InvalidRequestError(
+                f"table: got {name!r:.40}; this request has the tables {list(self.tables)} (intervals need "
+                "'aggregation', curves 'fill', season 'season')")
+        if name == "intervals" and a.intervals is not None:
+            columns = [(n, s) for n in self.bands + self.indices for s in self.statistics]
+            return interval_columns(columns), interval_rows(a.intervals, columns)
+        if name == "curves" and a.curves is not None:
+            return a.curves.columns(), a.curves.to_rows()
+        assert a.season is not None
+        season = a.season.to_dict()
+        header = ["index", *SEASON_FIELDS, "reason", "warnings"]
+        return header, [[season[k] for k in header[:-1]] + ["; ".join(season["warnings"])]]
 
     def columns(self) -> list[str]:
         """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,
@@ -194,12 +230,13 @@ class TimeSeriesResult:
             rows.append(row)
         return rows
 
-    def to_csv(self) -> str:
-        """The series as CSV text: the :meth:`columns` header, then :meth:`to_rows`."""
+    def to_csv(self, table: str = "dates") -> str:
+        """One :meth:`table` as CSV text: its header, then its rows (by default the dates)."""
+        header, rows = self.table(table)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(self.columns())
-        writer.writerows([csv_cell(v) for v in row] for row in self.to_rows())
+        writer.writerow(header)
+        writer.writerows([csv_cell(v) for v in row] for row in rows)
         return buffer.getvalue()
 
 

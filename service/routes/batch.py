@@ -13,6 +13,7 @@ from flask import Blueprint, Response, request, send_file
 
 from stats.batch.jobs import STATUSES, BatchJobRequest
 from stats.errors import ConflictError, MalformedRequestError, NotFoundError, ServiceUnavailableError
+from stats.results import TABLES
 
 from .. import archive, jobs, settings
 from ..render import json_response
@@ -87,17 +88,24 @@ def status(job_id: str) -> Response:
 
 @bp.get(f"{BASE}/<job_id>/results")
 def results(job_id: str) -> Response:
-    """The job's result table as a CSV or Parquet attachment (409 until the job is DONE)."""
+    """The job's result table (``?table=``: its rows, or an analytics table) as a CSV or Parquet attachment
+    (409 until the job is DONE)."""
     record = _record(job_id)
     given = request.args.get("format", "csv")
     fmt = given.lower()
     if fmt not in MEDIA_TYPES:
         raise MalformedRequestError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
+    table = request.args.get("table", "dates")
+    if table not in TABLES:
+        raise MalformedRequestError(f"table: got {table!r:.40}; expected one of {list(TABLES)}")
     if record["status"] != "DONE":
         raise ConflictError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once "
                             "the status is DONE")
-    path = jobs().store.result_path(job_id, fmt)
+    path = jobs().store.result_path(job_id, fmt, table)
     if not path.is_file():
+        if table != "dates":
+            raise NotFoundError(f"batch job {job_id}: no {table} table; its request asked for none (intervals need "
+                                "'aggregation', curves 'fill', season 'season')")
         raise NotFoundError(f"batch job {job_id}: the {fmt} result is no longer on this server")
-    return send_file(path, mimetype=MEDIA_TYPES[fmt], as_attachment=True, download_name=f"batch-{job_id}.{fmt}",
-                     max_age=0)
+    name = f"batch-{job_id}.{fmt}" if table == "dates" else f"batch-{job_id}.{table}.{fmt}"
+    return send_file(path, mimetype=MEDIA_TYPES[fmt], as_attachment=True, download_name=name, max_age=0)

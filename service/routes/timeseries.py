@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 
 from stats import Limits, TimeSeriesRequest, query_timeseries
 from stats.errors import MalformedRequestError, UnsupportedMediaTypeError
+from stats.results import TABLES
 
 from .. import archive, settings
 from ..render import choose_format, csv_response, json_response
@@ -51,8 +52,12 @@ def limits() -> Limits:
 def timeseries() -> Response:
     """Per-date statistics and averaged-pixel cloud probability for a polygon and a time range."""
     fmt = choose_format(request)
+    table = request.args.get("table", "dates")
+    if table not in TABLES:
+        raise MalformedRequestError(f"table: got {table!r:.40}; expected one of {list(TABLES)}")
     parsed = TimeSeriesRequest.from_dict(json_body(), limits=limits())
     result = query_timeseries(parsed, archive(), limits=limits())
     if fmt == "csv":
-        return csv_response(result.to_csv())
+        return csv_response(result.to_csv(table), filename=f"timeseries-{table}.csv" if table != "dates"
+                            else "timeseries.csv")
     return json_response(result.to_dict())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidRequestError
 from ..results import DateResult, TimeSeriesResult, csv_cell
+from .analytics import analytics_tables
 from .plan import ID_COLUMN, BatchPlan, BatchTask
 
 #: Output formats by file suffix.
@@ -85,9 +86,10 @@ def _to_arrow(plan: BatchPlan, order: list[int], rows: list[list[Any]]) -> pa.Ta
     return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(columns, schema)], schema=schema)
 
 
-def finish_table(plan: BatchPlan, tables: list[pa.Table]) -> pa.Table:
+def finish_table(plan: BatchPlan, tables: list[pa.Table]) -> tuple[pa.Table, dict[str, pa.Table]]:
     """The batch's rows from its tables: every polygon without a row gets one saying why (see
-    :func:`no_result_message`), then the rows are ordered by polygon (input order) and date."""
+    :func:`no_result_message`), then the rows are ordered by polygon (input order) and date; and the
+    analytics tables of those rows (:func:`stats.batch.analytics.analytics_tables`), by name."""
     table = pa.concat_tables(tables)
     answered = set(table.column(ORDER_COLUMN).to_pylist())
     missing = [i for i, area in enumerate(plan.areas) if area is not None and i not in answered]
@@ -96,7 +98,7 @@ def finish_table(plan: BatchPlan, tables: list[pa.Table]) -> pa.Table:
         table = pa.concat_tables([table, _message_table(plan, [(i, no_result_message(plan, i in covered))
                                                                for i in missing])])
     table = table.sort_by([(ORDER_COLUMN, "ascending"), ("date", "ascending")])
-    return table.drop_columns([ORDER_COLUMN])
+    return table.drop_columns([ORDER_COLUMN]), analytics_tables(plan, table, ORDER_COLUMN)
 
 
 def no_result_message(plan: BatchPlan, covered: bool) -> str:
@@ -108,11 +110,18 @@ def no_result_message(plan: BatchPlan, covered: bool) -> str:
             "cloudy); include_empty: true lists the empty dates")
 
 
-def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | None = None) -> None:
+def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | None = None,
+                extra: Mapping[str, pa.Table] | None = None) -> list[Path]:
     """Write ``table`` to ``out``: CSV (``true``/``false``, empty cells for nulls), Parquet or GeoPackage
-    (each row with the polygon of ``plan``, in EPSG:4326). The file appears only once complete."""
+    (layer ``statistics``, each row with the polygon of ``plan``, in EPSG:4326). ``extra`` tables (the
+    analytics) go beside it: to ``<stem>.<name><suffix>`` for CSV and Parquet, to layers of their name in
+    the GeoPackage. Each file appears only once complete; the paths written are returned."""
     out = Path(out)
     kind = output_format(out)
+    extra = extra or {}
+    if kind != "gpkg":
+        for name, part in extra.items():
+            write_table(part, companion_path(out, name))
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     if kind == "csv":
         with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -124,8 +133,16 @@ def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | 
     elif kind == "parquet":
         pq.write_table(table, tmp)
     else:
-        _write_gpkg(table, tmp, plan)
+        _write_gpkg(table, tmp, plan, "statistics")
+        for name, part in extra.items():
+            _write_gpkg(part, tmp, plan, name)
     os.replace(tmp, out)
+    return [out] if kind == "gpkg" else [out] + [companion_path(out, name) for name in extra]
+
+
+def companion_path(out: Path, name: str) -> Path:
+    """Where a CSV or Parquet batch output's ``name`` table goes: ``<stem>.<name><suffix>`` beside it."""
+    return out.with_name(f"{out.stem}.{name}{out.suffix}")
 
 
 def output_format(out: str | os.PathLike[str]) -> str:
@@ -141,15 +158,15 @@ def output_format(out: str | os.PathLike[str]) -> str:
     return FORMATS[suffix]
 
 
-def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None) -> None:
-    """A GeoPackage layer ``statistics`` with the table's types (integers, booleans and reals, nulls kept)
-    and each row's polygon in EPSG:4326 (none for a polygon that could not be used)."""
+def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None, layer: str) -> None:
+    """A GeoPackage ``layer`` with the table's types (integers, booleans and reals, nulls kept) and each
+    row's polygon in EPSG:4326 (none for a polygon that could not be used)."""
     import geopandas as gpd
     import pandas as pd
 
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
     geometries = row_polygons(table, plan) if plan is not None else [None] * table.num_rows
-    gpd.GeoDataFrame(frame, geometry=geometries, crs="EPSG:4326").to_file(path, driver="GPKG", layer="statistics")
+    gpd.GeoDataFrame(frame, geometry=geometries, crs="EPSG:4326").to_file(path, driver="GPKG", layer=layer)
 
 
 def row_polygons(table: pa.Table, plan: BatchPlan) -> list[BaseGeometry | None]:

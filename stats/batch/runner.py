@@ -57,13 +57,14 @@ def compute_batch(archive: Archive | str | os.PathLike[str], polygons: str | os.
     by polygon (input order) and date."""
     arch = archive if isinstance(archive, Archive) else Archive.open(archive)
     polys = read_polygons(polygons) if isinstance(polygons, (str, os.PathLike)) else list(polygons)
-    return run_plan(plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits), arch,
-                    model=model)
+    plan = plan_batch(arch, polys, batch_time(start, end), batch_options(options), limits=limits)
+    return run_plan(plan, arch, model=model)[0]
 
 
-def run_plan(plan: BatchPlan, archive: Archive, *, model: CloudModel | None = None) -> pa.Table:
+def run_plan(plan: BatchPlan, archive: Archive, *,
+             model: CloudModel | None = None) -> tuple[pa.Table, dict[str, pa.Table]]:
     """Run a planned batch in this process: its rows (``id``, then the time-series columns), ordered by
-    polygon (input order) and date."""
+    polygon (input order) and date, and its analytics tables by name (those the options ask for)."""
     tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=archive) for task in plan.tasks]
     return finish_table(plan, tables)
 
@@ -139,8 +140,8 @@ def run_batch(
     report(None)
     tables = [error_table(plan)] + [failed[t.key] if t.key in failed else pq.read_table(parts / f"{t.key}.parquet")
                                      for t in plan.tasks]
-    table = finish_table(plan, tables)
-    write_table(table, out, plan)
+    table, extra = finish_table(plan, tables)
+    write_table(table, out, plan, extra)
     if not failed:
         shutil.rmtree(parts)
     errors = table.column("error").drop_null()

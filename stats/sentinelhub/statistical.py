@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 from shapely.geometry import box
 
+from ..analytics.intervals import intervals
 from ..archive.catalog import Acquisition, Archive
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from ..cloud import CloudModel, default_model
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 COLLECTIONS = ("sentinel-2-l1c", "s2l1c")
 MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
-LAST_INTERVAL = ("SKIP", "SHORTEN", "EXTEND")
-_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 _METRES_PER_DEGREE = 111_320.0
 
 
@@ -58,50 +56,6 @@ class StatisticalRequest:
     resolution: int
     evalscript: Evalscript
     calculations: Mapping[str, Any]
-
-
-def _add_months(when: dt.datetime, months: int) -> dt.datetime:
-    month = when.month - 1 + months
-    year = when.year + month // 12
-    month = month % 12 + 1
-    days = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-    return when.replace(year=year, month=month, day=min(when.day, days[month - 1]))
-
-
-def intervals(start: dt.datetime, end: dt.datetime, of: str,
-              last: str = "SKIP") -> list[tuple[dt.datetime, dt.datetime]]:
-    """Aggregation intervals ``[from, to)`` of length ``of`` (ISO-8601 days, weeks, months, years).
-
-    >>> day = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
-    >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D")]
-    [(1, 3), (3, 5)]
-    >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D", "SHORTEN")]
-    [(1, 3), (3, 5), (5, 6)]
-    """
-    match = _DURATION.match(of if isinstance(of, str) else "")
-    if match is None or not any(int(g or 0) for g in match.groups()):
-        raise InvalidRequestError(
-            f"aggregation.aggregationInterval.of: got {of!r}; expected an ISO-8601 duration of whole days, "
-            "weeks, months or years such as 'P1D', 'P5D', 'P1M'")
-    years, months, weeks, days = (int(g or 0) for g in match.groups())
-    if last not in LAST_INTERVAL:
-        raise InvalidRequestError(
-            f"aggregation.aggregationInterval.lastIntervalBehavior: got {last!r}; expected one of "
-            f"{list(LAST_INTERVAL)}")
-    out = []
-    current = start
-    while current < end:
-        nxt = _add_months(current, 12 * years + months) + dt.timedelta(weeks=weeks, days=days)
-        if nxt > end:
-            if last == "SKIP":
-                break
-            if last == "SHORTEN":
-                nxt = end
-        out.append((current, nxt))
-        current = nxt
-        if len(out) > 10_000:
-            raise InvalidRequestError("aggregation: more than 10000 intervals; expected a longer interval or range")
-    return out
 
 
 def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest:

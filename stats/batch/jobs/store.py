@@ -44,7 +44,8 @@ from typing import Any
 from ...archive.catalog import Archive
 from ...errors import InvalidRequestError, StatsError
 from ...request import Limits
-from ..output import write_table
+from ...results import TABLES
+from ..output import companion_path, write_table
 from ..runner import run_batch
 from .request import BatchJobRequest, batch_polygons
 
@@ -157,9 +158,11 @@ class JobStore:
         _write_atomic(self.folder(job_id) / "job.json", json.dumps(record, indent=1))
         return record
 
-    def result_path(self, job_id: str, fmt: str) -> Path:
-        """Where the job's result in ``fmt`` (``csv`` or ``parquet``) is."""
-        return self.folder(job_id) / RESULT_FILES[fmt]
+    def result_path(self, job_id: str, fmt: str, table: str = "dates") -> Path:
+        """Where the job's result in ``fmt`` (``csv`` or ``parquet``) is: its rows (``dates``), or one of
+        its analytics tables (``intervals``, ``curves``, ``season``) beside them."""
+        rows = self.folder(job_id) / RESULT_FILES[fmt]
+        return rows if table == "dates" else companion_path(rows, table)
 
     def records(self) -> list[dict[str, Any]]:
         """Every job's record, oldest first (an unreadable folder gives none)."""
@@ -252,7 +255,8 @@ class JobStore:
 
         Progress (tasks done / total) goes to ``job.json`` at most every ``min_interval`` seconds. The
         batch runs with :func:`stats.batch.run_batch` (``workers``/``scheduler`` as there; 0 workers and no
-        scheduler: in this process) to ``result.parquet``, then ``result.csv`` is written from it.
+        scheduler: in this process) to ``result.parquet`` (and its analytics tables beside it), then the CSV
+        files are written from them.
         """
         record = self.update(job_id, status="PROCESSING", error=None)
         folder = self.folder(job_id)
@@ -277,7 +281,10 @@ class JobStore:
                                 limits=limits)
             import pyarrow.parquet as pq
 
-            write_table(pq.read_table(parquet), self.result_path(job_id, "csv"))
+            for table in TABLES:
+                if self.result_path(job_id, "parquet", table).is_file():
+                    write_table(pq.read_table(self.result_path(job_id, "parquet", table)),
+                                self.result_path(job_id, "csv", table))
         except Exception as exc:  # the job fails, the runner goes on
             log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
             return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
