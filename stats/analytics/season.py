@@ -46,9 +46,9 @@ def season_metrics(curve: DailyCurve, options: SeasonOptions) -> Season:
     start = int(below_left[-1]) + 1
     end = peak + int(below_right[0])
     warnings = []
-    if int(np.argmin(values[:peak])) == 0:
+    if peak > 1 and values[0] < values[1:peak].min():
         warnings.append("the curve is lowest on its first clear day: the season may have started before it")
-    if int(np.argmin(values[peak + 1:])) == values.size - peak - 2:
+    if peak < values.size - 2 and values[-1] < values[peak + 1:-1].min():
         warnings.append("the curve is lowest on its last clear day: the season may end after it")
     season = values[start:end + 1]
 
