@@ -193,7 +193,8 @@ class TimeSeries:
 
     def plot(self, index: str | None = None) -> Any:
         """A quick look: the cloud probability per date (cloudy dates marked) and, below, the mean of
-        ``index`` (default the first index asked for) over the clear dates. Needs matplotlib."""
+        ``index`` (default the first index asked for) over the clear dates, with its filled curve when the
+        series was asked to ``fill`` it. Needs matplotlib."""
         import matplotlib.pyplot as plt
 
         frame = self.to_pandas()
@@ -214,7 +215,14 @@ class TimeSeries:
                 raise InvalidRequestError(f"index: {name!r:.40} has no mean in this series; expected one of "
                                           f"{list(names)} with the 'mean' statistic")
             clear = frame[~cloudy]
-            axes[1][0].plot(clear["date"], clear[column], marker="o", color="tab:green")
+            curves = self.result.analytics.curves if self.result.analytics else None
+            filled = curves is not None and name in curves.values and curves.statistic == "mean"
+            axes[1][0].plot(clear["date"], clear[column], marker="o", linestyle="none" if filled else "-",
+                            color="tab:green", label="clear dates")
+            if curves is not None and filled:
+                curve = self.to_pandas("curves")
+                axes[1][0].plot(curve["date"], curve[name], color="tab:blue", label=f"filled ({curves.method})")
+                axes[1][0].legend(loc="upper right")
             axes[1][0].set_ylabel(f"{name} mean (clear dates)")
         fig.autofmt_xdate()
         return fig

@@ -199,3 +199,21 @@ def test_batch_jobs_serve_their_analytics_tables(client) -> None:
     assert [r["id"] for r in rows] == ["maize"] and rows[0]["start"]
     missing = client.get(f"/api/v1/batch/{job}/results?table=intervals")
     assert missing.status_code == 404 and "aggregation" in missing.get_json()["error"]["message"]
+
+
+def test_the_library_gives_the_tables_as_dataframes_and_plots_the_filled_curve(demo_root: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import polyfis
+
+    series = polyfis.timeseries(GEOMETRY["field_maize"], "2023-01-01", "2023-12-31", archive=str(demo_root),
+                                bands=["B04"], indices=["NDVI"], fill={"grid": "P5D"}, season="NDVI")
+    curves = series.to_pandas("curves")
+    assert list(curves.columns) == ["date", "NDVI", "NDVI_observed", "NDVI_interpolated"] and len(curves) == 73
+    assert str(curves["date"].dtype).startswith("datetime64")
+    assert series.to_pandas("season")["peak"].iloc[0] == np.datetime64(series.to_dict()["season"]["peak"])
+    figure = series.plot()
+    lines = figure.axes[1].get_lines()
+    assert [line.get_label() for line in lines] == ["clear dates", "filled (whittaker)"]
+    assert len(lines[1].get_xdata()) == 73
