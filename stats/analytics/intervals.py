@@ -65,10 +65,12 @@ class Duration:
 
 
 def intervals(start: dt.datetime, end: dt.datetime, of: Any, last: Any = "SKIP", *,
-              name: str = "aggregation.aggregationInterval") -> list[tuple[dt.datetime, dt.datetime]]:
+              name: str = "aggregation.aggregationInterval.of",
+              last_name: str = "aggregation.aggregationInterval.lastIntervalBehavior",
+              ) -> list[tuple[dt.datetime, dt.datetime]]:
     """Intervals ``[from, to)`` of length ``of`` (a :class:`Duration` or its text) from ``start`` up to
     ``end``; ``last`` says what to do with an interval that would pass ``end`` (``SKIP`` it, ``SHORTEN`` it
-    to ``end``, ``EXTEND``: keep it whole).
+    to ``end``, ``EXTEND``: keep it whole). Errors name the fields ``name`` (the step) and ``last_name``.
 
     >>> day = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
     >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D")]
@@ -76,14 +78,13 @@ def intervals(start: dt.datetime, end: dt.datetime, of: Any, last: Any = "SKIP",
     >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D", "SHORTEN")]
     [(1, 3), (3, 5), (5, 6)]
     """
-    step = of if isinstance(of, Duration) else Duration.parse(of, f"{name}.of")
+    step = of if isinstance(of, Duration) else Duration.parse(of, name)
     if last not in LAST_INTERVAL:
-        raise InvalidRequestError(
-            f"{name}.lastIntervalBehavior: got {last!r:.80}; expected one of {list(LAST_INTERVAL)}")
+        raise InvalidRequestError(f"{last_name}: got {last!r:.80}; expected one of {list(LAST_INTERVAL)}")
     out = []
     current = start
     while current < end:
-        nxt = step.after(current, f"{name}.of")
+        nxt = step.after(current, name)
         if nxt > end:
             if last == "SKIP":
                 break
