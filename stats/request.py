@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+import numpy as np
 from pyproj import CRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -283,10 +284,18 @@ class CloudOptions:
     def clear(self, probability: float | None, fraction: float | None) -> bool:
         """Whether the analytics (aggregation, gap filling, season) use a date: by its cloud fraction when
         the per-pixel mask was computed (at most ``max_fraction``, else :data:`CLEAR_FRACTION`), else by its
-        averaged pixel (not :meth:`cloudy`)."""
-        if fraction is not None:
-            return fraction <= (CLEAR_FRACTION if self.max_fraction is None else self.max_fraction)
-        return self.cloudy(probability) is False
+        averaged pixel (not :meth:`cloudy`); see :meth:`clear_dates` for arrays."""
+        nan = float("nan")
+        return bool(self.clear_dates(np.array([nan if probability is None else probability]),
+                                     np.array([nan if fraction is None else fraction]))[0])
+
+    def clear_dates(self, probability: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+        """:meth:`clear` of many dates at once (NaN for a probability or fraction not computed)."""
+        most = CLEAR_FRACTION if self.max_fraction is None else self.max_fraction
+        by_fraction = ~np.isnan(fraction)
+        with np.errstate(invalid="ignore"):
+            return np.where(by_fraction, fraction <= most, probability < self.threshold) & (
+                by_fraction | ~np.isnan(probability))
 
     def warning(self, cloudy: bool | None, fraction: float | None) -> str | None:
         """Why the averaged pixel cannot be trusted, in ``both`` mode: ``disagree`` (it contradicts the

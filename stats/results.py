@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analytics.outputs import SEASON_FIELDS, Analytics, interval_columns, interval_rows
+from .analytics.outputs import Analytics, rows_of
 from .errors import InvalidRequestError
 from .request import QueryOptions
 
@@ -172,31 +172,20 @@ class TimeSeriesResult:
     @property
     def tables(self) -> tuple[str, ...]:
         """The CSV tables this result has: ``dates``, then those of the analytics computed."""
-        a = self.analytics
-        if a is None:
-            return ("dates",)
-        return ("dates",) + tuple(name for name, part in (("intervals", a.intervals), ("curves", a.curves),
-                                                          ("season", a.season)) if part is not None)
+        return ("dates",) + (tuple(self.analytics.tables()) if self.analytics is not None else ())
 
     def table(self, name: str = "dates") -> tuple[list[str], list[list[Any]]]:
         """The header and rows of one table: ``dates`` (one row per date, :meth:`columns`), ``intervals``,
         ``curves`` (one row per grid date) or ``season``; a table the request did not ask for is a 400."""
-        a = self.analytics
         if name == "dates":
             return self.columns(), self.to_rows()
-        if name not in self.tables or a is None:
+        parts = self.analytics.tables() if self.analytics is not None else {}
+        if name not in parts:
             raise InvalidRequestError(
                 f"table: got {name!r:.40}; this request has the tables {list(self.tables)} (intervals need "
                 "'aggregation', curves 'fill', season 'season')")
-        if name == "intervals" and a.intervals is not None:
-            columns = [(n, s) for n in self.bands + self.indices for s in self.statistics]
-            return interval_columns(columns), interval_rows(a.intervals, columns)
-        if name == "curves" and a.curves is not None:
-            return a.curves.columns(), a.curves.to_rows()
-        assert a.season is not None
-        season = a.season.to_dict()
-        header = ["index", *SEASON_FIELDS, "reason", "warnings"]
-        return header, [[season[k] for k in header[:-1]] + ["; ".join(season["warnings"])]]
+        columns = parts[name].table()
+        return list(columns), rows_of(columns)
 
     def columns(self) -> list[str]:
         """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,

@@ -27,8 +27,12 @@ def observations(days: list[int], values: list[float], clear: list[bool] | None 
     """A series on days of 2023 (1 = 1 January) with one column ``(name, "mean")``."""
     start = dt.datetime(2023, 1, 1, 10, tzinfo=UTC)
     n = len(days)
+    times = [start + dt.timedelta(days=d - 1) for d in days]
     return Observations(
-        datetimes=tuple(start + dt.timedelta(days=d - 1) for d in days),
+        polygons=1,
+        polygon=np.zeros(n, dtype=np.int64),
+        days=np.array([t.date().toordinal() for t in times], dtype=np.int64),
+        stamps=np.array([t.timestamp() for t in times]),
         clear=np.array(clear if clear is not None else [True] * n),
         failed=np.zeros(n, dtype=bool),
         probability=np.array(probability if probability is not None else [0.0] * n, dtype=float),
@@ -72,22 +76,22 @@ def test_linear_fill_puts_missing_dates_on_the_line_between_their_clear_neighbou
     values = [0.2, 0.4, 0.9, 0.5, 0.3]
     obs = observations(days, values, clear=[True, True, False, True, True])
     options = FillOptions(method="linear", variables=("NDVI",))
-    curves = fill(obs, options, YEAR)
-    by_date = dict(zip(curves.dates, curves.values["NDVI"]))
+    curves, _ = fill(obs, options, YEAR)
+    by_date = dict(zip(curves.dates, curves.values["NDVI"][0]))
     # day 30 is cloudy: on the line from (20, 0.4) to (40, 0.5)
     assert by_date[dt.date(2023, 1, 30)] == pytest.approx(0.4 + (0.5 - 0.4) * 10 / 20)
-    assert curves.interpolated("NDVI") == [False, False, True, False, False]
-    assert curves.observed["NDVI"][2] is None and curves.observed["NDVI"][1] == pytest.approx(0.4)
+    assert curves.interpolated("NDVI")[0].tolist() == [False, False, True, False, False]
+    assert np.isnan(curves.observed["NDVI"][0, 2]) and curves.observed["NDVI"][0, 1] == pytest.approx(0.4)
 
 
 def test_a_regular_grid_is_not_extrapolated_beyond_the_clear_dates() -> None:
     obs = observations([15, 40], [0.3, 0.5])
     options = FillOptions(method="linear", variables=("NDVI",), grid=Duration(0, 5), grid_text="P5D")
-    curves = fill(obs, options, TimeRange.parse({"from": "2023-01-01", "to": "2023-02-28"}))
+    curves, _ = fill(obs, options, TimeRange.parse({"from": "2023-01-01", "to": "2023-02-28"}))
     assert curves.dates[:4] == tuple(dt.date(2023, 1, d) for d in (1, 6, 11, 16))
     assert len(curves.dates) == 12  # 1 Jan + 5 days ... 26 Feb
-    values = dict(zip(curves.dates, curves.values["NDVI"]))
-    assert values[dt.date(2023, 1, 11)] is None and values[dt.date(2023, 2, 15)] is None
+    values = dict(zip(curves.dates, curves.values["NDVI"][0]))
+    assert np.isnan(values[dt.date(2023, 1, 11)]) and np.isnan(values[dt.date(2023, 2, 15)])
     assert values[dt.date(2023, 1, 16)] == pytest.approx(0.3 + 0.2 * 1 / 25)
 
 
@@ -137,10 +141,10 @@ def test_whittaker_weights_pull_less_towards_cloudier_dates() -> None:
     obs = observations([10, 20, 30], [0.5, 0.1, 0.5], probability=[0.0, 0.9, 0.0])
     weighted = FillOptions(method="whittaker", variables=("NDVI",), weights="cloud_probability", smoothing=50.0)
     plain = FillOptions(method="whittaker", variables=("NDVI",), weights="clear", smoothing=50.0)
-    cloudy_low = fill(obs, weighted, YEAR).values["NDVI"][1]
-    assert cloudy_low is not None and 0.1 < cloudy_low < 0.5
+    cloudy_low = fill(obs, weighted, YEAR)[0].values["NDVI"][0, 1]
+    assert 0.1 < cloudy_low < 0.5
     # with the clear weights only (and a clear dip), the dip is followed more closely
-    assert fill(obs, plain, YEAR).values["NDVI"][1] < cloudy_low
+    assert fill(obs, plain, YEAR)[0].values["NDVI"][0, 1] < cloudy_low
 
 
 def trapezoid(day: int) -> float:
@@ -188,22 +192,40 @@ def test_intervals_composite_their_clear_dates_and_say_why_they_have_none() -> N
     obs = observations([5, 15, 25, 64, 74], [0.2, 0.4, 0.9, 0.5, 0.6], clear=[True, True, False, False, False])
     spans = TimeRange.parse({"from": "2023-01-01", "to": "2023-03-31"})
     options = AggregationOptions(Duration(1, 0), "P1M")
-    jan, feb, mar = composite(obs, options, spans, [("NDVI", "mean")])
-    assert jan.status == "OK" and jan.dates == (dt.date(2023, 1, 5), dt.date(2023, 1, 15))
-    assert jan.values[("NDVI", "mean")] == pytest.approx(0.3) and jan.acquisitions == 3
-    assert feb.status == "NO_CLEAR_DATE" and feb.reason == "no acquisition in the interval"
-    assert mar.status == "NO_CLEAR_DATE" and mar.reason == "no clear date: 2 acquisitions, 2 cloudy"
-    assert (mar.start.date(), mar.end.date()) == (dt.date(2023, 3, 1), dt.date(2023, 4, 1))
+    jan, feb, mar = composite(obs, options, spans, [("NDVI", "mean")]).to_list(bands=())
+    assert jan["status"] == "OK" and jan["dates"] == ["2023-01-05", "2023-01-15"]
+    assert jan["indices"]["NDVI"]["mean"] == pytest.approx(0.3) and jan["acquisitions"] == 3
+    assert feb["status"] == "NO_CLEAR_DATE" and feb["reason"] == "no acquisition in the interval"
+    assert mar["status"] == "NO_CLEAR_DATE" and mar["reason"] == "no clear date: 2 acquisitions, 2 cloudy"
+    assert mar["interval"] == {"from": "2023-03-01T00:00:00Z", "to": "2023-04-01T00:00:00Z"}
+
+
+def test_intervals_of_many_polygons_are_each_their_own() -> None:
+    """Two polygons in one set of observations composite as they would alone."""
+    first = observations([5, 15, 25], [0.2, 0.4, 0.9], clear=[True, True, False])
+    second = observations([5, 40], [0.6, 0.8])
+    both = Observations(
+        2, np.r_[first.polygon, second.polygon + 1], np.r_[first.days, second.days], np.r_[first.stamps, second.stamps],
+        np.r_[first.clear, second.clear], np.r_[first.failed, second.failed],
+        np.r_[first.probability, second.probability], np.r_[first.fraction, second.fraction],
+        {("NDVI", "mean"): np.r_[first.values[("NDVI", "mean")], second.values[("NDVI", "mean")]]})
+    span = TimeRange.parse({"from": "2023-01-01", "to": "2023-02-28"})
+    for method in ("mean", "median", "max", "last"):
+        options = AggregationOptions(Duration(1, 0), "P1M", method, "NDVI" if method == "max" else None)  # type: ignore[arg-type]
+        table = composite(both, options, span, [("NDVI", "mean")])
+        alone = [composite(o, options, span, [("NDVI", "mean")]).to_list(()) for o in (first, second)]
+        assert [table.to_list((), p) for p in (0, 1)] == alone, method
 
 
 @pytest.mark.parametrize("method, date, value", [("max", 15, 0.4), ("last", 15, 0.4), ("median", None, 0.3)])
 def test_max_and_last_keep_one_date_and_median_takes_the_middle(method: str, date: int | None, value: float) -> None:
     obs = observations([5, 15, 25], [0.2, 0.4, 0.9], clear=[True, True, False])
     options = AggregationOptions(Duration(1, 0), "P1M", method, "NDVI" if method == "max" else None)  # type: ignore[arg-type]
-    jan = composite(obs, options, TimeRange.parse({"from": "2023-01-01", "to": "2023-01-31"}), [("NDVI", "mean")])[0]
+    table = composite(obs, options, TimeRange.parse({"from": "2023-01-01", "to": "2023-01-31"}), [("NDVI", "mean")])
+    jan = table.to_list(bands=())[0]
     if date is not None:
-        assert jan.dates == (dt.date(2023, 1, date),)
-    assert jan.values[("NDVI", "mean")] == pytest.approx(value)
+        assert jan["dates"] == [f"2023-01-{date:02d}"]
+    assert jan["indices"]["NDVI"]["mean"] == pytest.approx(value)
 
 
 GEOMETRY = "POLYGON ((15.02733 46.03805, 15.02733 46.03616, 15.03056 46.03615, 15.03056 46.03804, 15.02733 46.03805))"

@@ -1,14 +1,14 @@
-"""The analytics of one series: intervals, filled curves and season metrics, from its observations."""
+"""The analytics asked for, computed on the observations of one polygon or of every polygon of a batch."""
 
 from __future__ import annotations
 
 from ..request import QueryOptions, TimeRange
 from .composite import composite
 from .options import FillOptions
-from .outputs import Analytics
+from .outputs import Analytics, SeasonTable
 from .season import season_metrics
 from .series import Observations, columns_of
-from .smoothing import daily, fill
+from .smoothing import DailyCurve, daily_curves, fill
 
 
 def analyse(obs: Observations, options: QueryOptions, time: TimeRange) -> Analytics | None:
@@ -17,11 +17,15 @@ def analyse(obs: Observations, options: QueryOptions, time: TimeRange) -> Analyt
     if not wanted.requested:
         return None
     intervals = curves = season = None
+    daily: dict[str, list[DailyCurve]] = {}
     if wanted.aggregation is not None:
         intervals = composite(obs, wanted.aggregation, time, columns_of(options))
     if wanted.fill is not None:
-        curves = fill(obs, wanted.fill, time)
+        curves, daily = fill(obs, wanted.fill, time)
     if wanted.season is not None:
-        smoother = wanted.fill or FillOptions(variables=(wanted.season.index,))
-        season = season_metrics(daily(obs, smoother, wanted.season.index, "mean"), wanted.season)
+        name = wanted.season.index
+        smoother = wanted.fill or FillOptions(variables=(name,))
+        reuse = wanted.fill is not None and wanted.fill.statistic == "mean" and name in daily
+        per_polygon = daily[name] if reuse else daily_curves(obs, smoother, name, "mean")
+        season = SeasonTable(tuple(season_metrics(curve, wanted.season) for curve in per_polygon))
     return Analytics(intervals, curves, season)

@@ -1,6 +1,9 @@
-"""What the analytics answer: composited intervals, filled curves and season metrics, as JSON and CSV rows.
+"""What the analytics answer, for one polygon or every polygon of a batch, as columns.
 
-Missing values are ``None`` (JSON null, an empty CSV cell), never NaN.
+Each answer is a table whose rows belong to polygons (:meth:`row_polygons`): the intervals (polygon-major,
+``polygon * K + k``), the filled curves (polygon-major over the grid dates) and the season (one row per
+polygon). :meth:`columns` gives the CSV columns by name; JSON is built from the same arrays for one polygon.
+Missing values are NaN in the arrays and ``None`` (JSON null, an empty CSV cell) outside, never NaN.
 """
 
 from __future__ import annotations
@@ -8,81 +11,125 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 Column = tuple[str, str]
+#: Table name -> column name -> values (a list or a numpy array), in CSV order.
+Columns = dict[str, Any]
 
 
-def clean(value: float | None) -> float | None:
-    """A finite float, or None."""
-    if value is None or not math.isfinite(value):
+def clean(value: Any) -> Any:
+    """A plain Python value: None for NaN or None, ``bool``/``int``/``float`` for numpy scalars."""
+    if value is None:
         return None
-    return float(value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def rows_of(columns: Columns) -> list[list[Any]]:
+    """The rows of a column table, each value :func:`clean`."""
+    lists = [v.tolist() if isinstance(v, np.ndarray) else list(v) for v in columns.values()]
+    return [[clean(v) for v in row] for row in zip(*lists)]
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True)
-class Interval:
-    """One aggregation interval ``[start, end)``: the clear dates it used and the composited values.
-    ``reason`` says why it has no value (no acquisition, or none of them clear)."""
+class IntervalTable:
+    """Aggregation intervals ``[starts[k], ends[k])`` of every polygon: for group ``g = polygon * K + k``,
+    the clear dates used, the series' dates in it, the composited values (groups × columns) and why a
+    group has none."""
 
-    start: dt.datetime
-    end: dt.datetime
-    dates: tuple[dt.date, ...]
-    acquisitions: int
-    values: Mapping[Column, float | None] = field(default_factory=dict)
-    reason: str | None = None
+    starts: tuple[dt.datetime, ...]
+    ends: tuple[dt.datetime, ...]
+    polygons: int
+    columns: tuple[Column, ...]
+    dates: list[tuple[dt.date, ...]]
+    acquisitions: np.ndarray
+    values: np.ndarray
+    reasons: list[str | None]
 
-    @property
-    def status(self) -> str:
-        """``OK``, or ``NO_CLEAR_DATE``."""
-        return "OK" if self.dates else "NO_CLEAR_DATE"
+    def row_polygons(self) -> np.ndarray:
+        return np.repeat(np.arange(self.polygons), len(self.starts))
 
-    def to_dict(self, bands: Sequence[str]) -> dict[str, Any]:
-        """JSON-ready: ``interval``, ``status``, ``dates``, ``acquisitions``, ``bands``, ``indices``, ``reason``."""
-        nested: dict[str, dict[str, dict[str, float | None]]] = {"bands": {}, "indices": {}}
-        for (name, stat), value in self.values.items():
-            nested["bands" if name in bands else "indices"].setdefault(name, {})[stat] = clean(value)
-        return {"interval": {"from": _iso(self.start), "to": _iso(self.end)}, "status": self.status,
-                "dates": [d.isoformat() for d in self.dates], "acquisitions": self.acquisitions, **nested,
-                "reason": self.reason}
+    def table(self) -> Columns:
+        """CSV columns: ``from,to,status,dates,acquisitions``, ``<name>_<stat>``..., ``reason``."""
+        out: Columns = {"from": [_iso(a) for a in self.starts] * self.polygons,
+                        "to": [_iso(b) for b in self.ends] * self.polygons,
+                        "status": ["OK" if d else "NO_CLEAR_DATE" for d in self.dates],
+                        "dates": [";".join(day.isoformat() for day in d) for d in self.dates],
+                        "acquisitions": self.acquisitions}
+        out.update({f"{n}_{s}": self.values[:, j] for j, (n, s) in enumerate(self.columns)})
+        out["reason"] = self.reasons
+        return out
+
+    def to_list(self, bands: Sequence[str], polygon: int = 0) -> list[dict[str, Any]]:
+        """JSON-ready intervals of one polygon: ``interval``, ``status``, ``dates``, ``acquisitions``,
+        ``bands``, ``indices``, ``reason``."""
+        k = len(self.starts)
+        out = []
+        for i in range(k):
+            g = polygon * k + i
+            nested: dict[str, dict[str, dict[str, Any]]] = {"bands": {}, "indices": {}}
+            if self.dates[g]:
+                for j, (name, stat) in enumerate(self.columns):
+                    nested["bands" if name in bands else "indices"].setdefault(name, {})[stat] = clean(
+                        self.values[g, j])
+            out.append({"interval": {"from": _iso(self.starts[i]), "to": _iso(self.ends[i])},
+                        "status": "OK" if self.dates[g] else "NO_CLEAR_DATE",
+                        "dates": [d.isoformat() for d in self.dates[g]], "acquisitions": int(self.acquisitions[g]),
+                        **nested, "reason": self.reasons[g]})
+        return out
 
 
 @dataclass(frozen=True)
-class Curves:
-    """Filled (and smoothed) series on a common grid of dates: per variable its values, the clear
-    observation on each grid date (None where there is none) and whether the value is interpolated."""
+class CurveTable:
+    """Filled (and smoothed) curves of every polygon on common grid ``dates``: per variable the values and
+    the clear observation on each grid date (polygons × dates, NaN where there is none)."""
 
     method: str
     grid: str
     statistic: str
     weights: str
     dates: tuple[dt.date, ...]
-    values: Mapping[str, tuple[float | None, ...]]
-    observed: Mapping[str, tuple[float | None, ...]]
+    polygons: int
+    values: Mapping[str, np.ndarray]
+    observed: Mapping[str, np.ndarray]
 
-    def interpolated(self, variable: str) -> list[bool]:
-        """Per grid date: a value with no clear observation that day."""
-        return [v is not None and o is None for v, o in zip(self.values[variable], self.observed[variable])]
+    def interpolated(self, variable: str) -> np.ndarray:
+        """Per polygon and grid date: a value with no clear observation that day."""
+        return np.isfinite(self.values[variable]) & np.isnan(self.observed[variable])
 
-    def to_dict(self) -> dict[str, Any]:
+    def row_polygons(self) -> np.ndarray:
+        return np.repeat(np.arange(self.polygons), len(self.dates))
+
+    def table(self) -> Columns:
+        """CSV columns: ``date``, then ``<variable>``, ``<variable>_observed``, ``<variable>_interpolated``."""
+        out: Columns = {"date": [d.isoformat() for d in self.dates] * self.polygons}
+        for name in self.values:
+            out[name] = self.values[name].ravel()
+            out[f"{name}_observed"] = self.observed[name].ravel()
+            out[f"{name}_interpolated"] = self.interpolated(name).ravel()
+        return out
+
+    def to_dict(self, polygon: int = 0) -> dict[str, Any]:
         """JSON-ready: the method and grid, ``dates``, and per variable ``value``/``observed``/``interpolated``."""
         return {"method": self.method, "grid": self.grid, "statistic": self.statistic, "weights": self.weights,
                 "dates": [d.isoformat() for d in self.dates],
-                "variables": {name: {"value": [clean(v) for v in self.values[name]],
-                                     "observed": [clean(v) for v in self.observed[name]],
-                                     "interpolated": self.interpolated(name)} for name in self.values}}
-
-    def columns(self) -> list[str]:
-        """CSV header: ``date``, then ``<variable>``, ``<variable>_observed``, ``<variable>_interpolated``."""
-        return ["date"] + [f"{v}{suffix}" for v in self.values for suffix in ("", "_observed", "_interpolated")]
-
-    def to_rows(self) -> list[list[Any]]:
-        """One row per grid date, in :meth:`columns` order."""
-        flags = {v: self.interpolated(v) for v in self.values}
-        return [[day.isoformat()] + [cell for v in self.values
-                                     for cell in (clean(self.values[v][i]), clean(self.observed[v][i]), flags[v][i])]
-                for i, day in enumerate(self.dates)]
+                "variables": {name: {"value": [clean(v) for v in self.values[name][polygon].tolist()],
+                                     "observed": [clean(v) for v in self.observed[name][polygon].tolist()],
+                                     "interpolated": self.interpolated(name)[polygon].tolist()}
+                              for name in self.values}}
 
 
 SEASON_FIELDS = ("start", "peak", "end", "start_value", "peak_value", "end_value", "base", "amplitude",
@@ -114,43 +161,49 @@ class Season:
         out: dict[str, Any] = {"index": self.index}
         for name in SEASON_FIELDS:
             value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, dt.date) else (
-                value if isinstance(value, int) or value is None else clean(value))
+            out[name] = value.isoformat() if isinstance(value, dt.date) else clean(value)
         out["reason"] = self.reason
         out["warnings"] = list(self.warnings)
         return out
 
 
 @dataclass(frozen=True)
-class Analytics:
-    """The analytics of one series (each None when not asked for)."""
+class SeasonTable:
+    """The season of every polygon."""
 
-    intervals: tuple[Interval, ...] | None = None
-    curves: Curves | None = None
-    season: Season | None = None
+    seasons: tuple[Season, ...]
 
-    def to_dict(self, bands: Sequence[str]) -> dict[str, Any]:
-        """The ``intervals``, ``curves`` and ``season`` members of a time-series answer, those computed."""
-        out: dict[str, Any] = {}
-        if self.intervals is not None:
-            out["intervals"] = [i.to_dict(bands) for i in self.intervals]
-        if self.curves is not None:
-            out["curves"] = self.curves.to_dict()
-        if self.season is not None:
-            out["season"] = self.season.to_dict()
+    def row_polygons(self) -> np.ndarray:
+        return np.arange(len(self.seasons))
+
+    def table(self) -> Columns:
+        """CSV columns: ``index``, the :data:`SEASON_FIELDS`, ``reason`` and ``warnings`` (joined by ``; ``)."""
+        dicts = [s.to_dict() for s in self.seasons]
+        out: Columns = {name: [d[name] for d in dicts] for name in ("index", *SEASON_FIELDS, "reason")}
+        out["warnings"] = ["; ".join(d["warnings"]) for d in dicts]
         return out
 
 
-def interval_columns(columns: Sequence[Column]) -> list[str]:
-    """CSV header of the intervals table."""
-    return ["from", "to", "status", "dates", "acquisitions"] + [f"{n}_{s}" for n, s in columns] + ["reason"]
+@dataclass(frozen=True)
+class Analytics:
+    """The analytics of one or more series (each None when not asked for)."""
 
+    intervals: IntervalTable | None = None
+    curves: CurveTable | None = None
+    season: SeasonTable | None = None
 
-def interval_rows(intervals: Sequence[Interval], columns: Sequence[Column]) -> list[list[Any]]:
-    """One row per interval in :func:`interval_columns` order; ``dates`` joined by ``;``."""
-    return [[_iso(i.start), _iso(i.end), i.status, ";".join(d.isoformat() for d in i.dates), i.acquisitions]
-            + [clean(i.values.get(c)) for c in columns] + [i.reason] for i in intervals]
+    def tables(self) -> dict[str, IntervalTable | CurveTable | SeasonTable]:
+        """The tables computed, by name (``intervals``, ``curves``, ``season``)."""
+        parts = {"intervals": self.intervals, "curves": self.curves, "season": self.season}
+        return {name: part for name, part in parts.items() if part is not None}
 
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+    def to_dict(self, bands: Sequence[str], polygon: int = 0) -> dict[str, Any]:
+        """The ``intervals``, ``curves`` and ``season`` members of one polygon's time-series answer."""
+        out: dict[str, Any] = {}
+        if self.intervals is not None:
+            out["intervals"] = self.intervals.to_list(bands, polygon)
+        if self.curves is not None:
+            out["curves"] = self.curves.to_dict(polygon)
+        if self.season is not None:
+            out["season"] = self.season.seasons[polygon].to_dict()
+        return out

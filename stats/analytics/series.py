@@ -1,23 +1,29 @@
-"""One polygon's series as columns: what every analytic reads, built from a time series or a batch table.
+"""The series of one polygon, or of every polygon of a batch, as columns: what every analytic reads.
 
-The analytics see each date's day, whether it is clear (:meth:`stats.request.CloudOptions.clear`, and no
-error and at least one valid pixel), its averaged-pixel probability and cloud fraction, and every
-``<name>_<statistic>`` value as float64 with NaN for a missing value.
+Rows are dates, sorted by polygon and then by date; ``polygon`` says whose each row is. The analytics see
+each row's day and time, whether it is clear (:meth:`stats.request.CloudOptions.clear_dates`, no error and
+at least one valid pixel), its averaged-pixel probability and cloud fraction, and every
+``<name>_<statistic>`` value as float64 with NaN for a missing value. A time series is one polygon; a batch
+table is read column by column from Arrow, without a Python loop over its rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..request import QueryOptions
 from ..results import DateResult
 
 Column = tuple[str, str]  # (band or index name, statistic)
+
+#: Proleptic Gregorian ordinal of 1970-01-01 (Arrow's date32 counts days from it).
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def columns_of(options: QueryOptions) -> list[Column]:
@@ -27,68 +33,61 @@ def columns_of(options: QueryOptions) -> list[Column]:
 
 @dataclass(frozen=True)
 class Observations:
-    """The dates of one polygon's series (ascending) and their values."""
+    """The dated rows of ``polygons`` series, sorted by polygon and date."""
 
-    datetimes: tuple[dt.datetime, ...]
+    polygons: int
+    polygon: np.ndarray      # int64: whose row it is, 0 .. polygons - 1, ascending
+    days: np.ndarray         # int64: the date as a day number (proleptic Gregorian ordinal)
+    stamps: np.ndarray       # float64: the acquisition time, POSIX seconds
     clear: np.ndarray        # bool: the date is used by the analytics
     failed: np.ndarray       # bool: the date has an error (or no valid pixel)
     probability: np.ndarray  # float64, NaN where not computed
     fraction: np.ndarray     # float64, NaN where not computed
-    values: Mapping[Column, np.ndarray]
+    values: dict[Column, np.ndarray]
 
     @property
-    def days(self) -> np.ndarray:
-        """Each date as a day number (proleptic Gregorian ordinal)."""
-        return np.array([d.date().toordinal() for d in self.datetimes], dtype=np.int64)
+    def bounds(self) -> np.ndarray:
+        """Row offsets of each polygon: its rows are ``bounds[p]:bounds[p + 1]``."""
+        return np.searchsorted(self.polygon, np.arange(self.polygons + 1))
 
     @classmethod
     def from_series(cls, series: Sequence[DateResult], options: QueryOptions) -> Observations:
-        """The columns of a finished time series."""
+        """The columns of one finished time series."""
         failed = np.array([d.error is not None or d.valid_pixels == 0 for d in series], dtype=bool)
-        probability = _floats(d.cloud_probability for d in series)
-        fraction = _floats(d.pixel_cloud.fraction if d.pixel_cloud else None for d in series)
-        values = {}
-        for name, stat in columns_of(options):
-            values[(name, stat)] = _floats((d.bands.get(name) or d.indices.get(name) or {}).get(stat)
-                                           for d in series)
-        return cls._build(tuple(d.datetime for d in series), failed, probability, fraction, values, options)
+        values = {(name, stat): _floats((d.bands.get(name) or d.indices.get(name) or {}).get(stat) for d in series)
+                  for name, stat in columns_of(options)}
+        return cls._build(1, np.zeros(len(series), dtype=np.int64),
+                          np.array([d.date.toordinal() for d in series], dtype=np.int64),
+                          np.array([d.datetime.timestamp() for d in series], dtype=np.float64), failed,
+                          _floats(d.cloud_probability for d in series),
+                          _floats(d.pixel_cloud.fraction if d.pixel_cloud else None for d in series), values, options)
 
     @classmethod
-    def from_rows(cls, rows: Mapping[str, Sequence[Any]], options: QueryOptions) -> Observations:
-        """The columns of one polygon's rows of a batch table (``date``, ``cloud_probability``,
-        ``cloud_fraction``, ``valid_pixels``, ``error`` and ``<name>_<statistic>``), dated rows only."""
-        dates = rows["date"]
-        keep = [i for i, d in enumerate(dates) if d is not None]
-        datetimes = tuple(dt.datetime.combine(_date(dates[i]), dt.time(), tzinfo=dt.UTC) for i in keep)
+    def from_table(cls, table: pa.Table, order_column: str, polygons: int, options: QueryOptions) -> Observations:
+        """The columns of a batch table sorted by ``order_column`` (each row's polygon position) and date;
+        rows without a date (a polygon's message row) are left out. A row's time is its date's midnight UTC."""
+        table = table.filter(pc.is_valid(table.column("date")))
+        days = table.column("date").cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64) + _EPOCH_ORDINAL
 
         def column(name: str) -> np.ndarray:
-            if name not in rows:
-                return np.full(len(keep), np.nan)
-            source = rows[name]
-            return _floats(source[i] for i in keep)
+            if name not in table.column_names:
+                return np.full(table.num_rows, np.nan)
+            return np.asarray(table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
-        valid = column("valid_pixels")
-        errors = rows.get("error") or [None] * len(dates)
-        failed = np.array([errors[i] is not None for i in keep], dtype=bool) | ~(valid > 0)
+        failed = table.column("error").is_valid().to_numpy(zero_copy_only=False) | ~(column("valid_pixels") > 0)
         values = {(name, stat): column(f"{name}_{stat}") for name, stat in columns_of(options)}
-        return cls._build(datetimes, failed, column("cloud_probability"), column("cloud_fraction"), values, options)
+        stamps = (days - _EPOCH_ORDINAL).astype(np.float64) * 86400.0
+        polygon = np.asarray(table.column(order_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return cls._build(polygons, polygon, days, stamps, np.asarray(failed, dtype=bool), column("cloud_probability"),
+                          column("cloud_fraction"), values, options)
 
     @classmethod
-    def _build(cls, datetimes: tuple[dt.datetime, ...], failed: np.ndarray, probability: np.ndarray,
-               fraction: np.ndarray, values: dict[Column, np.ndarray], options: QueryOptions) -> Observations:
-        cloud = options.cloud
-        clear = np.array([not bad and cloud.clear(None if np.isnan(p) else float(p), None if np.isnan(f) else float(f))
-                          for bad, p, f in zip(failed, probability, fraction)], dtype=bool)
-        return cls(datetimes, clear, failed, probability, fraction, values)
+    def _build(cls, polygons: int, polygon: np.ndarray, days: np.ndarray, stamps: np.ndarray, failed: np.ndarray,
+               probability: np.ndarray, fraction: np.ndarray, values: dict[Column, np.ndarray],
+               options: QueryOptions) -> Observations:
+        clear = ~failed & options.cloud.clear_dates(probability, fraction)
+        return cls(polygons, polygon, days, stamps, clear, failed, probability, fraction, values)
 
 
-def _floats(values: Any) -> np.ndarray:
+def _floats(values: Iterable[float | int | None]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))

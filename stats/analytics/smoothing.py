@@ -25,7 +25,7 @@ from scipy.signal import savgol_filter
 
 from ..request import TimeRange
 from .options import FillOptions
-from .outputs import Curves
+from .outputs import CurveTable
 from .series import Observations
 
 
@@ -35,11 +35,6 @@ class DailyCurve:
 
     first: int
     values: np.ndarray
-
-    def at(self, day: int) -> float | None:
-        """The value on a day number, None outside the curve."""
-        i = day - self.first
-        return float(self.values[i]) if 0 <= i < self.values.size else None
 
 
 def weights_of(obs: Observations, options: FillOptions) -> np.ndarray:
@@ -78,8 +73,8 @@ def whittaker(index: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, smoothing
     >>> whittaker(np.array([0, 4]), np.array([1.0, 3.0]), np.ones(2), 5, 10.0).round(6).tolist()
     [1.0, 1.5, 2.0, 2.5, 3.0]
     """
-    if n < 3:
-        return np.interp(np.arange(n), index, y) if index.size > 1 else np.full(n, y[0])
+    if n < 3 or np.count_nonzero(w) < 2:
+        return np.interp(np.arange(n), index, y) if index.size > 1 else np.full(n, float(y[0]))
     weight = np.zeros(n)
     target = np.zeros(n)
     np.add.at(weight, index, w)
@@ -97,49 +92,56 @@ def whittaker(index: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, smoothing
     bands[0, 2:] = smoothing * off2
     bands[1, 1:] = smoothing * off1
     bands[2] = smoothing * main + weight
-    if np.count_nonzero(weight) < 2:
-        return np.full(n, float(np.average(y, weights=w)))
     return solveh_banded(bands, target, check_finite=False)
 
 
-def grid_days(obs: Observations, options: FillOptions, time: TimeRange) -> list[dt.date]:
-    """The dates a curve is given on: the series' own dates, or the regular ``grid`` from the range's start."""
+def grid_days(options: FillOptions, time: TimeRange, days: np.ndarray) -> np.ndarray:
+    """The day numbers a curve is given on: the series' own dates (``days``), or the regular ``grid``
+    from the range's start to its end."""
     if options.grid is None:
-        return sorted({d.date() for d in obs.datetimes})
+        return np.unique(days)
     out = []
     current = dt.datetime.combine(time.start.date(), dt.time(), tzinfo=dt.UTC)
     while current <= time.end:
-        out.append(current.date())
+        out.append(current.date().toordinal())
         current = options.grid.after(current, "fill.grid")
+    return np.array(out, dtype=np.int64)
+
+
+def daily_curves(obs: Observations, options: FillOptions, variable: str, statistic: str) -> list[DailyCurve]:
+    """The filled daily curve of one column for every polygon."""
+    weights = weights_of(obs, options)
+    series = obs.values[(variable, statistic)]
+    bounds = obs.bounds
+    return [daily_curve(obs.days[a:b], series[a:b], weights[a:b], options) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def sample(curves: Sequence[DailyCurve], grid: np.ndarray) -> np.ndarray:
+    """The curves' values on the ``grid`` day numbers (polygons x grid; NaN outside a curve)."""
+    out = np.full((len(curves), grid.size), np.nan)
+    for p, curve in enumerate(curves):
+        at = grid - curve.first
+        inside = (at >= 0) & (at < curve.values.size)
+        out[p, inside] = curve.values[at[inside]]
     return out
 
 
-def fill(obs: Observations, options: FillOptions, time: TimeRange) -> Curves:
-    """The filled curves of ``options.variables`` on their grid, with each grid date's clear observation."""
-    days = obs.days
-    weights = weights_of(obs, options)
-    grid = grid_days(obs, options, time)
-    clear_day = {int(day): i for i, day in enumerate(days) if obs.clear[i]}
-    values: dict[str, tuple[float | None, ...]] = {}
-    observed: dict[str, tuple[float | None, ...]] = {}
+def fill(obs: Observations, options: FillOptions, time: TimeRange) -> tuple[CurveTable, dict[str, list[DailyCurve]]]:
+    """The filled curves of ``options.variables`` of every polygon on their grid, with each grid date's clear
+    observation; and the daily curves themselves, by variable (the season reuses them)."""
+    grid = grid_days(options, time, obs.days)
+    at = np.searchsorted(grid, obs.days)
+    on_grid = obs.clear & (at < grid.size)
+    on_grid[on_grid] &= grid[at[on_grid]] == obs.days[on_grid]
+    values: dict[str, np.ndarray] = {}
+    observed: dict[str, np.ndarray] = {}
+    daily: dict[str, list[DailyCurve]] = {}
     for name in options.variables:
-        series = obs.values[(name, options.statistic)]
-        curve = daily_curve(days, series, weights, options)
-        values[name] = tuple(curve.at(day.toordinal()) for day in grid)
-        observed[name] = tuple(_observed(series, clear_day.get(day.toordinal())) for day in grid)
-    return Curves(options.method, options.grid_text, options.statistic, options.weights, tuple(grid), values,
-                  observed)
-
-
-def _observed(series: np.ndarray, i: int | None) -> float | None:
-    if i is None or not np.isfinite(series[i]):
-        return None
-    return float(series[i])
-
-
-def daily(obs: Observations, options: FillOptions, variable: str, statistic: str) -> DailyCurve:
-    """The filled daily curve of one column, for the season metrics."""
-    return daily_curve(obs.days, obs.values[(variable, statistic)], weights_of(obs, options), options)
-
-
-__all__: Sequence[str] = ("DailyCurve", "daily", "daily_curve", "fill", "grid_days", "weights_of", "whittaker")
+        daily[name] = daily_curves(obs, options, name, options.statistic)
+        values[name] = sample(daily[name], grid)
+        seen = np.full((obs.polygons, grid.size), np.nan)
+        seen[obs.polygon[on_grid], at[on_grid]] = obs.values[(name, options.statistic)][on_grid]
+        observed[name] = seen
+    table = CurveTable(options.method, options.grid_text, options.statistic, options.weights,
+                       tuple(dt.date.fromordinal(int(d)) for d in grid), obs.polygons, values, observed)
+    return table, daily

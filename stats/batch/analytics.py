@@ -1,23 +1,21 @@
 """The analytics of a batch: the intervals, curves and season of every polygon, as tables beside its rows.
 
-Each usable polygon's dated rows (the batch table, ordered by polygon and date) become its
-:class:`~stats.analytics.series.Observations`, and :func:`stats.analytics.compute.analyse` computes what the
-options ask for, exactly as for one time series. Each table has the polygon's ``id`` first, then the
-columns of :meth:`stats.results.TimeSeriesResult.table` of the same name.
+The batch table (ordered by polygon and date) becomes one :class:`~stats.analytics.series.Observations` of
+all polygons, read column by column from Arrow, and :func:`stats.analytics.compute.analyse` computes what
+the options ask for over all of them at once, with the rules of a single time series. Each table has the
+polygon's ``id`` first, then the columns of :meth:`stats.results.TimeSeriesResult.table` of the same name;
+polygons that could not be used have no rows there (their error is in the batch's rows).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..analytics.compute import analyse
 from ..analytics.series import Observations
-from ..results import TimeSeriesResult
 from .plan import ID_COLUMN, BatchPlan
 
 #: Columns of the analytics tables that are not floats.
@@ -28,52 +26,41 @@ _INTEGERS = {"acquisitions", "length_days"}
 
 def analytics_tables(plan: BatchPlan, table: pa.Table, order_column: str) -> dict[str, pa.Table]:
     """The analytics tables (``intervals``, ``curves``, ``season``: those asked for) of a batch table that
-    still has its ``order_column`` (each row's polygon position) and is sorted by it."""
+    still has its ``order_column`` (each row's polygon position) and is sorted by it and by date."""
     options = plan.options
     if not options.analytics.requested:
         return {}
-    order = np.asarray(table.column(order_column).to_numpy(zero_copy_only=False))
-    wanted = {"date", "cloud_probability", "cloud_fraction", "valid_pixels", "error"}
-    wanted |= {f"{n}_{s}" for n in options.bands + options.index_names for s in options.statistics}
-    data = {name: table.column(name).to_pylist() for name in table.column_names if name in wanted}
-    starts = {int(i): int(np.searchsorted(order, i, "left")) for i in np.unique(order)}
-    names: tuple[str, ...] = ()
-    rows: dict[str, list[list[Any]]] = {}
-    headers: dict[str, list[str]] = {}
-    template = TimeSeriesResult.empty(options)
-    for index, polygon in enumerate(plan.polygons):
-        if plan.areas[index] is None:
-            continue
-        a = starts.get(index, 0)
-        b = int(np.searchsorted(order, index, "right")) if index in starts else 0
-        obs = Observations.from_rows({k: v[a:b] for k, v in data.items()}, options)
-        result = replace(template, analytics=analyse(obs, options, plan.time))
-        names = result.tables[1:]
-        for name in names:
-            header, body = result.table(name)
-            headers[name] = [ID_COLUMN] + header
-            rows.setdefault(name, []).extend([polygon.id] + row for row in body)
+    obs = Observations.from_table(table, order_column, len(plan.polygons), options)
+    analytics = analyse(obs, options, plan.time)
+    if analytics is None:
+        return {}
+    usable = np.array([area is not None for area in plan.areas], dtype=bool)
     id_type = table.schema.field(ID_COLUMN).type
-    return {name: _typed(headers[name], rows.get(name, []), id_type) for name in names if name in headers}
+    ids = pa.array([p.id if id_type != pa.string() else str(p.id) for p in plan.polygons], type=id_type)
+    out = {}
+    for name, part in analytics.tables().items():
+        rows = np.flatnonzero(usable[part.row_polygons()])
+        columns = part.table()
+        arrays = [ids.take(pa.array(part.row_polygons()[rows]))]
+        arrays += [_typed(column, values, rows) for column, values in columns.items()]
+        out[name] = pa.Table.from_arrays(arrays, names=[ID_COLUMN, *columns])
+    return out
 
 
-def _typed(header: list[str], rows: list[list[Any]], id_type: pa.DataType) -> pa.Table:
-    columns = list(zip(*rows)) if rows else [() for _ in header]
-    arrays = []
-    for name, values in zip(header, columns):
-        if name == ID_COLUMN:
-            kind = id_type
-            values = tuple(None if v is None else (v if id_type != pa.string() else str(v)) for v in values)
-        elif name in _DATES:
-            kind = pa.date32()
-            values = tuple(None if v is None else dt.date.fromisoformat(v) for v in values)
-        elif name in _TEXT:
-            kind = pa.string()
-        elif name in _INTEGERS:
-            kind = pa.int64()
-        elif name.endswith("_interpolated"):
-            kind = pa.bool_()
-        else:
-            kind = pa.float64()
-        arrays.append(pa.array(list(values), type=kind))
-    return pa.Table.from_arrays(arrays, names=header)
+def _typed(name: str, values: object, rows: np.ndarray) -> pa.Array:
+    """One column of an analytics table, typed by its name, at ``rows``."""
+    if isinstance(values, np.ndarray):
+        picked = values[rows]
+        if picked.dtype.kind == "f":
+            kind = pa.int64() if name in _INTEGERS else pa.float64()
+            return pa.array(picked, mask=np.isnan(picked), type=kind) if kind == pa.float64() else pa.array(
+                np.nan_to_num(picked).astype(np.int64), mask=np.isnan(picked), type=kind)
+        return pa.array(picked)
+    listed = [values[i] for i in rows.tolist()]  # type: ignore[index]
+    if name in _DATES:
+        return pa.array([None if v is None else dt.date.fromisoformat(v) for v in listed], type=pa.date32())
+    if name in _TEXT:
+        return pa.array(listed, type=pa.string())
+    if name in _INTEGERS:
+        return pa.array(listed, type=pa.int64())
+    return pa.array([np.nan if v is None else v for v in listed], type=pa.float64(), from_pandas=True)
