@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from stats import Archive, TimeSeriesRequest, TimeSeriesResult, query_timeseries
 from stats.batch import BatchPlan, BatchPolygon, batch_options, batch_time, plan_batch, read_polygons, run_plan
-from stats.batch.output import row_polygons
+from stats.batch.output import EXTENT_COLUMN, extent_frame, row_polygons
 from stats.errors import InvalidRequestError
 from stats.request import Area
 from stats.settings import current
@@ -223,12 +223,23 @@ class BatchResult:
     plan: BatchPlan
 
     def to_pandas(self) -> pandas.DataFrame:
-        """The rows as a DataFrame (``date`` as datetime64)."""
+        """The rows as a DataFrame (``date`` as datetime64); the water extents are in :meth:`water_extents`."""
         import pandas as pd
 
-        frame = self.table.to_pandas()
+        table = self.table
+        if EXTENT_COLUMN in table.column_names:
+            table = table.drop_columns([EXTENT_COLUMN])
+        frame = table.to_pandas()
         frame["date"] = pd.to_datetime(frame["date"])
         return frame
+
+    def water_extents(self) -> geopandas.GeoDataFrame:
+        """With ``water.extent`` on: one row per polygon id and measured date (``id``, ``date``,
+        ``water_status``, ``water_area_m2``, ``water_level``) with the water polygon in EPSG:4326."""
+        if EXTENT_COLUMN not in self.table.column_names:
+            raise InvalidRequestError("water_extents: this batch has no water extent; expected the option "
+                                      "water with buffer_m (or extent: true)")
+        return extent_frame(self.table)
 
     def to_geopandas(self) -> geopandas.GeoDataFrame:
         """The rows with each polygon (in EPSG:4326); a polygon that could not be used has no geometry."""

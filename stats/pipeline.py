@@ -11,6 +11,10 @@ For each acquisition date that intersects the polygon, the date's tiles are read
 
 The model runs once per query: first every date is read and reduced to what the model needs, then all
 averaged pixels and all uncached cloud cells go to s2cloudless in one call, then each date is finished.
+
+With ``water``, each date also gets its water region (:mod:`stats.water.region`: the polygon's own pixels,
+or the outline grown by its buffer, read on its own with its own cloud cells, scored in the same model
+call), measured by :func:`stats.water.extent.measure`.
 """
 
 from __future__ import annotations

@@ -376,3 +376,18 @@ def test_the_command_line_reads_the_outline_from_a_file(demo_root: Path, tmp_pat
     assert result.stdout == http.get_data(as_text=True)
     (row,) = list(csv.DictReader(io.StringIO(result.stdout)))
     assert row["water_status"] == "OK" and float(row["water_level"]) > 0.5
+
+
+def test_the_library_batch_gives_the_extents_as_a_geodataframe(demo_root: Path) -> None:
+    """polyfis.batch: to_pandas() holds the statistics, water_extents() one polygon per measured date."""
+    import polyfis
+
+    polygons = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": "lake"}, "geometry": _polygon("lake")}]}
+    result = polyfis.batch(polygons, "2023-08-10", "2023-08-25", archive=demo_root, bands=["B03"],
+                           statistics=["mean"], water={"buffer_m": BUFFER_M})
+    frame = result.to_pandas()
+    assert "water_extent" not in frame.columns and list(frame["water_status"]) == ["OK", "CLOUDY"]
+    extents = result.water_extents()
+    assert list(extents["id"]) == ["lake"] and extents.crs.to_epsg() == 4326
+    assert extents.geometry.iloc[0].geom_type in ("Polygon", "MultiPolygon")
