@@ -41,7 +41,7 @@ FIELDS: dict[str, str] = {
     "water.min_valid": "--water-min-valid",
     "water.outline": "--water-outline",
     "water.buffer_m": "--water-buffer",
-    "water.extent": "--water-extent/--no-water-extent",
+    "water.extent": "--water-extent",
     "histogram.bins": "--histogram-bins",
     "histogram.type": "--histogram-type",
 }

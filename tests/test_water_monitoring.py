@@ -206,27 +206,29 @@ def test_canny_otsu_splits_a_step_between_its_two_values() -> None:
 
 
 def test_canny_otsu_ignores_smooth_land_gradients_that_fool_a_region_wide_otsu() -> None:
-    """Forest fading smoothly into bare soil (-0.6 to -0.1 over 50 columns, 0.01 a pixel: no Canny edge) and a
-    water disk (0.5, radius 8) in the soil (-0.1). The edges see only soil and water, so the threshold is
-    in [-0.1, 0.5) and the water is the disk. Worked by hand, a region-wide Otsu peaks near -0.27 (between-
-    class variance 0.034 there against 0.025 for the water/land split) and calls the soil water."""
-    image = np.full((40, 100), -0.1)
-    image[:, :50] = np.linspace(-0.6, -0.1, 50)
+    """Forest fading smoothly into wet soil (-0.45 to 0.05 over 50 columns, 0.01 a pixel: no Canny edge) and a
+    water disk (0.55, radius 8) in the soil (0.05). The edges see only soil and water, so the threshold is
+    in [0.05, 0.55) and the water is the disk. Worked by hand, a region-wide Otsu peaks near -0.12 (between-
+    class variance 0.034 there against 0.025 for the water/land split; upper class mean 0.07) and calls the
+    soil water, as the fixed threshold 0 would."""
+    image = np.full((40, 100), 0.05)
+    image[:, :50] = np.linspace(-0.45, 0.05, 50)
     disk = _disk(image.shape, (20, 75), 8)
-    image[disk] = 0.5
+    image[disk] = 0.55
     usable = np.ones(image.shape, dtype=bool)
     found = canny_otsu(image, usable, fixed=0.0)
     assert found.method == "canny_otsu"
-    assert -0.1 <= found.value < 0.5
+    assert 0.05 <= found.value < 0.55
     assert ((image > found.value) == disk).all()
-    assert -0.35 < region_otsu(image[usable], 0.0).value < -0.2
+    region_wide = region_otsu(image[usable], 0.0)
+    assert region_wide.method == "otsu" and -0.2 < region_wide.value < -0.05
 
 
 def test_canny_otsu_falls_back_to_otsu_when_edges_are_too_few() -> None:
     """A one-pixel checkerboard of -0.4 and 0.6 smooths to a flat 0.1 (no Canny edge), but its values split
     in two: Otsu over the region, and the water is the 0.6 squares."""
     rows, cols = np.indices((40, 40))
-    water = (rows + cols) % 2 == 0
+    water = (rows + cols) % 2 == 0  # 800 pixels of each
     image = np.where(water, 0.6, -0.4)
     found = canny_otsu(image, np.ones(image.shape, dtype=bool), fixed=0.0)
     assert found.method == "otsu" and found.edge_pixels < MIN_EDGE_PIXELS
@@ -241,6 +243,16 @@ def test_canny_otsu_falls_back_to_the_fixed_threshold_on_one_class() -> None:
     found = canny_otsu(image, np.ones(image.shape, dtype=bool), fixed=0.05)
     assert found.method == "fixed" and found.value == 0.05
     assert (image > found.value).all()
+
+
+def test_canny_otsu_finds_no_water_between_two_land_covers() -> None:
+    """A meadow (-0.6) beside a field (-0.3): a strong edge, classes 0.3 apart, but both below the fixed
+    threshold 0; neither Otsu is taken, the fixed threshold is, and there is no water."""
+    image = np.full((30, 40), -0.6)
+    image[:, 20:] = -0.3
+    found = canny_otsu(image, np.ones(image.shape, dtype=bool), fixed=0.0)
+    assert found.method == "fixed" and found.edge_pixels >= MIN_EDGE_PIXELS
+    assert not (image > found.value).any()
 
 
 def test_mndwi_is_a_built_in_index_and_ndsi_stays() -> None:

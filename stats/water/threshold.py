@@ -5,8 +5,9 @@ MNDWI).
 
 ``otsu``: Otsu's threshold (``skimage.filters.threshold_otsu``) of every usable pixel of the region, which
 adapts to haze and turbidity. Otsu assumes two classes; on a region that is all water (or all land) it
-would split one class in two, so when the two classes' means differ by less than :data:`MIN_SEPARATION`
-the fixed threshold is used instead.
+would split one class in two, so when the two classes' means differ by less than :data:`MIN_SEPARATION`,
+or the upper class's mean is not above the fixed threshold (a split of two land covers, such as a field
+beside a meadow, is no shore line), the fixed threshold is used instead.
 
 ``canny_otsu`` (BlueDot's water observatory, after Donchyts et al. 2016): edges of the index image by
 ``skimage.feature.canny`` (Gaussian ``sigma`` :data:`CANNY_SIGMA` pixels, hysteresis thresholds
@@ -14,8 +15,9 @@ the fixed threshold is used instead.
 pixels), dilated by a disk of :data:`EDGE_DILATION` pixels; Otsu's threshold of the index values of those
 pixels, which hold about as much water as land whatever the share of water in the region, and none of the
 smooth land gradients that can pull a region-wide Otsu off. Fallbacks, in order: fewer than
-:data:`MIN_EDGE_PIXELS` edge pixels, or edge classes less than :data:`MIN_SEPARATION` apart, give Otsu's
-threshold of the whole region (as ``otsu``), and that failing too, the fixed threshold. The answer says
+:data:`MIN_EDGE_PIXELS` edge pixels, or edge classes that do not split as above (less than
+:data:`MIN_SEPARATION` apart, or both land), give Otsu's threshold of the whole region (as ``otsu``), and
+that failing too, the fixed threshold. The answer says
 which was used (:attr:`Threshold.method`: ``canny_otsu``, ``otsu`` or ``fixed``).
 """
 
@@ -49,13 +51,16 @@ class Threshold:
     edge_pixels: int = 0
 
 
-def otsu_split(values: np.ndarray) -> float | None:
+def otsu_split(values: np.ndarray, fixed: float) -> float | None:
     """Otsu's threshold of ``values`` (1-D, finite) when it separates two classes whose means are at least
-    :data:`MIN_SEPARATION` apart; None otherwise (too few values, one value, or one class).
+    :data:`MIN_SEPARATION` apart, the upper one's above ``fixed``; None otherwise (too few values, one value,
+    one class, or two classes of land).
 
-    >>> otsu_split(np.array([-0.4, -0.4, -0.3, 0.5, 0.6])) is not None
+    >>> otsu_split(np.array([-0.4, -0.4, -0.3, 0.5, 0.6]), 0.0) is not None
     True
-    >>> otsu_split(np.array([0.30, 0.31, 0.32, 0.33])) is None  # one class: no split
+    >>> otsu_split(np.array([0.30, 0.31, 0.32, 0.33]), 0.0) is None  # one class: no split
+    True
+    >>> otsu_split(np.array([-0.6, -0.6, -0.3, -0.3]), 0.0) is None  # two land covers: no water line
     True
     """
     if values.size < 2 or np.ptp(values) == 0:
@@ -65,6 +70,8 @@ def otsu_split(values: np.ndarray) -> float | None:
     split = float(threshold_otsu(values))
     low, high = values[values <= split], values[values > split]
     if low.size == 0 or high.size == 0 or float(high.mean() - low.mean()) < MIN_SEPARATION:
+        return None
+    if float(high.mean()) <= fixed:
         return None
     return split
 
@@ -92,7 +99,7 @@ def canny_otsu(image: np.ndarray, usable: np.ndarray, fixed: float) -> Threshold
     edges, band = edge_pixels(image, usable)
     count = int(edges.sum())
     if count >= MIN_EDGE_PIXELS:
-        split = otsu_split(image[band])
+        split = otsu_split(image[band], fixed)
         if split is not None:
             return Threshold(split, "canny_otsu", count)
     fallback = region_otsu(image[usable], fixed)
@@ -105,7 +112,7 @@ def region_otsu(values: np.ndarray, fixed: float) -> Threshold:
     >>> region_otsu(np.array([0.30, 0.31, 0.32, 0.33]), 0.0)
     Threshold(value=0.0, method='fixed', edge_pixels=0)
     """
-    split = otsu_split(values)
+    split = otsu_split(values, fixed)
     return Threshold(fixed, "fixed") if split is None else Threshold(split, "otsu")
 
 
