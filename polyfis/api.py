@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 
 from stats import Archive, TimeSeriesRequest, TimeSeriesResult, query_timeseries
 from stats.batch import BatchPlan, BatchPolygon, batch_options, batch_time, plan_batch, read_polygons, run_plan
-from stats.batch.output import row_polygons
+from stats.batch.output import EXTENT_COLUMN, extent_frame, row_polygons
 from stats.errors import InvalidRequestError
 from stats.request import Area
 from stats.settings import current
@@ -238,11 +238,14 @@ class BatchResult:
     analytics: Mapping[str, pa.Table] = field(default_factory=dict)
 
     def to_pandas(self, table: str = "dates") -> pandas.DataFrame:
-        """The rows (``dates``) or an analytics table as a DataFrame (dates as datetime64)."""
+        """The rows (``dates``) or an analytics table as a DataFrame (dates as datetime64); the water
+        extents are in :meth:`water_extents`."""
         import pandas as pd
 
         if table == "dates":
             source = self.table
+            if EXTENT_COLUMN in source.column_names:
+                source = source.drop_columns([EXTENT_COLUMN])
         elif table in self.analytics:
             source = self.analytics[table]
         else:
@@ -253,6 +256,14 @@ class BatchResult:
             if column in frame:
                 frame[column] = pd.to_datetime(frame[column])
         return frame
+
+    def water_extents(self) -> geopandas.GeoDataFrame:
+        """With ``water.extent`` on: one row per polygon id and measured date (``id``, ``date``,
+        ``water_status``, ``water_area_m2``, ``water_level``) with the water polygon in EPSG:4326."""
+        if EXTENT_COLUMN not in self.table.column_names:
+            raise InvalidRequestError("water_extents: this batch has no water extent; expected the option "
+                                      "water with buffer_m (or extent: true)")
+        return extent_frame(self.table)
 
     def to_geopandas(self) -> geopandas.GeoDataFrame:
         """The rows with each polygon (in EPSG:4326); a polygon that could not be used has no geometry."""

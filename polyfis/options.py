@@ -9,6 +9,7 @@ Every option defaults to unset, so that the engine's own defaults apply (the hel
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -38,6 +39,10 @@ FIELDS: dict[str, str] = {
     "water.threshold": "--water-threshold",
     "water.index": "--water-index",
     "water.max_cloud_fraction": "--water-max-cloud-fraction",
+    "water.min_valid": "--water-min-valid",
+    "water.outline": "--water-outline",
+    "water.buffer_m": "--water-buffer",
+    "water.extent": "--water-extent",
     "histogram.bins": "--histogram-bins",
     "histogram.type": "--histogram-type",
     "aggregation.interval": "--aggregate",
@@ -76,10 +81,18 @@ _DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--dilation-size",), {"type": int, "help": "Mask dilation radius, cells (default 2)."}),
     (("--mask-clouds",), {"is_flag": True, "default": None, "help": "Compute the statistics over clear pixels only."}),
     (("--max-fraction",), {"type": float, "help": "Drop dates whose cloud fraction is above this."}),
-    (("--water",), {"type": click.Choice(["threshold", "otsu"]), "help": "Report water extent by this method."}),
-    (("--water-threshold",), {"type": float, "help": "Water index threshold (default 0)."}),
-    (("--water-index",), {"help": "Water index (default NDWI)."}),
+    (("--water",), {"type": click.Choice(["threshold", "otsu", "canny_otsu"]),
+                    "help": "Water method (default canny_otsu when monitoring, else threshold)."}),
+    (("--water-threshold",), {"type": float, "help": "Water index threshold, and the fallback (default 0)."}),
+    (("--water-index",), {"help": "Water index (default NDWI; MNDWI uses B11)."}),
     (("--water-max-cloud-fraction",), {"type": float, "help": "Water: most cloud fraction (default 0.2)."}),
+    (("--water-min-valid",), {"type": float, "help": "Water: least share of the region with data (default 0.98)."}),
+    (("--water-outline",), {"type": click.Path(exists=True, dir_okay=False),
+                            "help": "Water monitoring: file holding the nominal outline (GeoJSON or WKT, in --crs)."}),
+    (("--water-buffer",), {"type": float, "help": "Water monitoring: metres the outline (or polygon) is grown by "
+                                                  "(default 100 with --water-outline)."}),
+    (("--water-extent/--no-water-extent",), {"default": None,
+                                             "help": "Water: add each date's water polygon (JSON output only)."}),
     (("--histogram-bins",), {"type": int, "help": "Histograms of this many bins per band and index."}),
     (("--histogram-type",), {"type": click.Choice(["equalfrequency", "equidistant", "streaming"]),
                              "help": "Histogram kind (default equalfrequency)."}),
@@ -128,6 +141,8 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
             value = [t.strip() for t in str(value).split(",") if t.strip()]
         elif field == "resolution":
             value = int(value)
+        elif field == "water.outline":
+            value = Path(value).read_text(encoding="utf-8")
         group, _, member = field.partition(".")
         if member:
             body.setdefault(group, {})[member] = value

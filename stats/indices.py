@@ -29,6 +29,7 @@ BUILTIN_INDICES: Final[dict[str, str]] = {
     "NDMI": "(B08 - B11) / (B08 + B11)",
     "NBR": "(B08 - B12) / (B08 + B12)",
     "NDSI": "(B03 - B11) / (B03 + B11)",
+    "MNDWI": "(B03 - B11) / (B03 + B11)",  # Xu's modified NDWI: NDSI's formula, named for water
     "NDRE": "(B8A - B05) / (B8A + B05)",
     "SAVI": "1.5 * (B08 - B04) / (B08 + B04 + 0.5)",
     "EVI": "2.5 * (B08 - B04) / (B08 + 6 * B04 - 7.5 * B02 + 1)",

@@ -11,6 +11,10 @@ For each acquisition date that intersects the polygon, the date's tiles are read
 
 The model runs once per query: first every date is read and reduced to what the model needs, then all
 averaged pixels and all uncached cloud cells go to s2cloudless in one call, then each date is finished.
+
+With ``water``, each date also gets its water region (:mod:`stats.water.region`: the polygon's own pixels,
+or the outline grown by its buffer, read on its own with its own cloud cells, scored in the same model
+call), measured by :func:`stats.water.extent.measure`.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from .cloudmask import (
 )
 from .diagnosis import why_empty
 from .errors import SceneReadError
-from .indices import IndexSpec
 from .raster import Grid, read_date
-from .request import Limits, QueryOptions, TimeSeriesRequest, WaterOptions
-from .results import DateResult, PixelCloud, TimeSeriesResult, Water
-from .water import water_extent
+from .request import Limits, QueryOptions, TimeSeriesRequest
+from .results import DateResult, PixelCloud, TimeSeriesResult
+from .water.extent import measure
+from .water.region import WaterRegion, water_region
 from .zonal import histogram, summarize, weighted_summary
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ class _DateWork:
     probability: float | None = field(default=None)
     weights: np.ndarray | None = None  # exact mode: coverage fraction of each valid pixel
     inside_area: float = 0.0  # the polygon's area in pixels (pixels inside, or their coverage in exact mode)
+    region: WaterRegion | None = None  # water: the region's pixels (the polygon's own, or read on their own)
 
     @property
     def valid(self) -> int:
@@ -182,6 +187,10 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     if cloud_block is not None and work.valid:
         work.cells = cell_request(cloud_block, params)
         work.grid, work.valid_mask = block.grid, valid
+    if options.water is not None:
+        work.region = water_region(options.water, tiles, geom, geom_crs, block, work.cells,
+                                   resolution=options.resolution, params=params, max_pixels=limits.max_pixels,
+                                   exact=options.exact)
     return work
 
 
@@ -190,6 +199,8 @@ def _classify(works: list[_DateWork | DateResult], model: CloudModel, cache: Pro
     dates = [w for w in works if isinstance(w, _DateWork)]
     averaged = [w for w in dates if w.averaged is not None]
     requests = [w.cells for w in dates if w.cells is not None]
+    requests += [w.region.cells for w in dates if w.region is not None and w.region.cells is not None
+                 and w.region.cells is not w.cells]  # a water region read on its own
     extra = np.array([w.averaged for w in averaged], dtype=np.float64).reshape(-1, len(MODEL_BANDS))
 
     probs = resolve_probabilities(requests, model, cache, extra=extra)
@@ -240,7 +251,7 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         index_stats[spec.name] = stats_of(values, finite)
         if hist is not None:
             histograms[spec.name] = histogram(values[finite], hist.bins, hist.kind)
-    water = _water(options.water, work, clear) if options.water is not None else None
+    water = measure(options.water, work.region, cloud.mask_parameters) if options.water and work.region else None
     probability = work.probability
     cloudy = cloud.cloudy(probability)
     return DateResult(
@@ -258,21 +269,3 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         water=water,
         histograms=histograms,
     )
-
-
-def _water(options: WaterOptions, work: _DateWork, clear: np.ndarray) -> Water:
-    """Water extent over the clear valid pixels, scaled to the polygon's area; when too little of the
-    polygon is clear, flagged ``cloudy`` or ``nodata`` by which of the two hides more of it."""
-    index: IndexSpec = options.spec
-    weights = work.weights if work.weights is not None else np.ones(work.valid)
-    clear_share = weights[clear].sum() / work.inside_area if work.inside_area else 0.0
-    if clear_share < 1 - options.max_cloud_fraction:
-        cloudy_share = weights[~clear].sum() / work.inside_area if work.inside_area else 0.0
-        nodata_share = 1.0 - clear_share - cloudy_share
-        return Water(None, None, None, flag="cloudy" if cloudy_share > nodata_share else "nodata")
-    values = index.evaluate({b: work.values[b][clear].astype(np.float64) / QUANTIFICATION_VALUE for b in index.bands})
-    finite = np.isfinite(values)
-    fraction, threshold = water_extent(values[finite], options.method, options.threshold,
-                                       weights=weights[clear][finite] if work.weights is not None else None)
-    area = None if fraction is None else fraction * work.inside_area * work.pixel_area
-    return Water(fraction, area, threshold)

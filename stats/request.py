@@ -28,9 +28,10 @@ from shapely.geometry.base import BaseGeometry
 from .analytics.options import AnalyticsOptions
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
-from .fields import flag, integer, known_fields, number, optional_percent, unit_interval
+from .fields import flag, integer, known_fields, optional_percent, unit_interval
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
-from .indices import BUILTIN_INDICES, IndexSpec, resolve_index
+from .indices import IndexSpec, resolve_index
+from .water.options import WaterOptions
 from .zonal import DEFAULT_STATISTICS, HISTOGRAM_KINDS, MAX_BINS, HistogramKind, validate_statistics
 
 #: Default cap on the pixels of one query window (Sentinel Hub's 2500 x 2500).
@@ -349,48 +350,6 @@ class CloudOptions:
         return options
 
 
-WaterMethod = Literal["threshold", "otsu"]
-
-
-@dataclass(frozen=True)
-class WaterOptions:
-    """Water extent from an index over the clear pixels: water where ``index > threshold`` (``method``
-    ``threshold``) or above Otsu's threshold of the date's values (``otsu``). Dates whose polygon is less
-    than ``1 - max_cloud_fraction`` clear are flagged, not estimated."""
-
-    method: WaterMethod = "threshold"
-    threshold: float = 0.0
-    index: str = "NDWI"
-    max_cloud_fraction: float = 0.2
-
-    @property
-    def spec(self) -> IndexSpec:
-        """The index whose values are thresholded."""
-        return resolve_index(self.index)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> WaterOptions | None:
-        """Parse the ``water`` object of a request (``true`` for all defaults; absent or null for none)."""
-        if data is None or data is False:
-            return None
-        if data is True:
-            return cls()
-        if not isinstance(data, dict):
-            raise InvalidRequestError(
-                f"water: expected an object such as {{'method': 'otsu'}} or true, got {data!r:.80}")
-        known_fields(data, ("method", "threshold", "index", "max_cloud_fraction"), "water")
-        method = data.get("method", "threshold")
-        if method not in ("threshold", "otsu"):
-            raise InvalidRequestError(f"water.method: expected 'threshold' or 'otsu', got {method!r:.80}")
-        threshold = number(data.get("threshold", 0.0), "water.threshold", -1, 1)
-        index = data.get("index", "NDWI")
-        if not isinstance(index, str) or index.upper() not in BUILTIN_INDICES:
-            raise InvalidRequestError(
-                f"water.index: expected a built-in index name such as 'NDWI', got {index!r:.60}")
-        return cls(method=method, threshold=threshold, index=str(index).upper(),
-                   max_cloud_fraction=unit_interval(data.get("max_cloud_fraction", 0.2), "water.max_cloud_fraction"))
-
-
 @dataclass(frozen=True)
 class HistogramOptions:
     """Histograms of every band and index per date: ``bins`` bins of ``kind`` (see :func:`stats.zonal.histogram`)."""
@@ -496,8 +455,10 @@ class QueryOptions:
     analytics: AnalyticsOptions = field(default_factory=AnalyticsOptions)
 
     @classmethod
-    def from_dict(cls, data: Any, name: str = "options") -> QueryOptions:
-        """Parse the option fields of a request (every one has a default)."""
+    def from_dict(cls, data: Any, name: str = "options", *, crs: Any = "EPSG:4326",
+                  max_vertices: int = DEFAULT_MAX_VERTICES) -> QueryOptions:
+        """Parse the option fields of a request (every one has a default); ``crs`` and ``max_vertices`` are
+        the request's, for a geometry among the options (``water.outline``)."""
         if data is None:
             return cls()
         if not isinstance(data, dict):
@@ -521,7 +482,7 @@ class QueryOptions:
             harmonize=flag(data.get("harmonize"), "harmonize", True),
             max_cloud_cover=optional_percent(data.get("max_cloud_cover"), "max_cloud_cover"),
             include_empty=flag(data.get("include_empty"), "include_empty", False),
-            water=WaterOptions.from_dict(data.get("water")),
+            water=WaterOptions.from_dict(data.get("water"), crs=crs, max_vertices=max_vertices),
             histogram=HistogramOptions.from_dict(data.get("histogram")),
             exact=exact,
             analytics=analytics,
@@ -574,6 +535,7 @@ class TimeSeriesRequest:
         if not isinstance(crs, str):
             raise InvalidRequestError(f"crs: expected a string such as 'EPSG:4326', got {crs!r:.80}")
         time_range = TimeRange.parse(data["time"])
-        options = QueryOptions.from_dict({k: v for k, v in data.items() if k in _OPTION_FIELDS}, "request body")
+        options = QueryOptions.from_dict({k: v for k, v in data.items() if k in _OPTION_FIELDS}, "request body",
+                                         crs=crs, max_vertices=limits.max_vertices)
         area = Area.parse(data["geometry"], crs, max_vertices=limits.max_vertices)
         return cls(area, time_range, options)

@@ -19,6 +19,7 @@ from typing import Any
 from .analytics.outputs import Analytics, rows_of
 from .errors import InvalidRequestError
 from .request import QueryOptions
+from .water.result import WATER_COLUMNS, Water
 
 Number = float | int | None
 Stats = dict[str, Number]
@@ -36,17 +37,6 @@ class PixelCloud:
     probability_mean: float | None
     clear_pixels: int
     cloudy_pixels: int
-
-
-@dataclass(frozen=True)
-class Water:
-    """Water extent of one date: ``fraction`` of the clear pixels that are water, ``area_m2`` that fraction
-    of the polygon's area, the ``threshold`` used; ``flag`` says why they are None (``cloudy``)."""
-
-    fraction: float | None
-    area_m2: float | None
-    threshold: float | None
-    flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,8 +86,7 @@ class DateResult:
         out["bands"] = {b: {k: _clean(v) for k, v in s.items()} for b, s in self.bands.items()}
         out["indices"] = {i: {k: _clean(v) for k, v in s.items()} for i, s in self.indices.items()}
         if self.water is not None:
-            out["water"] = {"fraction": _clean(self.water.fraction), "area_m2": _clean(self.water.area_m2),
-                            "threshold": _clean(self.water.threshold), "flag": self.water.flag}
+            out["water"] = self.water.to_dict()
         if self.histograms:
             out["histograms"] = {name: list(bins) for name, bins in self.histograms.items()}
         return out
@@ -120,7 +109,7 @@ TABLES = ("dates", "intervals", "curves", "season")
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
 CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
                      "cloud_trusted")
-CSV_WATER_COLUMNS = ("water_fraction", "water_area_m2", "water_threshold", "water_flag")
+CSV_WATER_COLUMNS = WATER_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -209,8 +198,7 @@ class TimeSeriesResult:
                          d.warning is None] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
             if self.water:
                 w = d.water
-                row += ([_clean(w.fraction), _clean(w.area_m2), _clean(w.threshold), w.flag]
-                        if w is not None else [None] * len(CSV_WATER_COLUMNS))
+                row += w.row() if w is not None else [None] * len(CSV_WATER_COLUMNS)
             for names, table in ((self.bands, d.bands), (self.indices, d.indices)):
                 for name in names:
                     values = table.get(name, {})

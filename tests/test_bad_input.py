@@ -88,7 +88,7 @@ CASES = [
     ("ts", ts(cloud=[0.4]), 400, r"cloud: expected an object"),
     ("ts", ts(harmonize="yes"), 400, r"harmonize: expected true or false, got 'yes'"),
     ("ts", ts(max_cloud_cover=101), 400, r"max_cloud_cover: expected a number between 0 and 100"),
-    ("ts", ts(water={"method": "magic"}), 400, r"water.method: expected 'threshold' or 'otsu'"),
+    ("ts", ts(water={"method": "magic"}), 400, r"water.method: expected one of \['threshold', 'otsu', 'canny_otsu'\]"),
     ("ts", ts(histogram={"bins": 0}), 400, r"histogram.bins: expected an integer from 1 to 1000"),
     ("ts", ts(unexpected=1), 400, r"unknown fields \['unexpected'\]"),
     ("ts", ts(**{"g\u00e9om\u00e9trie": 1}), 400, r"unknown fields \['g\u00e9om\u00e9trie'\]"),

@@ -105,7 +105,7 @@ def test_query_pixel_mode_flags_add_cloud_and_water_columns(simple_archive: Path
     assert result.exit_code == 0, result.output
     (row,) = list(csv.DictReader(io.StringIO(result.output)))
     assert row["cloud_fraction"] == "0.0" and row["clear_pixels"] == "16" and row["cloudy_pixels"] == "0"
-    assert row["cloud_warning"] == "" and row["water_fraction"] == "0.0" and row["water_flag"] == ""
+    assert row["cloud_warning"] == "" and row["water_fraction"] == "0.0" and row["water_status"] == "OK"
     assert row["B04_count"] == "16"
 
 

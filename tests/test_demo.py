@@ -102,13 +102,13 @@ def test_homogeneous_clear_dates_are_trusted(demo_root: Path) -> None:
 
 @pytest.mark.parametrize("method", ["threshold", "otsu"])
 def test_lake_water_area_follows_the_ground_truth(demo_root: Path, method: str) -> None:
-    """On clear dates the lake's water area is within 5 % of the truth; too-cloudy dates are flagged."""
+    """On clear dates the lake's water area is within 5 % of the truth; too-cloudy dates are refused (CLOUDY)."""
     truth = load_ground_truth(demo_root)["polygons"]["lake"]["dates"]
     series = _series(demo_root, "lake", water={"method": method})["series"]
     checked = flagged = 0
     for entry in series:
         t, water = truth[entry["date"]], entry["water"]
-        if water["flag"] == "cloudy":
+        if water["status"] == "CLOUDY":
             assert water["area_m2"] is None and water["fraction"] is None
             assert entry["cloud"]["fraction"] > 0.2
             flagged += 1

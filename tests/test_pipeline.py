@@ -385,4 +385,6 @@ def test_water_on_a_half_empty_clear_date_says_no_data_not_cloudy(simple_archive
     (entry,) = query_timeseries(request, Archive.open(simple_archive)).to_dict()["series"]
     assert entry["pixels"]["nodata"] == entry["pixels"]["valid"] == 72  # half of the 12 x 12 pixels
     assert entry["cloud"]["fraction"] == 0
-    assert entry["water"] == {"fraction": None, "area_m2": None, "threshold": None, "flag": "nodata"}
+    assert entry["water"] == {"status": "NODATA", "fraction": None, "area_m2": None, "level": None,
+                              "nominal_area_m2": 118.0 * 118.0, "threshold": None, "threshold_method": None,
+                              "valid_fraction": 0.5, "cloud_fraction": 0.0}

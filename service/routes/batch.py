@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, request, send_file
 
 from stats.batch.jobs import STATUSES, BatchJobRequest
+from stats.batch.output import EXTENT_LAYER
 from stats.errors import ConflictError, MalformedRequestError, NotFoundError, ServiceUnavailableError
 from stats.results import TABLES
 
@@ -24,6 +25,8 @@ bp = Blueprint("batch", __name__)
 BASE = "/api/v1/batch"
 #: Download format -> media type.
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+#: The tables of a job's results: its rows, its analytics and its water extents (GeoParquet, or CSV with WKT).
+JOB_TABLES = (*TABLES, EXTENT_LAYER)
 
 
 def job_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +99,8 @@ def results(job_id: str) -> Response:
     if fmt not in MEDIA_TYPES:
         raise MalformedRequestError(f"format: unknown result format {given!r:.80}; expected 'csv' or 'parquet'")
     table = request.args.get("table", "dates")
-    if table not in TABLES:
-        raise MalformedRequestError(f"table: got {table!r:.40}; expected one of {list(TABLES)}")
+    if table not in JOB_TABLES:
+        raise MalformedRequestError(f"table: got {table!r:.40}; expected one of {list(JOB_TABLES)}")
     if record["status"] != "DONE":
         raise ConflictError(f"batch job {job_id}: no results, {_state(record)}; results can be downloaded once "
                             "the status is DONE")
@@ -105,7 +108,8 @@ def results(job_id: str) -> Response:
     if not path.is_file():
         if table != "dates":
             raise NotFoundError(f"batch job {job_id}: no {table} table; its request asked for none (intervals need "
-                                "'aggregation', curves 'fill', season 'season')")
+                                "'aggregation', curves 'fill', season 'season', water_extent 'water' with "
+                                "'buffer_m')")
         raise NotFoundError(f"batch job {job_id}: the {fmt} result is no longer on this server")
     name = f"batch-{job_id}.{fmt}" if table == "dates" else f"batch-{job_id}.{table}.{fmt}"
     return send_file(path, mimetype=MEDIA_TYPES[fmt], as_attachment=True, download_name=name, max_age=0)

@@ -1,9 +1,15 @@
 """Batch output: rows as Arrow tables with one schema, written as CSV, Parquet or GeoPackage.
 
 The columns are ``id`` and the time-series CSV columns (:meth:`stats.results.TimeSeriesResult.columns`),
-typed as the JSON answer is: ``date`` as a date (ISO text in CSV), messages as strings, ``cloudy`` as a
-boolean, pixel counts as integers, the rest as floats. Tables carry an extra ``_polygon`` column (the
-polygon's input position) until :func:`finish_table` sorts by it and drops it.
+typed as the JSON answer is: ``date`` as a date (ISO text in CSV), messages and statuses as strings,
+``cloudy`` as a boolean, pixel counts as integers, the rest as floats. Tables carry an extra ``_polygon``
+column (the polygon's input position) until :func:`finish_table` sorts by it and drops it.
+
+With ``water.extent`` on, tables end with a :data:`EXTENT_COLUMN` column: each row's water polygon as WKB
+in EPSG:4326 (null on refused dates). It is not written with the statistics: :func:`write_table` puts it
+in a ``water_extent`` layer of the GeoPackage, or beside a CSV or Parquet file in
+``<name>.water_extent.parquet`` (GeoParquet) or ``<name>.water_extent.csv`` (WKT), one row per polygon id
+and date (:func:`extent_frame`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import shapely
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidRequestError
@@ -25,10 +34,30 @@ from ..results import DateResult, TimeSeriesResult, csv_cell
 from .analytics import analytics_tables
 from .plan import ID_COLUMN, BatchPlan, BatchTask
 
+if TYPE_CHECKING:
+    import geopandas
+
 #: Output formats by file suffix.
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".gpkg": "gpkg"}
 #: The column holding each row's polygon position while tables are assembled.
 ORDER_COLUMN = "_polygon"
+#: The column of each row's water extent (WKB, EPSG:4326), with ``water.extent`` on.
+EXTENT_COLUMN = "water_extent"
+#: The statistics columns kept beside the extent in its layer or file.
+EXTENT_FIELDS = (ID_COLUMN, "date", "water_status", "water_area_m2", "water_level")
+#: The name of the extent layer (GeoPackage) and the suffix of the extent file (CSV, Parquet).
+EXTENT_LAYER = "water_extent"
+
+
+def extent_on(plan: BatchPlan) -> bool:
+    """Whether the batch's rows carry the water extent."""
+    return plan.options.water is not None and plan.options.water.extent
+
+
+def _extent_wkb(entry: DateResult) -> bytes | None:
+    if entry.water is None or entry.water.extent is None:
+        return None
+    return shapely.to_wkb(shape(entry.water.extent))
 
 
 def task_table(plan: BatchPlan, entries: Iterable[tuple[int, DateResult]]) -> pa.Table:
@@ -39,7 +68,7 @@ def task_table(plan: BatchPlan, entries: Iterable[tuple[int, DateResult]]) -> pa
     for i, entry in entries:
         result = replace(template, series=(entry,))
         order.append(i)
-        rows.append([plan.polygons[i].id] + result.to_rows()[0])
+        rows.append([plan.polygons[i].id] + result.to_rows()[0] + ([_extent_wkb(entry)] if extent_on(plan) else []))
     return _to_arrow(plan, order, rows)
 
 
@@ -51,7 +80,8 @@ def error_table(plan: BatchPlan) -> pa.Table:
 def _message_table(plan: BatchPlan, messages: list[tuple[int, str]]) -> pa.Table:
     """One row per (polygon index, message): the polygon's id and the message as its error, nothing else."""
     width = len(plan.columns())
-    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] for i, message in messages]
+    extent = [None] if extent_on(plan) else []
+    rows = [[plan.polygons[i].id] + [None] * (width - 2) + [message] + extent for i, message in messages]
     return _to_arrow(plan, [i for i, _ in messages], rows)
 
 
@@ -62,7 +92,7 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     for name in plan.columns()[1:]:
         if name == "date":
             kind = pa.date32()
-        elif name in ("error", "cloud_warning", "water_flag"):
+        elif name in ("error", "cloud_warning", "water_status", "water_threshold_method"):
             kind = pa.string()
         elif name in ("cloudy", "cloud_trusted"):
             kind = pa.bool_()
@@ -72,6 +102,8 @@ def _schema(plan: BatchPlan) -> pa.Schema:
         else:
             kind = pa.float64()
         fields.append(pa.field(name, kind))
+    if extent_on(plan):
+        fields.append(pa.field(EXTENT_COLUMN, pa.binary()))
     return pa.schema(fields)
 
 
@@ -114,14 +146,23 @@ def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | 
                 extra: Mapping[str, pa.Table] | None = None) -> list[Path]:
     """Write ``table`` to ``out``: CSV (``true``/``false``, empty cells for nulls), Parquet or GeoPackage
     (layer ``statistics``, each row with the polygon of ``plan``, in EPSG:4326). ``extra`` tables (the
-    analytics) go beside it: to ``<stem>.<name><suffix>`` for CSV and Parquet, to layers of their name in
-    the GeoPackage. Each file appears only once complete; the paths written are returned."""
+    analytics) go beside it: to ``<stem>.<name><suffix>`` for CSV and Parquet (:func:`companion_path`), to
+    layers of their name in the GeoPackage. A :data:`EXTENT_COLUMN` goes to its own layer or file (see the
+    module docstring). Each file appears only once complete; the paths written are returned."""
     out = Path(out)
     kind = output_format(out)
     extra = extra or {}
+    written = [out]
     if kind != "gpkg":
         for name, part in extra.items():
-            write_table(part, companion_path(out, name))
+            written += write_table(part, companion_path(out, name))
+    extents = None
+    if EXTENT_COLUMN in table.column_names:
+        extents = extent_frame(table)
+        table = table.drop_columns([EXTENT_COLUMN])
+        if kind != "gpkg":
+            _write_extent_file(extents, out, kind)
+            written.append(extent_path(out))
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     if kind == "csv":
         with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -133,11 +174,14 @@ def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | 
     elif kind == "parquet":
         pq.write_table(table, tmp)
     else:
+        tmp.unlink(missing_ok=True)
         _write_gpkg(table, tmp, plan, "statistics")
         for name, part in extra.items():
             _write_gpkg(part, tmp, plan, name)
+        if extents is not None:
+            extents.to_file(tmp, driver="GPKG", layer=EXTENT_LAYER)
     os.replace(tmp, out)
-    return [out] if kind == "gpkg" else [out] + [companion_path(out, name) for name in extra]
+    return written
 
 
 def companion_path(out: Path, name: str) -> Path:
@@ -167,6 +211,48 @@ def _write_gpkg(table: pa.Table, path: Path, plan: BatchPlan | None, layer: str)
     frame = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
     geometries = row_polygons(table, plan) if plan is not None else [None] * table.num_rows
     gpd.GeoDataFrame(frame, geometry=geometries, crs="EPSG:4326").to_file(path, driver="GPKG", layer=layer)
+
+
+def extent_path(out: str | os.PathLike[str]) -> Path:
+    """The extent file beside a CSV or Parquet output ``out`` (a GeoPackage holds it as a layer).
+
+    >>> extent_path("runs/stats.parquet").as_posix()
+    'runs/stats.water_extent.parquet'
+    """
+    out = Path(out)
+    return out if output_format(out) == "gpkg" else companion_path(out, EXTENT_LAYER)
+
+
+def extent_frame(table: pa.Table) -> geopandas.GeoDataFrame:
+    """The water extents of a batch table: one row per polygon id and date with an extent (the
+    :data:`EXTENT_FIELDS` and the polygon as ``geometry``, EPSG:4326)."""
+    import geopandas as gpd
+
+    kept = table.filter(pc.is_valid(table.column(EXTENT_COLUMN)))
+    frame = kept.select(list(EXTENT_FIELDS)).to_pandas()
+    geometry = shapely.from_wkb(kept.column(EXTENT_COLUMN).to_pylist())
+    return gpd.GeoDataFrame(frame, geometry=list(geometry), crs="EPSG:4326")
+
+
+def extent_to_csv(parquet: Path, out: Path) -> None:
+    """Rewrite an extent GeoParquet file as the extent CSV (polygons as WKT) at ``out``."""
+    import geopandas as gpd
+
+    _write_extent_file(gpd.read_parquet(parquet), out, "csv", path=out)
+
+
+def _write_extent_file(frame: geopandas.GeoDataFrame, out: Path, kind: str, path: Path | None = None) -> None:
+    """The extent file beside a CSV or Parquet ``out``: GeoParquet, or CSV with the polygon as WKT."""
+    import pandas as pd
+
+    path = path or extent_path(out)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    if kind == "parquet":
+        frame.to_parquet(tmp)
+    else:
+        text = pd.DataFrame(frame.drop(columns="geometry")).assign(geometry=frame.geometry.to_wkt(rounding_precision=-1))
+        text.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def row_polygons(table: pa.Table, plan: BatchPlan) -> list[BaseGeometry | None]:

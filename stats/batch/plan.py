@@ -87,6 +87,11 @@ def batch_options(options: Mapping[str, Any] | None) -> QueryOptions:
     for key in ("geometry", "time", "crs"):
         if key in body:
             raise InvalidRequestError(f"options: {key!r} is set per batch, not in the options")
+    water = body.get("water")
+    if isinstance(water, dict) and water.get("outline") is not None:
+        raise InvalidRequestError(
+            "water.outline: a batch monitors each polygon as its own outline; expected water.buffer_m alone "
+            "(every polygon grown by it), or one time-series request per water body with its outline")
     return QueryOptions.from_dict(body)
 
 

@@ -45,7 +45,7 @@ from ...archive.catalog import Archive
 from ...errors import InvalidRequestError, StatsError
 from ...request import Limits
 from ...results import TABLES
-from ..output import companion_path, write_table
+from ..output import EXTENT_LAYER, companion_path, extent_to_csv, write_table
 from ..runner import run_batch
 from .request import BatchJobRequest, batch_polygons
 
@@ -160,7 +160,7 @@ class JobStore:
 
     def result_path(self, job_id: str, fmt: str, table: str = "dates") -> Path:
         """Where the job's result in ``fmt`` (``csv`` or ``parquet``) is: its rows (``dates``), or one of
-        its analytics tables (``intervals``, ``curves``, ``season``) beside them."""
+        its analytics tables (``intervals``, ``curves``, ``season``) or its ``water_extent`` beside them."""
         rows = self.folder(job_id) / RESULT_FILES[fmt]
         return rows if table == "dates" else companion_path(rows, table)
 
@@ -285,6 +285,9 @@ class JobStore:
                 if self.result_path(job_id, "parquet", table).is_file():
                     write_table(pq.read_table(self.result_path(job_id, "parquet", table)),
                                 self.result_path(job_id, "csv", table))
+            if self.result_path(job_id, "parquet", EXTENT_LAYER).is_file():
+                extent_to_csv(self.result_path(job_id, "parquet", EXTENT_LAYER),
+                              self.result_path(job_id, "csv", EXTENT_LAYER))
         except Exception as exc:  # the job fails, the runner goes on
             log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
             return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
