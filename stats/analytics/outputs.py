@@ -64,10 +64,11 @@ class IntervalTable:
 
     def table(self) -> Columns:
         """CSV columns: ``from,to,status,dates,acquisitions``, ``<name>_<stat>``..., ``reason``."""
+        iso = {day: day.isoformat() for day in {day for d in self.dates for day in d}}
         out: Columns = {"from": [_iso(a) for a in self.starts] * self.polygons,
                         "to": [_iso(b) for b in self.ends] * self.polygons,
                         "status": ["OK" if d else "NO_CLEAR_DATE" for d in self.dates],
-                        "dates": [";".join(day.isoformat() for day in d) for d in self.dates],
+                        "dates": [";".join([iso[day] for day in d]) for d in self.dates],
                         "acquisitions": self.acquisitions}
         out.update({f"{n}_{s}": self.values[:, j] for j, (n, s) in enumerate(self.columns)})
         out["reason"] = self.reasons

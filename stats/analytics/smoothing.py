@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import solveh_banded
@@ -75,24 +76,29 @@ def whittaker(index: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, smoothing
     """
     if n < 3 or np.count_nonzero(w) < 2:
         return np.interp(np.arange(n), index, y) if index.size > 1 else np.full(n, float(y[0]))
-    weight = np.zeros(n)
-    target = np.zeros(n)
-    np.add.at(weight, index, w)
-    np.add.at(target, index, w * y)
-    # D'D of the (n-2) x n second-difference matrix D, as its three upper diagonals
+    bands = smoothing * _penalty_bands(n)
+    bands[2] += np.bincount(index, weights=w, minlength=n)
+    target = np.bincount(index, weights=w * y, minlength=n)
+    return solveh_banded(bands, target, check_finite=False)
+
+
+@lru_cache(maxsize=16)
+def _penalty_bands(n: int) -> np.ndarray:
+    """The three upper diagonals of D'D, D the (n-2) x n second-difference matrix, in the upper form of
+    ``scipy.linalg.solveh_banded`` (n >= 3)."""
     main = np.full(n, 6.0)
     main[[0, -1]] = 1.0
     main[[1, -2]] = 5.0
     off1 = np.full(n - 1, -4.0)
     off1[[0, -1]] = -2.0
-    off2 = np.ones(n - 2)
     if n == 3:
         main, off1 = np.array([1.0, 4.0, 1.0]), np.array([-2.0, -2.0])
     bands = np.zeros((3, n))
-    bands[0, 2:] = smoothing * off2
-    bands[1, 1:] = smoothing * off1
-    bands[2] = smoothing * main + weight
-    return solveh_banded(bands, target, check_finite=False)
+    bands[0, 2:] = 1.0
+    bands[1, 1:] = off1
+    bands[2] = main
+    bands.flags.writeable = False
+    return bands
 
 
 def grid_days(options: FillOptions, time: TimeRange, days: np.ndarray) -> np.ndarray:

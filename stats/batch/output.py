@@ -250,7 +250,8 @@ def _write_extent_file(frame: geopandas.GeoDataFrame, out: Path, kind: str, path
     if kind == "parquet":
         frame.to_parquet(tmp)
     else:
-        text = pd.DataFrame(frame.drop(columns="geometry")).assign(geometry=frame.geometry.to_wkt(rounding_precision=-1))
+        wkt = frame.geometry.to_wkt(rounding_precision=-1)  # full precision, as the GeoParquet holds it
+        text = pd.DataFrame(frame.drop(columns="geometry")).assign(geometry=wkt)
         text.to_csv(tmp, index=False)
     os.replace(tmp, path)
 
