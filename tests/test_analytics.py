@@ -14,7 +14,7 @@ from stats.analytics.intervals import Duration, intervals
 from stats.analytics.options import AggregationOptions, FillOptions, SeasonOptions
 from stats.analytics.season import season_metrics
 from stats.analytics.series import Observations
-from stats.analytics.smoothing import DailyCurve, daily_curve, fill, whittaker
+from stats.analytics.smoothing import DailyCurve, daily_curve, daily_curves, fill, whittaker
 from stats.errors import InvalidRequestError
 from stats.request import CloudOptions, QueryOptions, TimeRange, TimeSeriesRequest
 
@@ -257,3 +257,27 @@ def test_bad_analytics_fields_are_refused_naming_the_field(fields: dict, message
 def test_fill_defaults_to_the_requested_indices_else_the_bands() -> None:
     assert QueryOptions.from_dict({"indices": ["NDVI"], "fill": "linear"}).analytics.fill.variables == ("NDVI",)
     assert QueryOptions.from_dict({"bands": ["B04"], "fill": {}}).analytics.fill.variables == ("B04",)
+
+
+def test_the_whittaker_curves_of_many_polygons_are_each_their_own() -> None:
+    """One polygon with a full series, one with a single clear date, one with none and one with two close
+    dates: solved together, each curve is the one it has alone."""
+    parts = [observations([5, 20, 41, 60, 90], [0.2, 0.3, 0.7, 0.6, 0.2]),
+             observations([5, 20], [0.2, 0.5], clear=[False, True]),
+             observations([5], [0.4], clear=[False]),
+             observations([10, 11], [0.3, 0.35])]
+    both = Observations(
+        len(parts), np.concatenate([o.polygon + i for i, o in enumerate(parts)]),
+        *(np.concatenate([getattr(o, f) for o in parts]) for f in ("days", "stamps", "clear", "failed", "probability",
+                                                                   "fraction")),
+        {("NDVI", "mean"): np.concatenate([o.values[("NDVI", "mean")] for o in parts])})
+    options = FillOptions(method="whittaker", variables=("NDVI",), smoothing=30.0)
+    together = daily_curves(both, options, "NDVI", "mean")
+    for curve, part in zip(together, parts):
+        (alone,) = daily_curves(part, options, "NDVI", "mean")
+        assert curve.first == alone.first
+        np.testing.assert_allclose(curve.values, alone.values, atol=1e-12)
+    assert together[2].values.size == 0 and together[1].values.tolist() == [0.5]
+    days = np.array([5, 20, 41, 60, 90])
+    np.testing.assert_allclose(together[0].values, whittaker(days - 5, np.array([0.2, 0.3, 0.7, 0.6, 0.2]),
+                                                             np.ones(5), 86, 30.0), atol=1e-12)

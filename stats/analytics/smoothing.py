@@ -115,11 +115,41 @@ def grid_days(options: FillOptions, time: TimeRange, days: np.ndarray) -> np.nda
 
 
 def daily_curves(obs: Observations, options: FillOptions, variable: str, statistic: str) -> list[DailyCurve]:
-    """The filled daily curve of one column for every polygon."""
+    """The filled daily curve of one column for every polygon. The Whittaker curves of all polygons are one
+    block-diagonal banded system, solved in one call (each block is its polygon's own system)."""
     weights = weights_of(obs, options)
     series = obs.values[(variable, statistic)]
     bounds = obs.bounds
-    return [daily_curve(obs.days[a:b], series[a:b], weights[a:b], options) for a, b in zip(bounds[:-1], bounds[1:])]
+    if options.method != "whittaker":
+        return [daily_curve(obs.days[a:b], series[a:b], weights[a:b], options) for a, b in zip(bounds[:-1], bounds[1:])]
+    rows = np.flatnonzero((weights > 0) & np.isfinite(series))
+    polygon, days = obs.polygon[rows], obs.days[rows]
+    starts = np.searchsorted(polygon, np.arange(obs.polygons))
+    ends = np.searchsorted(polygon, np.arange(obs.polygons), side="right")
+    has = ends > starts
+    first = np.zeros(obs.polygons, dtype=np.int64)
+    span = np.zeros(obs.polygons, dtype=np.int64)
+    first[has] = days[starts[has]]
+    span[has] = days[ends[has] - 1] - first[has] + 1
+    joint = (ends - starts >= 2) & (span >= 3)
+    offset = np.concatenate(([0], np.cumsum(np.where(joint, span, 0))))
+    bands = np.zeros((3, int(offset[-1])))
+    for p in np.flatnonzero(joint).tolist():
+        bands[:, offset[p]:offset[p + 1]] = _penalty_bands(int(span[p]))
+    bands *= options.smoothing
+    in_joint = joint[polygon]
+    at = offset[polygon[in_joint]] + days[in_joint] - first[polygon[in_joint]]
+    w, y = weights[rows][in_joint], series[rows][in_joint]
+    bands[2] += np.bincount(at, weights=w, minlength=bands.shape[1])
+    solved = (solveh_banded(bands, np.bincount(at, weights=w * y, minlength=bands.shape[1]), check_finite=False)
+              if bands.shape[1] else np.zeros(0))
+    out = []
+    for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if joint[p]:
+            out.append(DailyCurve(int(first[p]), solved[offset[p]:offset[p + 1]]))
+        else:  # one or two days, or a single clear date: the curve of that polygon alone
+            out.append(daily_curve(obs.days[a:b], series[a:b], weights[a:b], options))
+    return out
 
 
 def sample(curves: Sequence[DailyCurve], grid: np.ndarray) -> np.ndarray:

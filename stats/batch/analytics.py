@@ -9,7 +9,7 @@ polygons that could not be used have no rows there (their error is in the batch'
 
 from __future__ import annotations
 
-import datetime as dt
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,18 +47,18 @@ def analytics_tables(plan: BatchPlan, table: pa.Table, order_column: str) -> dic
     return out
 
 
-def _typed(name: str, values: object, rows: np.ndarray) -> pa.Array:
-    """One column of an analytics table, typed by its name, at ``rows``."""
+def _typed(name: str, values: np.ndarray | list[Any], rows: np.ndarray) -> pa.Array:
+    """One column of an analytics table (an array, or a list of Python values), typed by its name, at ``rows``."""
     if isinstance(values, np.ndarray):
         picked = values[rows]
-        if picked.dtype.kind == "f":
-            kind = pa.int64() if name in _INTEGERS else pa.float64()
-            return pa.array(picked, mask=np.isnan(picked), type=kind) if kind == pa.float64() else pa.array(
-                np.nan_to_num(picked).astype(np.int64), mask=np.isnan(picked), type=kind)
-        return pa.array(picked)
-    listed = [values[i] for i in rows.tolist()]  # type: ignore[index]
+        if picked.dtype.kind != "f":
+            return pa.array(picked)
+        if name in _INTEGERS:
+            return pa.array(np.nan_to_num(picked).astype(np.int64), mask=np.isnan(picked), type=pa.int64())
+        return pa.array(picked, mask=np.isnan(picked), type=pa.float64())
+    listed = values if len(values) == rows.size else [values[i] for i in rows.tolist()]
     if name in _DATES:
-        return pa.array([None if v is None else dt.date.fromisoformat(v) for v in listed], type=pa.date32())
+        return pa.array(listed, type=pa.string()).cast(pa.date32())
     if name in _TEXT:
         return pa.array(listed, type=pa.string())
     if name in _INTEGERS:
