@@ -12,7 +12,7 @@ import pytest
 from stats.analytics.composite import composite
 from stats.analytics.intervals import Duration, intervals
 from stats.analytics.options import AggregationOptions, FillOptions, SeasonOptions
-from stats.analytics.season import season_metrics
+from stats.analytics.season import season_metrics, seasons
 from stats.analytics.series import Observations
 from stats.analytics.smoothing import DailyCurve, daily_curve, daily_curves, fill, whittaker
 from stats.errors import InvalidRequestError
@@ -281,3 +281,17 @@ def test_the_whittaker_curves_of_many_polygons_are_each_their_own() -> None:
     days = np.array([5, 20, 41, 60, 90])
     np.testing.assert_allclose(together[0].values, whittaker(days - 5, np.array([0.2, 0.3, 0.7, 0.6, 0.2]),
                                                              np.ones(5), 86, 30.0), atol=1e-12)
+
+
+def test_the_seasons_of_curves_of_different_lengths_are_each_their_own() -> None:
+    first = dt.date(2023, 1, 1).toordinal()
+    curves = [DailyCurve(first, np.array([trapezoid(d) for d in range(0, 300)])),
+              DailyCurve(first + 3, np.array([trapezoid(d) for d in range(120, 260)])),
+              DailyCurve(first, np.zeros(0)),
+              DailyCurve(first, np.linspace(0.2, 0.8, 40))]
+    together = seasons(curves, SeasonOptions("NDVI", 0.25, 0.25))
+    assert together[0].start == dt.date.fromordinal(first + 113) and together[0].length_days == 75
+    assert together[1].start == dt.date.fromordinal(first + 3 + 8)
+    assert together[1].end == dt.date.fromordinal(first + 3 + 187 - 120)
+    assert together[2].reason and "three days" in together[2].reason
+    assert together[3].reason and "last clear day" in together[3].reason

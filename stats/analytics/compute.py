@@ -6,7 +6,7 @@ from ..request import QueryOptions, TimeRange
 from .composite import composite
 from .options import FillOptions
 from .outputs import Analytics, SeasonTable
-from .season import season_metrics
+from .season import seasons
 from .series import Observations, columns_of
 from .smoothing import DailyCurve, daily_curves, fill
 
@@ -27,5 +27,5 @@ def analyse(obs: Observations, options: QueryOptions, time: TimeRange) -> Analyt
         smoother = wanted.fill or FillOptions(variables=(name,))
         reuse = wanted.fill is not None and wanted.fill.statistic == "mean" and name in daily
         per_polygon = daily[name] if reuse else daily_curves(obs, smoother, name, "mean")
-        season = SeasonTable(tuple(season_metrics(curve, wanted.season) for curve in per_polygon))
+        season = SeasonTable(seasons(per_polygon, wanted.season))
     return Analytics(intervals, curves, season)

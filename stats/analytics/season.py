@@ -12,6 +12,7 @@ per series: the one around the highest peak.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,37 +26,64 @@ MIN_AMPLITUDE = 0.05
 
 def season_metrics(curve: DailyCurve, options: SeasonOptions) -> Season:
     """The season of ``curve`` (see the module's rule), or a :class:`Season` whose ``reason`` says why not."""
-    values = curve.values
-    if values.size < 3:
-        return Season(options.index, reason="fewer than three days between the first and the last clear date")
-    peak = int(np.argmax(values))
-    if peak == 0 or peak == values.size - 1:
+    return seasons([curve], options)[0]
+
+
+def seasons(curves: Sequence[DailyCurve], options: SeasonOptions) -> tuple[Season, ...]:
+    """The season of every curve, computed on the curves padded into one array (NaN past a curve's end)."""
+    length = max((c.values.size for c in curves), default=0)
+    sizes = np.array([c.values.size for c in curves], dtype=np.int64)
+    values = np.full((len(curves), max(length, 1)), np.nan)
+    for p, curve in enumerate(curves):
+        values[p, :curve.values.size] = curve.values
+    col = np.arange(values.shape[1])[None, :]
+    inside = col < sizes[:, None]
+    peak = np.argmax(np.where(inside, values, -np.inf), axis=1)
+    top = values[np.arange(len(curves)), peak]
+    before, after = col < peak[:, None], (col > peak[:, None]) & inside
+    with np.errstate(invalid="ignore"):
+        left_min = np.where(before, values, np.inf).min(axis=1)
+        right_min = np.where(after, values, np.inf).min(axis=1)
+        start_level = left_min + options.start * (top - left_min)
+        end_level = right_min + options.end * (top - right_min)
+        start = np.where(before & (values < start_level[:, None]), col, -1).max(axis=1) + 1
+        end = np.where(after & (values < end_level[:, None]), col, values.shape[1]).min(axis=1) - 1
+        first_low = values[:, 0] < np.where(before & (col > 0), values, np.inf).min(axis=1)
+        last_value = values[np.arange(len(curves)), np.maximum(sizes - 1, 0)]
+        last_low = last_value < np.where(after & (col < sizes[:, None] - 1), values, np.inf).min(axis=1)
+    running = np.concatenate([np.zeros((len(curves), 1)), np.cumsum(np.nan_to_num(values), axis=1)], axis=1)
+    out = []
+    for p, curve in enumerate(curves):
+        reason = _reason(int(sizes[p]), int(peak[p]), float(top[p]), float(left_min[p]), float(right_min[p]))
+        if reason is not None:
+            out.append(Season(options.index, reason=reason))
+            continue
+        a, b = int(start[p]), int(end[p])
+        base = (float(left_min[p]) + float(right_min[p])) / 2
+        warnings = []
+        if peak[p] > 1 and first_low[p]:
+            warnings.append("the curve is lowest on its first clear day: the season may have started before it")
+        if peak[p] < sizes[p] - 2 and last_low[p]:
+            warnings.append("the curve is lowest on its last clear day: the season may end after it")
+        total = float(running[p, b + 1] - running[p, a])
+        out.append(Season(
+            options.index, start=dt.date.fromordinal(curve.first + a),
+            peak=dt.date.fromordinal(curve.first + int(peak[p])), end=dt.date.fromordinal(curve.first + b),
+            start_value=float(values[p, a]), peak_value=float(top[p]),
+            end_value=float(values[p, b]), base=base, amplitude=float(top[p]) - base, length_days=b - a + 1,
+            integral=total, integral_above_base=total - base * (b - a + 1), warnings=tuple(warnings)))
+    return tuple(out)
+
+
+def _reason(size: int, peak: int, top: float, left_min: float, right_min: float) -> str | None:
+    """Why a curve has no season to measure, or None."""
+    if size < 3:
+        return "fewer than three days between the first and the last clear date"
+    if peak == 0 or peak == size - 1:
         edge = "first" if peak == 0 else "last"
-        return Season(options.index, reason=f"the curve is highest on its {edge} clear day, so the season's "
-                      "peak is not inside the time range; widen the range")
-    left_min, right_min = float(values[:peak].min()), float(values[peak + 1:].min())
-    top = float(values[peak])
-    base = (left_min + right_min) / 2
+        return (f"the curve is highest on its {edge} clear day, so the season's peak is not inside the time "
+                "range; widen the range")
     if top - max(left_min, right_min) < MIN_AMPLITUDE:
-        return Season(options.index, reason=f"the curve rises less than {MIN_AMPLITUDE} above its minima on one "
-                      "side of its peak: no season to measure")
-    start_level = left_min + options.start * (top - left_min)
-    end_level = right_min + options.end * (top - right_min)
-    below_left = np.flatnonzero(values[:peak] < start_level)
-    below_right = np.flatnonzero(values[peak + 1:] < end_level)
-    start = int(below_left[-1]) + 1
-    end = peak + int(below_right[0])
-    warnings = []
-    if peak > 1 and values[0] < values[1:peak].min():
-        warnings.append("the curve is lowest on its first clear day: the season may have started before it")
-    if peak < values.size - 2 and values[-1] < values[peak + 1:-1].min():
-        warnings.append("the curve is lowest on its last clear day: the season may end after it")
-    season = values[start:end + 1]
-
-    def day(i: int) -> dt.date:
-        return dt.date.fromordinal(curve.first + i)
-
-    return Season(
-        options.index, start=day(start), peak=day(peak), end=day(end), start_value=float(values[start]),
-        peak_value=top, end_value=float(values[end]), base=base, amplitude=top - base, length_days=end - start + 1,
-        integral=float(season.sum()), integral_above_base=float((season - base).sum()), warnings=tuple(warnings))
+        return (f"the curve rises less than {MIN_AMPLITUDE} above its minima on one side of its peak: no season "
+                "to measure")
+    return None
