@@ -54,12 +54,14 @@ def composite(obs: Observations, options: AggregationOptions, time: TimeRange,
     else:
         values = _grouped_mean(matrix[used_rows], used_group, groups)
 
-    dates: list[list[dt.date]] = [[] for _ in range(groups)]
-    for g, day in zip(used_group.tolist(), obs.days[used_rows].tolist()):
-        dates[g].append(dt.date.fromordinal(day))
-    reasons = [None if dates[g] else _reason(int(acquisitions[g]), int(failed[g])) for g in range(groups)]
+    # used rows are in (polygon, date) order and intervals follow the dates, so each group's rows are a run
+    offsets = np.concatenate(([0], np.cumsum(np.bincount(used_group, minlength=groups))))
+    empty = np.flatnonzero(offsets[1:] == offsets[:-1])
+    reasons: list[str | None] = [None] * groups
+    for g in empty.tolist():
+        reasons[g] = _reason(int(acquisitions[g]), int(failed[g]))
     return IntervalTable(tuple(a for a, _ in spans), tuple(b for _, b in spans), obs.polygons, tuple(columns),
-                         [tuple(d) for d in dates], acquisitions, values, reasons)
+                         obs.days[used_rows], offsets, acquisitions, values, reasons)
 
 
 def _grouped_mean(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:

@@ -47,14 +47,15 @@ def _iso(when: dt.datetime) -> str:
 @dataclass(frozen=True)
 class IntervalTable:
     """Aggregation intervals ``[starts[k], ends[k])`` of every polygon: for group ``g = polygon * K + k``,
-    the clear dates used, the series' dates in it, the composited values (groups × columns) and why a
-    group has none."""
+    the clear dates used, the number of the series' dates in it, the composited values (groups × columns)
+    and why a group has none."""
 
     starts: tuple[dt.datetime, ...]
     ends: tuple[dt.datetime, ...]
     polygons: int
     columns: tuple[Column, ...]
-    dates: list[tuple[dt.date, ...]]
+    used_days: np.ndarray    # day numbers of the dates used, group after group
+    offsets: np.ndarray      # group g used ``used_days[offsets[g]:offsets[g + 1]]``
     acquisitions: np.ndarray
     values: np.ndarray
     reasons: list[str | None]
@@ -64,11 +65,14 @@ class IntervalTable:
 
     def table(self) -> Columns:
         """CSV columns: ``from,to,status,dates,acquisitions``, ``<name>_<stat>``..., ``reason``."""
-        iso = {day: day.isoformat() for day in {day for d in self.dates for day in d}}
+        iso = {int(day): dt.date.fromordinal(int(day)).isoformat() for day in np.unique(self.used_days)}
+        texts = [iso[day] for day in self.used_days.tolist()]
+        bounds = self.offsets.tolist()
+        counts = np.diff(self.offsets)
         out: Columns = {"from": [_iso(a) for a in self.starts] * self.polygons,
                         "to": [_iso(b) for b in self.ends] * self.polygons,
-                        "status": ["OK" if d else "NO_CLEAR_DATE" for d in self.dates],
-                        "dates": [";".join([iso[day] for day in d]) for d in self.dates],
+                        "status": np.where(counts > 0, "OK", "NO_CLEAR_DATE").tolist(),
+                        "dates": [";".join(texts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])],
                         "acquisitions": self.acquisitions}
         out.update({f"{n}_{s}": self.values[:, j] for j, (n, s) in enumerate(self.columns)})
         out["reason"] = self.reasons
@@ -82,13 +86,14 @@ class IntervalTable:
         for i in range(k):
             g = polygon * k + i
             nested: dict[str, dict[str, dict[str, Any]]] = {"bands": {}, "indices": {}}
-            if self.dates[g]:
+            used = [dt.date.fromordinal(d) for d in self.used_days[self.offsets[g]:self.offsets[g + 1]].tolist()]
+            if used:
                 for j, (name, stat) in enumerate(self.columns):
                     nested["bands" if name in bands else "indices"].setdefault(name, {})[stat] = clean(
                         self.values[g, j])
             out.append({"interval": {"from": _iso(self.starts[i]), "to": _iso(self.ends[i])},
-                        "status": "OK" if self.dates[g] else "NO_CLEAR_DATE",
-                        "dates": [d.isoformat() for d in self.dates[g]], "acquisitions": int(self.acquisitions[g]),
+                        "status": "OK" if used else "NO_CLEAR_DATE",
+                        "dates": [d.isoformat() for d in used], "acquisitions": int(self.acquisitions[g]),
                         **nested, "reason": self.reasons[g]})
         return out
 
@@ -179,9 +184,12 @@ class SeasonTable:
 
     def table(self) -> Columns:
         """CSV columns: ``index``, the :data:`SEASON_FIELDS`, ``reason`` and ``warnings`` (joined by ``; ``)."""
-        dicts = [s.to_dict() for s in self.seasons]
-        out: Columns = {name: [d[name] for d in dicts] for name in ("index", *SEASON_FIELDS, "reason")}
-        out["warnings"] = ["; ".join(d["warnings"]) for d in dicts]
+        out: Columns = {"index": [s.index for s in self.seasons]}
+        for name in SEASON_FIELDS:
+            values = [getattr(s, name) for s in self.seasons]
+            out[name] = [v.isoformat() if isinstance(v, dt.date) else v for v in values]
+        out["reason"] = [s.reason for s in self.seasons]
+        out["warnings"] = ["; ".join(s.warnings) for s in self.seasons]
         return out
 
 
