@@ -160,12 +160,24 @@ def _from_geojson(obj: dict[str, Any]) -> tuple[BaseGeometry, CRS | None]:
             f"geometry: GeoJSON type {kind!r} is not supported; expected Polygon, MultiPolygon, Feature "
             "or FeatureCollection of polygons"
         )
+    if kind == "GeometryCollection":
+        members = obj.get("geometries")
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise InvalidGeometryError(
+                f"geometry: GeometryCollection 'geometries' is {members!r:.60}; expected a list of geometry objects")
+        parts: list[BaseGeometry] = []
+        for member in members:
+            if member.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
+                parts.extend(shapely.get_parts(_from_geojson(member)[0]))  # nested collections flattened
+        return shapely.GeometryCollection(parts), declared
     _check_finite(obj.get("coordinates"))
     _check_rings(kind, obj.get("coordinates"))
     try:
         return shape(obj), declared
     except Exception as exc:  # shapely raises several types for malformed coordinates
-        raise InvalidGeometryError(f"geometry: malformed GeoJSON {kind} coordinates: {exc}") from exc
+        raise InvalidGeometryError(
+            f"geometry: malformed GeoJSON {kind} coordinates; expected "
+            f"{'rings' if kind == 'Polygon' else 'polygons of rings'} of [x, y] positions") from exc
 
 
 def _check_finite(coords: Any) -> None:
@@ -253,16 +265,18 @@ def parse_geometry(
     :raises InvalidGeometryError: with a message naming what was received and what was expected.
     """
     target_crs = parse_crs(crs)
-    if isinstance(value, BaseGeometry):
-        geom, declared = value, None
-    elif isinstance(value, dict):
-        geom, declared = _from_geojson(value)
-    elif isinstance(value, str):
-        geom, declared = _from_text(value)
-    else:
-        raise InvalidGeometryError(
-            f"geometry: expected a GeoJSON object or a WKT string, got {type(value).__name__} {value!r:.80}"
-        )
+    try:
+        if isinstance(value, BaseGeometry):
+            geom, declared = value, None
+        elif isinstance(value, dict):
+            geom, declared = _from_geojson(value)
+        elif isinstance(value, str):
+            geom, declared = _from_text(value)
+        else:
+            raise InvalidGeometryError(
+                f"geometry: expected a GeoJSON object or a WKT string, got {type(value).__name__} {value!r:.80}")
+    except RecursionError as exc:
+        raise InvalidGeometryError("geometry: nested too deeply; expected a Polygon or MultiPolygon") from exc
     if declared is not None:
         target_crs = declared
     if geom.is_empty:
@@ -292,7 +306,7 @@ def parse_geometry(
         reason = shapely.is_valid_reason(geom)
         if not repair:
             raise InvalidGeometryError(f"geometry: invalid polygon ({reason}); expected a valid polygon")
-        geom = polygonal(geom)
+        geom = repair_polygon(geom)
         if geom.is_empty or geom.area <= 0:
             raise InvalidGeometryError(
                 f"geometry: invalid polygon ({reason}) has zero area after repair; expected a polygon with an area"
@@ -302,6 +316,26 @@ def parse_geometry(
     if geom.is_empty or geom.area <= 0:
         raise InvalidGeometryError("geometry: the polygon has zero area; expected a polygon with an area")
     return geom, target_crs
+
+
+def repair_polygon(geom: Polygon | MultiPolygon) -> Polygon | MultiPolygon:
+    """An invalid (Multi)Polygon repaired without adding area: each part is its shell, made valid, minus its
+    holes, made valid; the parts are then united. A hole outside its shell removes nothing, a hole crossing
+    the shell removes what it covers, and a hole equal to the shell leaves nothing (``shapely.make_valid``
+    alone would turn the first two into area of their own and the last into the whole shell).
+
+    >>> repair_polygon(shapely.from_wkt("POLYGON ((0 0, 4 0, 4 4, 0 4, 0 0), (5 5, 6 5, 6 6, 5 6, 5 5))")).area
+    16.0
+    >>> repair_polygon(shapely.from_wkt("POLYGON ((0 0, 4 0, 4 4, 0 4, 0 0), (3 1, 5 1, 5 3, 3 3, 3 1))")).area
+    14.0
+    """
+    parts = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    pieces = []
+    for part in parts:
+        shell = polygonal(Polygon(part.exterior))
+        holes = [polygonal(Polygon(ring)) for ring in part.interiors]
+        pieces.append(shell.difference(shapely.union_all(holes)) if holes else shell)
+    return polygonal(shapely.union_all(pieces) if len(pieces) > 1 else pieces[0])
 
 
 def polygonal(geom: BaseGeometry) -> Polygon | MultiPolygon:

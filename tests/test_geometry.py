@@ -147,3 +147,74 @@ def test_absurd_crs_values_are_refused_before_parsing(value: str) -> None:
             parse_geometry(value)
         else:
             parse_crs(value)
+
+
+def _ring(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+SHELL = _ring(0, 0, 400, 400)  # 160,000 m2 in UTM
+
+
+@pytest.mark.parametrize("hole, area", [
+    (_ring(500, 500, 600, 600), 160_000),        # outside the shell: removes nothing, adds nothing
+    (_ring(300, 100, 500, 300), 160_000 - 20_000),  # crosses the shell: removes the 100 x 200 m it covers
+    (_ring(-50, -50, 450, 450), None),           # covers the shell: nothing is left
+    (SHELL, None),                               # equal to the shell: nothing is left
+])
+def test_repairing_a_polygon_never_adds_area(hole: list, area: float | None) -> None:
+    value = {"type": "Polygon", "coordinates": [SHELL, hole]}
+    repairs: list[str] = []
+    if area is None:
+        with pytest.raises(InvalidGeometryError, match="zero area after repair"):
+            parse_geometry(value, "EPSG:32633")
+        return
+    geom, _ = parse_geometry(value, "EPSG:32633", on_repair=repairs.append)
+    assert geom.area == pytest.approx(area)
+    assert geom.within(Polygon(SHELL).buffer(1e-9)) and repairs
+
+
+def test_a_repaired_hole_outside_the_field_answers_as_the_field(simple_archive) -> None:
+    """The series of a field with a stray hole outside it is the field's own series, with the repair said."""
+    from conftest import utm_box
+
+    from stats import Archive, TimeSeriesRequest, query_timeseries
+
+    archive = Archive.open(simple_archive)
+    time = {"from": "2023-01-01", "to": "2023-12-31"}
+    field = utm_box(2, 2, 6, 6)
+    stray = utm_box(8, 8, 10, 10)
+    plain = query_timeseries(TimeSeriesRequest.from_dict({"geometry": {"type": "Polygon", "coordinates": [field]},
+                                                          "crs": "EPSG:32633", "time": time}), archive)
+    holed = query_timeseries(TimeSeriesRequest.from_dict({"geometry": {"type": "Polygon", "coordinates": [field, stray]},
+                                                          "crs": "EPSG:32633", "time": time}), archive)
+    assert [d.valid_pixels for d in holed.series] == [d.valid_pixels for d in plain.series] == [16] * len(plain.series)
+    assert any("repaired" in w for w in holed.warnings)
+
+
+def test_geometry_collection_members_are_checked_like_polygons() -> None:
+    unclosed = [[0, 0], [400, 0], [400, 400], [0, 400]]
+    with pytest.raises(InvalidGeometryError, match="not closed"):
+        parse_geometry({"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [unclosed]}]},
+                       "EPSG:32633")
+    nested = {"type": "GeometryCollection", "geometries": [
+        {"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [SHELL]}]},
+        {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}]}
+    geom, _ = parse_geometry(nested, "EPSG:32633")
+    assert geom.area == pytest.approx(160_000)
+    with pytest.raises(InvalidGeometryError, match="'geometries'"):
+        parse_geometry({"type": "GeometryCollection", "geometries": "x"}, "EPSG:32633")
+
+
+def test_geojson_nested_thousands_deep_is_a_clear_error() -> None:
+    deep = '{"type": "Polygon", "coordinates": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(InvalidGeometryError, match="nested too deeply|not closed|coordinates"):
+        parse_geometry(deep)
+    collection = {"type": "GeometryCollection", "geometries": []}
+    inner = collection
+    for _ in range(5000):
+        nxt = {"type": "GeometryCollection", "geometries": []}
+        inner["geometries"].append(nxt)
+        inner = nxt
+    with pytest.raises(InvalidGeometryError, match="nested too deeply|holds no polygon"):
+        parse_geometry(collection)  # (which one depends on the interpreter's recursion limit)
