@@ -12,6 +12,7 @@ or allocates without end is stopped and reported as a request error.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,34 +33,94 @@ MAX_OUTPUTS = 20
 MAX_OUTPUT_BANDS = 100
 SAMPLE_TYPES = ("FLOAT32", "UINT8", "UINT16", "INT8", "INT16", "AUTO")
 
-_RUNNER = """
-function __polyfisRun(columnsText, n, countsText) {
-  const columns = JSON.parse(columnsText);
-  const counts = JSON.parse(countsText);
-  const names = Object.keys(columns);
-  const out = {};
-  for (let i = 0; i < n; i++) {
-    const sample = {};
-    for (let k = 0; k < names.length; k++) sample[names[k]] = columns[names[k]][i];
-    let result = evaluatePixel(sample, [], {}, {}, {});
-    if (Array.isArray(result)) result = {"default": result};
-    for (const id in counts) {
-      let value = result[id];
-      if (value === undefined) throw new Error("evaluatePixel returned no '" + id + "' output");
-      if (!Array.isArray(value)) value = [value];
-      if (value.length !== counts[id])
-        throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares "
-                        + counts[id]);
-      if (out[id] === undefined) out[id] = [];
-      for (let b = 0; b < value.length; b++) {
-        const v = Number(value[b]);
-        out[id].push(Number.isFinite(v) ? v : null);
+#: Installed before the script, so that the script cannot replace what runs it: the runner's helpers are
+#: captured in a closure and the two entry points are read-only globals. WebAssembly, SharedArrayBuffer
+#: and Atomics are removed, and every ArrayBuffer and typed array allocated counts against ``__budget``
+#: bytes (V8 keeps their memory outside the heap its own limit watches); past it, a RangeError.
+_PRELUDE = """
+(function (budget) {
+  const parse = JSON.parse, stringify = JSON.stringify, keys = Object.keys, isArray = Array.isArray;
+  const toNumber = Number, isFinite = Number.isFinite, define = Object.defineProperty;
+  const construct = Reflect.construct, apply = Reflect.apply;
+  let allocated = 0;
+  function spend(bytes) {
+    const n = toNumber(bytes);
+    allocated += isFinite(n) && n > 0 ? n : 0;
+    if (allocated > budget) throw new RangeError("typed arrays and ArrayBuffers over the evalscript's memory limit");
+  }
+  function guard(name, bytesOf) {
+    const original = globalThis[name];
+    if (typeof original !== "function") return;
+    const guarded = new Proxy(original, {
+      construct(target, args, newTarget) {
+        spend(bytesOf(args, original));
+        return construct(target, args, newTarget === guarded ? target : newTarget);
+      },
+      apply(target, self, args) { return apply(target, self, args); },
+    });
+    define(original.prototype, "constructor", {value: guarded, writable: false, configurable: false});
+    define(globalThis, name, {value: guarded, writable: false, configurable: false});
+  }
+  const elements = (args, original) => {
+    const first = args[0];
+    const length = typeof first === "object" && first !== null
+      ? (typeof first.byteLength === "number" && !isArray(first) ? 0 : toNumber(first.length) || 0)
+      : toNumber(first) || 0;
+    return length * (original.BYTES_PER_ELEMENT || 1);
+  };
+  guard("ArrayBuffer", (args) => {
+    const options = args[1];
+    const most = options && typeof options === "object" ? toNumber(options.maxByteLength) || 0 : 0;
+    return (toNumber(args[0]) || 0) + most;
+  });
+  for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array",
+                      "Uint32Array", "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"]) {
+    guard(name, elements);
+  }
+  const bufferProto = ArrayBuffer.prototype;
+  for (const method of ["transfer", "transferToFixedLength"]) {
+    const original = bufferProto[method];
+    if (typeof original !== "function") continue;
+    define(bufferProto, method, {value: function (length) {
+      spend(length === undefined ? this.byteLength : length);
+      return apply(original, this, [length]);
+    }, writable: false, configurable: false});
+  }
+  for (const name of ["WebAssembly", "SharedArrayBuffer", "Atomics"]) delete globalThis[name];
+
+  function run(columnsText, n, countsText) {
+    const columns = parse(columnsText);
+    const counts = parse(countsText);
+    const names = keys(columns);
+    const ids = keys(counts);
+    const out = {};
+    for (let k = 0; k < ids.length; k++) out[ids[k]] = [];
+    for (let i = 0; i < n; i++) {
+      const sample = {};
+      for (let k = 0; k < names.length; k++) sample[names[k]] = columns[names[k]][i];
+      let result = evaluatePixel(sample, [], {}, {}, {});
+      if (isArray(result)) result = {"default": result};
+      if (result === null || typeof result !== "object") throw new Error("evaluatePixel returned no outputs");
+      for (let k = 0; k < ids.length; k++) {
+        const id = ids[k];
+        let value = result[id];
+        if (value === undefined) throw new Error("evaluatePixel returned no '" + id + "' output");
+        if (!isArray(value)) value = [value];
+        if (value.length !== counts[id])
+          throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares "
+                          + counts[id]);
+        const column = out[id];
+        for (let b = 0; b < value.length; b++) {
+          const v = toNumber(value[b]);
+          column[column.length] = isFinite(v) ? v : null;
+        }
       }
     }
+    return stringify(out);
   }
-  return JSON.stringify(out);
-}
-function __polyfisSetup() { return JSON.stringify(setup()); }
+  define(globalThis, "__polyfisRun", {value: run, writable: false, configurable: false});
+  define(globalThis, "__polyfisSetup", {value: () => stringify(setup()), writable: false, configurable: false});
+})(__BUDGET__);
 """
 
 
@@ -79,20 +140,23 @@ class Evalscript:
         asks for inputs or outputs polyfis does not have.
     """
 
-    def __init__(self, source: str, *, timeout_ms: int | None = None, max_memory: int | None = None) -> None:
+    def __init__(self, source: str, *, timeout_ms: int | None = None, max_memory: int | None = None,
+                 deadline: float | None = None) -> None:
         from py_mini_racer import MiniRacer
 
         if not isinstance(source, str) or not source.strip():
             raise EvalscriptError("evalscript: expected the text of a version-3 evalscript, got an empty value")
         self.timeout_ms = timeout_ms or DEFAULT_TIMEOUT_MS
         self.max_memory = max_memory or DEFAULT_MAX_MEMORY
+        self.deadline = deadline
         self._ctx = MiniRacer()
-        self._call(source + "\n" + _RUNNER, "evaluating the script")
+        self._call(_PRELUDE.replace("__BUDGET__", str(int(self.max_memory))), "preparing the engine")
+        self._call(source, "evaluating the script")
         if self._call("typeof evaluatePixel", "checking evaluatePixel") != "function":
             raise EvalscriptError("evalscript: no evaluatePixel(samples) function; expected a version-3 evalscript")
         if self._call("typeof setup", "checking setup") != "function":
             raise EvalscriptError("evalscript: no setup() function; expected a version-3 evalscript")
-        spec = json.loads(self._call("__polyfisSetup()", "running setup()") or "null")
+        spec = _json(self._call("__polyfisSetup()", "running setup()"), "setup()")
         if not isinstance(spec, dict):
             raise EvalscriptError(
                 f"evalscript: setup() returned {spec!r:.80}; expected an object with input and output")
@@ -103,12 +167,22 @@ class Evalscript:
         self.outputs = _parse_outputs(spec.get("output"))
 
     def _call(self, code: str, what: str) -> Any:
+        """Run ``code`` in the engine within the call time limit, or what is left of the request's time
+        budget when that is less."""
         from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException
 
+        timeout = self.timeout_ms
+        budget_binds = False
+        if self.deadline is not None:
+            left = int((self.deadline - time.monotonic()) * 1000)
+            if left <= 0:
+                raise EvalscriptTimeout(f"evalscript: not {what}: the request's time budget ran out")
+            budget_binds, timeout = left < timeout, min(timeout, left)
         try:
-            return self._ctx.eval(code, timeout=self.timeout_ms, max_memory=self.max_memory)
+            return self._ctx.eval(code, timeout=timeout, max_memory=self.max_memory)
         except JSTimeoutException as exc:
-            raise EvalscriptTimeout(f"evalscript: {what} took more than {self.timeout_ms} ms; stopped") from exc
+            limit = "the request's time budget" if budget_binds else f"{self.timeout_ms} ms"
+            raise EvalscriptTimeout(f"evalscript: {what} took more than {limit}; stopped") from exc
         except JSOOMException as exc:
             raise EvalscriptError(
                 f"evalscript: {what} used more than {self.max_memory // 2**20} MiB of memory; stopped") from exc
@@ -128,14 +202,28 @@ class Evalscript:
         text = json.dumps({name: np.asarray(v, dtype=np.float64).tolist() for name, v in columns.items()})
         counts = json.dumps({o.id: len(o.bands) for o in self.outputs})
         result = self._call(f"__polyfisRun({json.dumps(text)}, {n}, {json.dumps(counts)})", "running evaluatePixel")
+        unexpected = EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
         if not isinstance(result, str) or len(result) > 40 * n * sum(len(o.bands) for o in self.outputs) + 1000:
-            raise EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
-        raw = json.loads(result)
+            raise unexpected
+        raw = _json(result, "evaluatePixel")
         out = {}
         for output in self.outputs:
-            array = np.array([np.nan if v is None else v for v in raw[output.id]], dtype=np.float64)
+            values = raw.get(output.id) if isinstance(raw, dict) else None
+            if not isinstance(values, list) or len(values) != n * len(output.bands) or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                raise unexpected
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
             out[output.id] = _cast(array.reshape(n, len(output.bands)), output.sample_type)
         return out
+
+
+def _json(text: Any, what: str) -> Any:
+    """The JSON an engine call returned; anything else is the script's error, in words of our own."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError) as exc:
+        raise EvalscriptError(f"evalscript: {what} returned something that is not JSON data; expected plain "
+                              "objects, arrays and numbers") from exc
 
 
 def _parse_inputs(value: Any) -> tuple[tuple[str, ...], str]:
@@ -189,11 +277,13 @@ def _cast(values: np.ndarray, sample_type: str) -> np.ndarray:
         return np.clip(np.round(np.nan_to_num(values, nan=0.0)), *bounds)
 
 
-def compile_evalscript(source: Any) -> Evalscript:
-    """An :class:`Evalscript` from request text, with errors as 400-class :class:`EvalscriptError`."""
+def compile_evalscript(source: Any, deadline: float | None = None) -> Evalscript:
+    """An :class:`Evalscript` from request text, with errors as 400-class :class:`EvalscriptError`;
+    ``deadline`` (monotonic seconds) is the request's time budget, compiling included."""
     try:
-        return Evalscript(source)
+        return Evalscript(source, deadline=deadline)
     except StatsError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise EvalscriptError(f"evalscript: setup() returned something unusable: {exc}") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise EvalscriptError("evalscript: setup() returned something unusable; expected {input: [...], "
+                              "output: {...}} as Sentinel Hub's evalscript V3 defines") from exc

@@ -58,7 +58,7 @@ class StatisticalRequest:
     calculations: Mapping[str, Any]
 
 
-def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest:
+def parse_request(body: Any, limits: Limits | None = None, deadline: float | None = None) -> StatisticalRequest:
     """Parse and check a Statistical API body; every error names the field. ``limits`` bound the vertices
     and the days."""
     limits = limits or Limits()
@@ -115,7 +115,7 @@ def parse_request(body: Any, limits: Limits | None = None) -> StatisticalRequest
     resolution = _resolution(aggregation, area)
     if "evalscript" not in aggregation:
         raise InvalidRequestError("aggregation.evalscript: missing; expected a version-3 evalscript")
-    script = compile_evalscript(aggregation["evalscript"])
+    script = compile_evalscript(aggregation["evalscript"], deadline)
     if "dataMask" not in {o.id for o in script.outputs}:
         raise EvalscriptError("evalscript: setup() declares no 'dataMask' output; the Statistical API needs one "
                               "(0 leaves a pixel out of the statistics)")
@@ -166,12 +166,12 @@ def _tiles(found: list[Acquisition], order: str) -> list[Acquisition]:
 def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = None,
                    cache: ProbabilityCache | None = None, limits: Limits | None = None) -> dict[str, Any]:
     """Answer a Statistical API request: ``{"status", "data": [{"interval", "outputs"} | {"interval", "error"}]}``."""
-    request = parse_request(body, limits)
+    limits = limits or Limits()
+    deadline = limits.deadline()  # compiling the evalscript counts against the budget too
+    request = parse_request(body, limits, deadline)
     model = model or default_model()
     cache = default_cache() if cache is None else cache
-    limits = limits or Limits()
     wgs84 = request.area.wgs84
-    deadline = limits.deadline()
     data: list[dict[str, Any]] = []
     acquisitions = 0
     for start, end in request.intervals:
