@@ -36,7 +36,7 @@ from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .cloud import CloudModel
 from .geometry import crs_name
 from .raster import Grid, PixelBlock, read_date
-from .request import MaskParameters
+from .request import Limits, MaskParameters
 
 #: No-data value of the CLP and CLM layers.
 NO_DATA = 255
@@ -159,13 +159,14 @@ class ProbabilityCache:
 
 
 def read_cloud_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str],
-                     params: MaskParameters, *, max_pixels: int, exact: bool = False) -> PixelBlock:
+                     params: MaskParameters, *, max_pixels: int, exact: bool = False,
+                     limits: Limits | None = None) -> PixelBlock:
     """The 10 m block of ``bands`` the cloud cells of one date are computed from: the polygon's bounds
     padded by the mask's margin (:attr:`MaskParameters.margin_cells`) and snapped to whole cells, so that a
     cell holds the same pixels whatever the polygon (see :func:`stats.raster.read_date`)."""
     k = params.cell_pixels
     return read_date(tiles, geometry, geometry_crs, bands, resolution=10, max_pixels=max_pixels,
-                     pad=params.margin_cells * k, snap=k, exact=exact)
+                     pad=params.margin_cells * k, snap=k, exact=exact, limits=limits)
 
 
 @dataclass

@@ -163,12 +163,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     cloud_block = None
     if options.pixel_clouds:
         cloud_block = read_cloud_block(tiles, geom, geom_crs, read_bands, params, max_pixels=limits.max_pixels,
-                                       exact=options.exact)
+                                       exact=options.exact, limits=limits)
     if cloud_block is not None and options.resolution == 10:
         block = cloud_block
     else:
         block = read_date(tiles, geom, geom_crs, read_bands, resolution=options.resolution,
-                          max_pixels=limits.max_pixels, exact=options.exact)
+                          max_pixels=limits.max_pixels, exact=options.exact, limits=limits)
     valid = block.valid
     values = {b: block.dn[b][valid] for b in read_bands}
     weights = block.coverage[valid] if block.coverage is not None else None
@@ -189,7 +189,7 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
         work.grid, work.valid_mask = block.grid, valid
     if options.water is not None:
         work.region = water_region(options.water, tiles, geom, geom_crs, block, work.cells,
-                                   resolution=options.resolution, params=params, max_pixels=limits.max_pixels,
+                                   resolution=options.resolution, params=params, limits=limits,
                                    exact=options.exact)
     return work
 

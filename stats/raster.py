@@ -43,11 +43,14 @@ from .coverage import coverage_fractions
 from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import cached_crs, crs_name, reproject
-from .request import DEFAULT_MAX_PIXELS
+from .request import DEFAULT_MAX_PIXELS, Limits
 
 log = logging.getLogger(__name__)
 
 _EPS = 1e-6
+#: Bytes a query holds per band and window pixel: the float32 mosaic, the stored uint16 read, and the
+#: float64 values the statistics and the model work on.
+BAND_PIXEL_BYTES = 24
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,7 @@ def read_date(
     pad: int = 0,
     snap: int = 1,
     exact: bool = False,
+    limits: Limits | None = None,
 ) -> PixelBlock:
     """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
 
@@ -325,6 +329,8 @@ def read_date(
     :param pad: grid pixels read around the polygon's bounds (within the first tile).
     :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
     :param exact: compute the coverage fraction of every pixel (``inside`` = touched by the polygon).
+    :param limits: the request's memory budget, checked (:data:`BAND_PIXEL_BYTES` per band and pixel) once
+        the window is known and before any band is read.
     :raises SceneReadError: when a tile's asset is missing or unreadable.
     """
     if not tiles:
@@ -346,6 +352,9 @@ def read_date(
             extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
             grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
                               extent=extent)
+            if limits is not None:
+                limits.check_memory(grid.shape[0] * grid.shape[1] * len(bands), BAND_PIXEL_BYTES,
+                                    f"reading {len(bands)} bands over {grid.shape[1]} x {grid.shape[0]} pixels")
             if exact:
                 coverage = coverage_fractions(geom, grid.transform, grid.shape)
                 inside = coverage > 0

@@ -36,6 +36,8 @@ from .zonal import DEFAULT_STATISTICS, HISTOGRAM_KINDS, MAX_BINS, HistogramKind,
 
 #: Default cap on the pixels of one query window (Sentinel Hub's 2500 x 2500).
 DEFAULT_MAX_PIXELS = 2500 * 2500
+#: Default memory budget of one request's arrays, MiB (``POLYFIS_MAX_REQUEST_MB``).
+DEFAULT_MAX_REQUEST_MB = 1024
 #: Default probability threshold: averaged pixel ``cloudy = probability >= threshold``, mask ``p > threshold``.
 DEFAULT_THRESHOLD = 0.4
 #: Sentinel Hub's CLP/CLM cloud resolution, metres.
@@ -77,6 +79,17 @@ class Limits:
     max_acquisitions: int = 1000
     max_days: int = 3 * 366
     time_budget_s: float = 60.0
+    max_bytes: int = DEFAULT_MAX_REQUEST_MB * 2**20
+
+    def check_memory(self, values: int, bytes_each: int, what: str) -> None:
+        """Reject work that would hold ``values`` values of ``bytes_each`` bytes at once over ``max_bytes``,
+        before it starts; ``what`` says what they are."""
+        need = values * bytes_each
+        if need > self.max_bytes:
+            raise InvalidRequestError(
+                f"{what} would hold about {need / 2**20:,.0f} MiB of arrays, more than the request memory limit of "
+                f"{self.max_bytes / 2**20:,.0f} MiB (POLYFIS_MAX_REQUEST_MB); use fewer bands, a coarser "
+                "resolution or a smaller polygon")
 
     def check_range(self, time_range: TimeRange, name: str = "time") -> None:
         """Reject a time range longer than ``max_days``."""

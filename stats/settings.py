@@ -53,6 +53,8 @@ class Settings:
     max_vertices: int = field(default=_LIMITS.max_vertices, metadata=_POSITIVE)
     #: Most pixels in one query window (400 above it).
     max_pixels: int = field(default=_LIMITS.max_pixels, metadata=_POSITIVE)
+    #: Memory budget of one request's arrays, MiB, checked before the work (400 above it).
+    max_request_mb: int = field(default=_LIMITS.max_bytes // 2**20, metadata=_POSITIVE)
     #: Most acquisitions (tiles) one request may read (400 above it).
     max_acquisitions: int = field(default=_LIMITS.max_acquisitions, metadata=_POSITIVE)
     #: Longest time range of one request, days (400 above it).
@@ -153,7 +155,7 @@ class Settings:
         """The per-request limits these settings set."""
         return Limits(max_vertices=self.max_vertices, max_pixels=self.max_pixels,
                       max_acquisitions=self.max_acquisitions, max_days=self.max_days,
-                      time_budget_s=self.time_budget_s)
+                      time_budget_s=self.time_budget_s, max_bytes=self.max_request_mb * 2**20)
 
     @property
     def threads(self) -> int:

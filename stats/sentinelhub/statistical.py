@@ -38,6 +38,10 @@ from .evalscript import Evalscript, compile_evalscript
 
 log = logging.getLogger(__name__)
 
+#: Bytes an evalscript call holds per input or output value of a pixel: the float64 column, its JSON text in
+#: Python and in the engine, and the engine's parsed numbers.
+EVALSCRIPT_VALUE_BYTES = 80
+
 COLLECTIONS = ("sentinel-2-l1c", "s2l1c")
 MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
 _METRES_PER_DEGREE = 111_320.0
@@ -213,7 +217,10 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
     block = read_date(tiles, request.area.geometry, request.area.crs, bands, resolution=request.resolution,
-                      max_pixels=limits.max_pixels)
+                      max_pixels=limits.max_pixels, limits=limits)
+    values_per_pixel = len(script.inputs) + sum(len(o.bands) for o in script.outputs)
+    limits.check_memory(block.valid.size * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
+                        f"running the evalscript on {block.valid.size} pixels x {values_per_pixel} inputs and outputs")
     valid = block.valid
     columns: dict[str, np.ndarray] = {}
     for name in script.inputs:
@@ -248,7 +255,7 @@ def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block:
     """Per-pixel CLP (0..255) and CLM (0/1) at Sentinel Hub's 160 m defaults, for every pixel of the box."""
     params = MaskParameters()
     cloud_block = read_cloud_block(tiles, request.area.geometry, request.area.crs, MODEL_BANDS, params,
-                                   max_pixels=limits.max_pixels)
+                                   max_pixels=limits.max_pixels, limits=limits)
     cells = cell_request(cloud_block, params)
     resolve_probabilities([cells], model, cache)
     layers = pixel_clouds(cells, params, block.grid, np.ones(block.grid.shape, dtype=bool)).layers()

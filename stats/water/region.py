@@ -21,7 +21,7 @@ from ..cloudmask import CellRequest, cell_request, pixel_clouds, read_cloud_bloc
 from ..errors import InvalidRequestError
 from ..geometry import cached_crs, reproject
 from ..raster import Grid, PixelBlock, polygon_mask, read_date
-from ..request import MaskParameters
+from ..request import Limits, MaskParameters
 from .options import WaterOptions
 from .outline import RegionShape, analysed_region
 
@@ -71,17 +71,17 @@ def region_of_block(options: WaterOptions, block: PixelBlock, shape: RegionShape
 
 
 def read_region(options: WaterOptions, tiles: Sequence[Acquisition], shape: RegionShape, *, resolution: int,
-                params: MaskParameters, max_pixels: int, exact: bool) -> WaterRegion:
+                params: MaskParameters, limits: Limits, exact: bool) -> WaterRegion:
     """Read the region of ``shape`` on one date: the index bands at ``resolution`` and the model bands of
     its cloud cells (one read when ``resolution`` is 10 m)."""
     index_bands = set(options.spec.bands)
     bands = [b for b in S2_BANDS if b in index_bands or b in MODEL_BANDS]
     try:
-        cloud_block = read_cloud_block(tiles, shape.region, shape.crs, bands, params, max_pixels=max_pixels,
-                                       exact=exact)
+        cloud_block = read_cloud_block(tiles, shape.region, shape.crs, bands, params, max_pixels=limits.max_pixels,
+                                       exact=exact, limits=limits)
         block = cloud_block if resolution == 10 else read_date(
             tiles, shape.region, shape.crs, [b for b in S2_BANDS if b in index_bands], resolution=resolution,
-            max_pixels=max_pixels, exact=exact)
+            max_pixels=limits.max_pixels, exact=exact, limits=limits)
     except InvalidRequestError as exc:
         raise InvalidRequestError(
             f"water: the region analysed (the outline grown by {options.buffer_m:g} m) is too large to read: "
@@ -98,7 +98,7 @@ def _to_grid(shape: RegionShape, grid: Grid) -> BaseGeometry:
 
 def water_region(options: WaterOptions, tiles: Sequence[Acquisition], polygon: BaseGeometry, polygon_crs: CRS,
                  block: PixelBlock, cells: CellRequest | None, *, resolution: int, params: MaskParameters,
-                 max_pixels: int, exact: bool) -> WaterRegion:
+                 limits: Limits, exact: bool) -> WaterRegion:
     """The date's water region: the posted polygon's ``block`` (and cloud ``cells``) when the region is the
     polygon, else the region read on its own."""
     shape = analysed_region(options, polygon, polygon_crs, cached_crs(tiles[0].crs))
@@ -107,5 +107,5 @@ def water_region(options: WaterOptions, tiles: Sequence[Acquisition], polygon: B
         if options.monitoring:
             region.outline = region.inside
         return region
-    return read_region(options, tiles, shape, resolution=resolution, params=params, max_pixels=max_pixels,
+    return read_region(options, tiles, shape, resolution=resolution, params=params, limits=limits,
                        exact=exact)
