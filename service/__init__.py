@@ -61,6 +61,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     configure(settings)  # the engine's readers and caches follow the app's settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes  # a multipart evalscript may use the whole body
     app.json.sort_keys = False  # type: ignore[attr-defined]
     holder = ArchiveHolder(settings)
     app.extensions["polyfis.settings"] = settings

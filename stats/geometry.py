@@ -31,6 +31,8 @@ WGS84 = CRS.from_epsg(4326)
 #: Longest CRS text accepted (a WKT2 definition is a few thousand characters; PROJ takes seconds on
 #: strings of tens of thousands).
 MAX_CRS_TEXT = 20_000
+#: Most ``+`` parameters of a PROJ string.
+MAX_PROJ_PARAMETERS = 100
 
 #: Spellings of OGC CRS84 (WGS 84 in lon/lat order).
 OGC_CRS84 = {"CRS:84", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "HTTP://WWW.OPENGIS.NET/DEF/CRS/OGC/1.3/CRS84"}
@@ -54,6 +56,9 @@ def parse_crs(value: Any) -> CRS:
     if len(text) > MAX_CRS_TEXT:
         raise InvalidCRSError(f"crs: the text is {len(text)} characters long, more than the limit of {MAX_CRS_TEXT}; "
                               "expected an EPSG code, an OGC URL or URN, or a WKT of ordinary length")
+    if text.count("+") > MAX_PROJ_PARAMETERS:
+        raise InvalidCRSError(f"crs: the PROJ string has {text.count('+')} parameters, more than the limit of "
+                              f"{MAX_PROJ_PARAMETERS}; expected an EPSG code or a PROJ string of ordinary length")
     if text.upper() in OGC_CRS84:
         return _crs_from_epsg(4326)
     upper = text.upper()
@@ -383,7 +388,8 @@ def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
         transformer = _transformer(src, dst)
         out = shapely.transform(geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
     except ProjError as exc:
-        raise InvalidCRSError(f"crs: cannot transform from {crs_name(src)} to {crs_name(dst)}: {exc}") from exc
+        raise InvalidCRSError(f"crs: cannot transform from {crs_name(src)} to {crs_name(dst)}; expected a CRS PROJ "
+                              "can transform to the archive's") from exc
     if not np.all(np.isfinite(shapely.get_coordinates(out))):
         raise InvalidGeometryError(
             f"geometry: cannot be projected from {crs_name(src)} to {crs_name(dst)} (outside the CRS's area of use)"

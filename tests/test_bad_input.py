@@ -160,3 +160,30 @@ def test_oversized_body_is_413_on_every_route(simple_archive: Path) -> None:
         response = client.post(url, data="{" + " " * 5000 + "}", content_type="application/json")
         assert response.status_code == 413, url
         assert response.json["error"]["status"] == 413
+
+
+def test_an_error_lists_at_most_ten_unknown_fis_parameters(client) -> None:
+    params = {**GOOD_FIS, **{f"P{i:06d}": "1" for i in range(5000)}}
+    response = client.get("/ogc/fis", query_string=params)
+    message = response.get_json()["error"]["message"]
+    assert response.status_code == 400 and "and 4990 more" in message and len(message) < 2000
+
+
+def test_a_multipart_evalscript_may_use_the_whole_body_limit(client) -> None:
+    """The body limit (200,000 bytes here) bounds a multipart evalscript, not a smaller form limit."""
+    import json as json_module
+
+    script = "//" + "x" * 150_000 + "\n" + GOOD_STAT["aggregation"]["evalscript"]
+    request = {k: v for k, v in GOOD_STAT.items()}
+    response = client.post("/api/v1/statistics", data={"request": json_module.dumps(request), "evalscript": script},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("crs, match", [
+    ("+proj=utm +zone=33" + " +x=1" * 200, "more than the limit of 100"),
+    ("9" * 5000, "out of range|EPSG"),
+])
+def test_crs_texts_with_too_many_parameters_or_digits_are_400(client, crs: str, match: str) -> None:
+    response = client.post("/api/v1/timeseries", json={**GOOD_TS, "crs": crs})
+    assert response.status_code == 400 and re.search(match, response.get_json()["error"]["message"])

@@ -35,8 +35,11 @@ def json_body() -> Any:
             f"request body: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
         raise MalformedRequestError("request body: JSON nested too deeply; expected a plain request object") from exc
+    except MalformedRequestError:
+        raise
     except ValueError as exc:  # e.g. an integer literal with thousands of digits
-        raise MalformedRequestError(f"request body: unreadable JSON value ({exc}); expected ordinary numbers") from exc
+        raise MalformedRequestError("request body: unreadable JSON value (such as an integer of thousands of digits); "
+                                    "expected ordinary numbers") from exc
 
 
 def _reject_constant(name: str) -> None:

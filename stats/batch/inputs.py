@@ -65,8 +65,9 @@ def _read_csv(path: Path, *, id_field: str | None, wkt_field: str | None, crs: s
             text = (row.get(wkt_col) or "").strip()
             try:
                 geom = shapely.from_wkt(text)
-            except shapely.errors.GEOSException as exc:
-                out.append(BatchPolygon(pid, None, crs, f"geometry: not valid WKT ({exc})"))
+            except shapely.errors.GEOSException:
+                out.append(BatchPolygon(pid, None, crs, f"geometry: not valid WKT ({text[:40]!r}); expected e.g. "
+                                        "'POLYGON ((x y, x y, x y, x y))'"))
                 continue
             out.append(BatchPolygon(pid, geom, crs))
     return out

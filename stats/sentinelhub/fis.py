@@ -123,7 +123,9 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
             f"{name.upper()}: not supported by polyfis; layers are configured server-side (POLYFIS_LAYERS)")
     unknown = sorted(set(p) - _KNOWN - UNSUPPORTED)
     if unknown:
-        raise InvalidRequestError(f"unknown FIS parameters {[u.upper() for u in unknown]}; expected among "
+        shown = [u.upper()[:40] for u in unknown[:10]]
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise InvalidRequestError(f"unknown FIS parameters {shown}{more}; expected among "
                                   f"{sorted(n.upper() for n in _KNOWN - IGNORED)}")
     for name, accepted in ONLY.items():
         if p.get(name) and str(p[name]).lower() not in accepted:
