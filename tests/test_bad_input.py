@@ -174,7 +174,7 @@ def test_a_multipart_evalscript_may_use_the_whole_body_limit(client) -> None:
     import json as json_module
 
     script = "//" + "x" * 150_000 + "\n" + GOOD_STAT["aggregation"]["evalscript"]
-    request = {k: v for k, v in GOOD_STAT.items()}
+    request = dict(GOOD_STAT)
     response = client.post("/api/v1/statistics", data={"request": json_module.dumps(request), "evalscript": script},
                            content_type="multipart/form-data")
     assert response.status_code == 200, response.get_json()
