@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from test_batch_http import wait_until_finished
 
 from polyfis.cli import main
 from service import create_app
@@ -186,14 +187,7 @@ def test_batch_jobs_serve_their_analytics_tables(client) -> None:
                                                    "options": {"indices": ["NDVI"], "season": "NDVI"}})
     assert submitted.status_code in (200, 201, 202), submitted.get_json()
     job = submitted.get_json()["id"]
-    for _ in range(600):
-        status = client.get(f"/api/v1/batch/{job}").get_json()["status"]
-        if status in ("DONE", "FAILED"):
-            break
-        import time
-
-        time.sleep(0.2)
-    assert status == "DONE"
+    assert wait_until_finished(client, job, timeout=120)["status"] == "DONE"
     season = client.get(f"/api/v1/batch/{job}/results?table=season")
     rows = list(csv.DictReader(io.StringIO(season.get_data(as_text=True))))
     assert [r["id"] for r in rows] == ["maize"] and rows[0]["start"]

@@ -21,6 +21,7 @@ from conftest import CRS_UTM, utm_box
 from pyproj import CRS, Transformer
 from rasterio.features import geometry_mask
 from shapely.geometry import box, mapping, shape
+from test_batch_http import wait_until_finished
 
 from polyfis.cli import main
 from service import create_app
@@ -414,14 +415,7 @@ def test_a_batch_job_serves_its_water_extents(demo_client) -> None:
     time = {"from": "2023-08-10", "to": "2023-08-25"}
     job = demo_client.post("/api/v1/batch", json={"polygons": collection, "time": time,
                                                    "options": {"bands": ["B03"], "water": water}}).get_json()["id"]
-    for _ in range(600):
-        status = demo_client.get(f"/api/v1/batch/{job}").get_json()["status"]
-        if status in ("DONE", "FAILED"):
-            break
-        import time as clock
-
-        clock.sleep(0.2)
-    assert status == "DONE"
+    assert wait_until_finished(demo_client, job, timeout=120)["status"] == "DONE"
     text = demo_client.get(f"/api/v1/batch/{job}/results?table=water_extent&format=csv").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     series = demo_client.post("/api/v1/timeseries", json={"geometry": _polygon("lake"), "time": time,
