@@ -3,7 +3,7 @@ process (:mod:`.store`), run in the background of each server process (:mod:`.ru
 
 from .request import DEFAULT_MAX_POLYGONS, REQUEST_FIELDS, BatchJobRequest, batch_polygons
 from .runner import JobRunner
-from .store import PENDING, RESULT_FILES, STATUSES, JobSetAside, JobStore, is_job_id
+from .store import PENDING, RESULT_FILES, STATUSES, JobStore, is_job_id
 
 __all__ = [
     "DEFAULT_MAX_POLYGONS",
@@ -13,7 +13,6 @@ __all__ = [
     "STATUSES",
     "BatchJobRequest",
     "JobRunner",
-    "JobSetAside",
     "JobStore",
     "batch_polygons",
     "is_job_id",

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ...archive.catalog import Archive
-from ...errors import InvalidRequestError, StatsError
+from ...errors import ConflictError, InvalidRequestError, StatsError
 from ...request import Limits
 from ...results import TABLES
 from ..inputs import BatchPolygon
@@ -60,7 +60,7 @@ from .request import BatchJobRequest, batch_polygons
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PENDING", "RESULT_FILES", "STATUSES", "JobSetAside", "JobStore", "is_job_id"]
+__all__ = ["PENDING", "RESULT_FILES", "STATUSES", "JobStore", "is_job_id"]
 
 #: Result file of each download format.
 RESULT_FILES = {"csv": "result.csv", "parquet": "result.parquet"}
@@ -104,10 +104,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by another user
     return True
-
-
-class JobSetAside(Exception):
-    """Raised inside a run whose job was quarantined meanwhile, to stop it."""
 
 
 class JobStore:
@@ -358,7 +354,7 @@ class JobStore:
                 return
             last[0] = now
             if self.update(job_id, progress={"done": done, "total": total})["status"] != "PROCESSING":
-                raise JobSetAside(job_id)  # quarantined while it ran: stop the work
+                raise ConflictError(f"batch job {job_id}: set aside while it ran")  # quarantined: stop the work
 
         try:
             polygons = self._polygons(job_id)
@@ -375,9 +371,13 @@ class JobStore:
             if self.result_path(job_id, "parquet", EXTENT_LAYER).is_file():
                 extent_to_csv(self.result_path(job_id, "parquet", EXTENT_LAYER),
                               self.result_path(job_id, "csv", EXTENT_LAYER))
-        except JobSetAside:
-            log.error("batch job %s: its record was set aside while it ran; the run stopped", job_id)
-            return self.update(job_id)
+        except ConflictError as exc:
+            current = self.get(job_id)
+            if current is not None and current.get("quarantined"):
+                log.error("batch job %s: its record was set aside while it ran; the run stopped", job_id)
+                return current
+            log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
+            return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
         except Exception as exc:  # the job fails, the runner goes on
             log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
             return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
