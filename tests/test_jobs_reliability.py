@@ -38,6 +38,7 @@ MALFORMED = [
             "'status', 'updated']"),
     (b'{"id": "x"}', "it lacks the fields"),
     (b"not json", "it is not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "it is not valid JSON"),
     (b"\xff\xfe{", "it is not UTF-8 text"),
     (json.dumps({**GOOD_RECORD_FIELDS, "id": "0" * 32}).encode(), "its 'id' is not the id of the job's folder"),
     (json.dumps({**GOOD_RECORD_FIELDS, "id": BAD, "status": "READY"}).encode(), "its 'status' is not one of"),

@@ -171,7 +171,7 @@ class JobStore:
             record = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError:
             return None, "it is not UTF-8 text"
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None, "it is not valid JSON"
         problem = record_problem(record, job_id)
         return (record, None) if problem is None else (None, problem)
