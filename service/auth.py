@@ -2,7 +2,8 @@
 
 Auth is on when clients are configured (``POLYFIS_AUTH_CLIENTS="id:secret,id2:secret2"``). Tokens are
 signed and timestamped with ``itsdangerous`` (key ``POLYFIS_AUTH_KEY``, which every worker behind one
-load balancer must share), expire after ``POLYFIS_TOKEN_TTL`` seconds, and are checked on
+load balancer must share), expire after ``POLYFIS_TOKEN_TTL`` seconds, name their client (``sub``), which must
+be a client configured on the server that checks them (removing a client revokes its tokens), and are checked on
 ``/api/v1/timeseries``, ``/api/v1/statistics``, every ``/api/v1/batch`` route and ``/ogc/fis``. FIS also
 accepts a configured instance id (``POLYFIS_FIS_INSTANCES``) in its path as the key, as Sentinel Hub's OGC
 services do. Secrets are compared in constant time.
@@ -72,12 +73,16 @@ def check_request() -> None:
     if not header.lower().startswith("bearer "):
         raise UnauthorizedError("Authorization: missing bearer token; get one from POST /oauth/token")
     try:
-        _serializer().loads(header[7:].strip(), max_age=settings.token_ttl)
+        claims = _serializer().loads(header[7:].strip(), max_age=settings.token_ttl)
     except SignatureExpired as exc:
         raise UnauthorizedError(
             "Authorization: the token has expired; get a new one from POST /oauth/token") from exc
     except BadSignature as exc:
         raise UnauthorizedError("Authorization: invalid token") from exc
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    if not isinstance(subject, str) or subject not in settings.clients:
+        # signed with this key, but for no client configured here (removed since, or another server's)
+        raise UnauthorizedError("Authorization: invalid token")
 
 
 def register(app: Flask) -> None:

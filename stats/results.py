@@ -12,9 +12,10 @@ import csv
 import datetime as dt
 import io
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from .analytics.outputs import Analytics, rows_of
 from .errors import InvalidRequestError
@@ -208,19 +209,84 @@ class TimeSeriesResult:
         return rows
 
     def to_csv(self, table: str = "dates") -> str:
-        """One :meth:`table` as CSV text: its header, then its rows (by default the dates)."""
+        """One :meth:`table` as CSV text: its header, then its rows (by default the dates); text cells are
+        made safe for spreadsheets (:func:`safe_text`)."""
         header, rows = self.table(table)
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([csv_cell(v) for v in row] for row in rows)
+        write_csv(buffer, header, rows)
         return buffer.getvalue()
 
 
+#: What a spreadsheet takes for the start of a formula (OWASP, CSV injection): such text cells get a ``'``.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(FORMULA_START)
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def safe_text(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading single quote (OWASP's advice against CSV injection), unless it is a plain
+    number (``-0.12``, ``+3``, ``-1e-5``), which no spreadsheet runs.
+
+    >>> safe_text("=1+2"), safe_text("@SUM(A1)"), safe_text("-0.12"), safe_text("-1+2"), safe_text("field 1")
+    ("'=1+2", "'@SUM(A1)", '-0.12', "'-1+2", 'field 1')
+    """
+    if text.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_cell(value: Any) -> Any:
-    """A CSV cell: empty for None, ``true``/``false`` for booleans, the value otherwise."""
+    """A CSV cell: empty for None (and NaN), ``true``/``false`` for booleans, text made safe for
+    spreadsheets (:func:`safe_text`), numbers as they are (a negative number stays a number)."""
+    kind = type(value)
+    if kind is float:  # the most common cell first
+        return value if value == value else ""
+    if kind is str:
+        return safe_text(value) if value[:1] in _FORMULA_FIRST else value
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
     return value
+
+
+def write_csv(out: TextIO, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    r"""Write a header and rows as CSV (``\n`` line ends) with every cell through :func:`csv_cell`.
+
+    A text cell holding a line break is quoted, so that it never breaks the record: the csv module quotes
+    ``\n`` but not a bare ``\r`` under ``\n`` line ends, so rows holding one are written by a writer that
+    quotes both (and given ``\n`` line ends). A reader that follows RFC 4180 (Python's csv, pandas,
+    spreadsheets) reads each cell back whole.
+
+    >>> buffer = io.StringIO()
+    >>> write_csv(buffer, ["id", "v"], [["a\rb", -0.5], ["@x", None]])
+    >>> buffer.getvalue()
+    'id,v\n"a\rb",-0.5\n\'@x,\n'
+    """
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([csv_cell(name) for name in header])
+    chunk: list[list[Any]] = []
+    for row in rows:
+        chunk.append([csv_cell(v) for v in row])
+        if len(chunk) == 10_000:
+            _write_chunk(out, chunk)
+            chunk = []
+    _write_chunk(out, chunk)
+
+
+def _write_chunk(out: TextIO, rows: list[list[Any]]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    text = buffer.getvalue()
+    if "\r" in text:  # rare: some text cell holds a carriage return; quote such cells too
+        quoting = io.StringIO()
+        crlf = csv.writer(quoting, lineterminator="\r\n")
+        lines = []
+        for row in rows:
+            quoting.seek(0)
+            quoting.truncate()
+            crlf.writerow(row)
+            lines.append(quoting.getvalue()[:-2] + "\n")
+        text = "".join(lines)
+    out.write(text)

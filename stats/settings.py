@@ -66,6 +66,9 @@ class Settings:
     cors_origins: str | None = None
     #: Rate limit per client address, in flask-limiter notation ("100/minute"); None for no limit.
     rate_limit: str | None = None
+    #: Where the rate limit counts (a limits storage URI): ``memory://`` counts in each process (per gunicorn
+    #: worker), ``redis://host:6379`` or ``memcached://host:11211`` counts once for every worker sharing it.
+    rate_limit_storage: str = "memory://"
     #: FIS layer configuration file; None uses the shipped stats/fixtures/layers.yaml.
     layers: str | None = None
     #: Folder of the batch jobs; None uses ``$XDG_CACHE_HOME/polyfis/jobs`` (``~/.cache/polyfis/jobs``).
@@ -97,6 +100,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _ = self.clients  # validates the client list
+        _check_rate_limit(self.rate_limit, self.rate_limit_storage)
         for f in fields(self):
             if "min" not in f.metadata:
                 continue
@@ -183,6 +187,25 @@ class Settings:
             else:
                 values[f.name] = raw
         return replace(cls(**values), **overrides)
+
+
+def _check_rate_limit(limit: str | None, storage: str) -> None:
+    """A rate limit flask-limiter reads and a storage URI of a scheme the limits library knows."""
+    from limits import parse_many
+    from limits.storage import SCHEMES
+
+    if limit is not None:
+        try:
+            parse_many(limit)
+        except ValueError as exc:
+            raise ConfigError(f"{PREFIX}RATE_LIMIT: expected a rate such as '100/minute' or '10/second;500/hour', "
+                              f"got {limit!r}") from exc
+    scheme, sep, _ = storage.partition("://")
+    if not sep or scheme not in SCHEMES or scheme.startswith("async+"):
+        known = sorted(s for s in SCHEMES if not s.startswith("async+"))
+        raise ConfigError(f"{PREFIX}RATE_LIMIT_STORAGE: expected a storage URI such as 'memory://' or "
+                          f"'redis://127.0.0.1:6379' (schemes {known}), got "  # never the rest: it may hold a password
+                          + (f"the scheme {scheme!r:.40}" if sep else "no scheme"))
 
 
 def _variable(name: str) -> str:

@@ -111,3 +111,38 @@ def test_cors_preflight_passes_when_auth_is_on(simple_archive: Path) -> None:
                                                                "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] in ("*", "https://x.example")
     assert client.post("/api/v1/statistics", json={}).status_code == 401
+
+
+def _token(client, client_id: str = "app", secret: str = "secret") -> str:
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id,
+                                                 "client_secret": secret})
+    assert response.status_code == 200, response.json
+    return str(response.json["access_token"])
+
+
+def test_a_token_must_name_a_configured_client(simple_archive: Path) -> None:
+    """A token signed with the server's key but for a client not configured (never, or no longer) is a 401."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    settings = {"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": "shared-key"}
+    client = create_app(settings).test_client()
+    signer = URLSafeTimedSerializer("shared-key", salt="polyfis-token")
+    good = _token(client)
+    assert client.get("/api/v1/batch", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    for claims in ({"sub": "ghost"}, {"sub": ""}, {"sub": None}, {"sub": ["app"]}, {}, "app", ["app"], 42, None):
+        forged = signer.dumps(claims)
+        response = client.get("/api/v1/batch", headers={"Authorization": f"Bearer {forged}"})
+        assert response.status_code == 401, claims
+        assert response.json["error"]["message"] == "Authorization: invalid token"
+    assert client.get("/api/v1/batch", headers={
+        "Authorization": f"Bearer {signer.dumps({'sub': 'app'})}"}).status_code == 200
+
+
+def test_removing_a_client_revokes_its_tokens(simple_archive: Path) -> None:
+    """Workers sharing POLYFIS_AUTH_KEY: a server whose clients no longer include 'old' refuses its tokens."""
+    before = create_app({"archive": str(simple_archive), "auth_clients": "old:pw,app:secret",
+                         "auth_key": "k"}).test_client()
+    old, app = _token(before, "old", "pw"), _token(before)
+    after = create_app({"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": "k"}).test_client()
+    assert after.get("/api/v1/batch", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert after.get("/api/v1/batch", headers={"Authorization": f"Bearer {app}"}).status_code == 200

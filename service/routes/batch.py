@@ -2,7 +2,9 @@
 
 A job is validated up front, written to the jobs folder (``POLYFIS_JOBS_DIR``) and run in the background
 by this process's runner (:class:`stats.batch.jobs.runner.JobRunner`) with :func:`stats.batch.run_batch`. Any worker
-process sharing the folder answers the status and result routes.
+process sharing the folder answers the status and result routes. A server lists, serves and runs only the jobs
+of its own archive (a server of another archive sharing the folder answers 404 for them and leaves them
+alone), and a job whose ``job.json`` is malformed is shown to every server as FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -41,9 +43,14 @@ def job_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record(job_id: str) -> dict[str, Any]:
+    """The job's record; a job of another archive than this server's is not found here (a quarantined job,
+    whose archive is unknown, is found by every server)."""
     record = jobs().store.get(job_id)
     if record is None:
         raise NotFoundError(f"batch job {job_id!r:.80} not found; expected an id returned by POST {BASE}")
+    if not record.get("quarantined") and record["archive"] != (archive().href or ""):
+        raise NotFoundError(f"batch job {job_id} not found on this server: it was submitted to a server of another "
+                            "archive, which serves it")
     return record
 
 
@@ -57,11 +64,13 @@ def _state(record: dict[str, Any]) -> str:
 
 @bp.get(BASE)
 def listing() -> Response:
-    """The jobs of this server, oldest first, each as its status view; ``?status=`` keeps one status."""
+    """The jobs of this server's archive (and quarantined ones), oldest first, each as its status view;
+    ``?status=`` keeps one status."""
     wanted = request.args.get("status")
     if wanted is not None and wanted.upper() not in STATUSES:
         raise MalformedRequestError(f"status: got {wanted!r:.40}; expected one of {list(STATUSES)}")
-    views = [job_view(r) for r in jobs().store.records() if wanted is None or r["status"] == wanted.upper()]
+    views = [job_view(r) for r in jobs().store.records(archive().href or "")
+             if wanted is None or r["status"] == wanted.upper()]
     return json_response({"jobs": views})
 
 

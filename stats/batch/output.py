@@ -14,10 +14,9 @@ and date (:func:`extent_frame`).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from ..errors import InvalidRequestError
-from ..results import DateResult, TimeSeriesResult, csv_cell
+from ..results import DateResult, TimeSeriesResult, write_csv
 from .analytics import analytics_tables
 from .plan import ID_COLUMN, BatchPlan, BatchTask
 
@@ -166,11 +165,7 @@ def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | 
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
     if kind == "csv":
         with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(table.column_names)
-            for batch in table.to_batches(max_chunksize=10_000):
-                columns = [c.to_pylist() for c in batch.columns]
-                writer.writerows([csv_cell(v) for v in row] for row in zip(*columns))
+            write_csv(fh, table.column_names, _table_rows(table))
     elif kind == "parquet":
         pq.write_table(table, tmp)
     else:
@@ -182,6 +177,12 @@ def write_table(table: pa.Table, out: str | os.PathLike[str], plan: BatchPlan | 
             extents.to_file(tmp, driver="GPKG", layer=EXTENT_LAYER)
     os.replace(tmp, out)
     return written
+
+
+def _table_rows(table: pa.Table) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``table`` as Python values, converted 10,000 at a time."""
+    for batch in table.to_batches(max_chunksize=10_000):
+        yield from zip(*[c.to_pylist() for c in batch.columns])
 
 
 def companion_path(out: Path, name: str) -> Path:
@@ -243,16 +244,16 @@ def extent_to_csv(parquet: Path, out: Path) -> None:
 
 def _write_extent_file(frame: geopandas.GeoDataFrame, out: Path, kind: str, path: Path | None = None) -> None:
     """The extent file beside a CSV or Parquet ``out``: GeoParquet, or CSV with the polygon as WKT."""
-    import pandas as pd
-
     path = path or extent_path(out)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     if kind == "parquet":
         frame.to_parquet(tmp)
     else:
-        wkt = frame.geometry.to_wkt(rounding_precision=-1)  # full precision, as the GeoParquet holds it
-        text = pd.DataFrame(frame.drop(columns="geometry")).assign(geometry=wkt)
-        text.to_csv(tmp, index=False)
+        wkt = frame.geometry.to_wkt(rounding_precision=-1).tolist()  # full precision, as the GeoParquet holds it
+        names = [str(c) for c in frame.columns if c != "geometry"]
+        columns = [frame[c].tolist() for c in names] + [wkt]
+        with tmp.open("w", newline="", encoding="utf-8") as fh:  # ids made safe as in the statistics CSV
+            write_csv(fh, [*names, "geometry"], zip(*columns))
     os.replace(tmp, path)
 
 

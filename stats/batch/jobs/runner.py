@@ -13,13 +13,13 @@ from .store import PENDING, JobStore
 log = logging.getLogger(__name__)
 
 
-
 class JobRunner:
     """A daemon thread of this process that claims pending jobs of ``store`` and runs them one at a time.
 
     The thread starts on :meth:`wake` (after a job is created) or :meth:`resume` (at start-up, when the
     folder holds pending jobs: CREATED, or PROCESSING left by a process that died). Idle, it looks for
-    claimable jobs again every ``poll_s`` seconds (jobs of crashed processes of this host).
+    claimable jobs again every ``poll_s`` seconds (jobs of crashed processes of this host). It runs only
+    the jobs of its own archive (``archive().href``).
     """
 
     def __init__(self, store: JobStore, archive: Callable[[], Archive], *, workers: int = 0,
@@ -44,27 +44,36 @@ class JobRunner:
         self._wake.set()
 
     def resume(self) -> bool:
-        """Once per runner: start the thread when jobs are pending. True when it did."""
+        """Once per runner: start the thread when jobs (of any archive: the thread keeps its own) are
+        pending. True when it did. A folder that cannot be read is logged; it never stops a start."""
         if self._resumed:
             return False
         self._resumed = True
-        if self.store.pending():
+        try:
+            pending = self.store.pending()
+        except Exception:  # the server starts whatever the jobs folder holds
+            log.exception("batch runner: cannot look for pending jobs in %s", self.store.root)
+            return False
+        if pending:
             log.info("resuming pending batch jobs in %s", self.store.root)
             self.wake()
             return True
         return False
 
     def run_pending(self) -> int:
-        """Claim and run every pending job that no live process holds; the number run."""
+        """Claim and run every pending job of this server's archive that no live process holds; the number
+        run. Jobs of other archives are left to servers of theirs (never claimed, run or failed here)."""
         count = 0
-        for job_id in self.store.pending():
+        archive = self.archive()
+        href = archive.href or ""
+        for job_id in self.store.pending(href):
             if not self.store.claim(job_id):
                 continue
             try:
                 record = self.store.get(job_id)
-                if record is None or record.get("status") not in PENDING:
-                    continue  # finished by another process between the scan and the claim
-                self.store.run(job_id, self.archive(), workers=self.workers, scheduler=self.scheduler,
+                if record is None or record["status"] not in PENDING or record.get("archive") != href:
+                    continue  # finished (or set aside) by another process between the scan and the claim
+                self.store.run(job_id, archive, workers=self.workers, scheduler=self.scheduler,
                                limits=self.limits)
                 count += 1
             finally:

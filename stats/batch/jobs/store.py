@@ -10,7 +10,14 @@ A job folder ``<root>/<id>/`` (``id``: 32 lower-case hex digits) holds
   ``id`` and ``crs``;
 * ``result.parquet`` and ``result.csv`` once the job is DONE (and ``result.parquet.parts/`` while it runs:
   the finished tasks, which a resumed run skips, see :func:`stats.batch.runner.run_batch`);
-* ``lock`` while a process runs the job.
+* ``lock`` while a process runs the job;
+* ``job.json.quarantined`` when ``job.json`` was found malformed: its bytes, set aside, while ``job.json``
+  became a FAILED record saying why (:mod:`.records`); such a job is shown to every server and never run.
+
+Jobs are tied to the archive they were submitted against (``archive``, the archive's resolved href):
+:meth:`JobStore.records` and :meth:`JobStore.pending` given an archive keep only its jobs, and
+:meth:`JobStore.run` leaves a job of another archive untouched, so that servers of different archives
+sharing one jobs folder neither run nor fail each other's jobs.
 
 Every file is written to a temporary name and moved into place (``os.replace``), and a new job's folder
 appears complete (it is built under a hidden name and renamed), so readers in other processes never see
@@ -42,23 +49,21 @@ from pathlib import Path
 from typing import Any
 
 from ...archive.catalog import Archive
-from ...errors import InvalidRequestError, StatsError
+from ...errors import ConflictError, InvalidRequestError, StatsError
 from ...request import Limits
 from ...results import TABLES
+from ..inputs import BatchPolygon
 from ..output import EXTENT_LAYER, companion_path, extent_to_csv, write_table
 from ..runner import run_batch
+from .records import PENDING, QUARANTINE_FILE, STATUSES, iso, now_iso, quarantined_record, record_problem
 from .request import BatchJobRequest, batch_polygons
 
 log = logging.getLogger(__name__)
 
-#: Job statuses, in the order a job goes through them (FAILED instead of DONE when it raised).
-STATUSES = ("CREATED", "PROCESSING", "DONE", "FAILED")
-#: Statuses of a job that still has to run.
-PENDING = ("CREATED", "PROCESSING")
+__all__ = ["PENDING", "RESULT_FILES", "STATUSES", "JobStore", "is_job_id"]
+
 #: Result file of each download format.
 RESULT_FILES = {"csv": "result.csv", "parquet": "result.parquet"}
-#: Fields every job record has.
-RECORD_FIELDS = frozenset({"id", "status", "progress", "created", "updated", "polygons", "rows", "error", "request"})
 #: A lock file that cannot be read is taken for stale once older than this (its writer died mid-write).
 UNREADABLE_LOCK_S = 60.0
 
@@ -70,15 +75,23 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str | None, *, source: Path | None = None) -> None:
+    """Write ``text`` (or a copy of the file ``source``) to ``path`` under a temporary name, then move it there."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    if source is not None:
+        shutil.copyfile(source, tmp)
+    else:
+        tmp.write_text(text or "", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``... : the first that does not exist (earlier quarantined files are kept)."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,7 +128,7 @@ class JobStore:
     def create(self, request: BatchJobRequest, archive_href: str) -> dict[str, Any]:
         """Write a new CREATED job and return its record."""
         job_id = uuid.uuid4().hex
-        now = _now()
+        now = now_iso()
         record = {"id": job_id, "status": "CREATED", "progress": {"done": 0, "total": None}, "created": now,
                   "updated": now, "polygons": len(request.features), "rows": None, "error": None,
                   "request": request.to_json(), "archive": archive_href}
@@ -132,29 +145,75 @@ class JobStore:
         return record
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        """The job's record, or None when there is no such job (or ``job_id`` is malformed, or its
-        ``job.json`` is not a job record: that job is left alone, logged, and every other job goes on)."""
+        """The job's record, or None when there is no such job (or ``job_id`` is malformed).
+
+        A job folder whose ``job.json`` is missing, unreadable or not a job record is quarantined (see
+        :mod:`.records`): the answer is then its FAILED record saying why, and every other job goes on.
+        """
         if not is_job_id(job_id):
             return None
-        path = self.root / job_id / "job.json"
+        record, problem = self._read(job_id)
+        if problem is None:
+            return record
+        if not (self.root / job_id).is_dir():
+            return None
+        return self._quarantine(job_id, problem)
+
+    def _read(self, job_id: str) -> tuple[dict[str, Any], None] | tuple[None, str]:
+        """The record of ``job.json``, or what is wrong with it."""
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or not set(record) >= RECORD_FIELDS or record.get("id") != job_id \
-                or record.get("status") not in STATUSES or not isinstance(record.get("progress"), dict) \
-                or not isinstance(record.get("request"), dict):
-            log.error("batch job %s: job.json is not a job record (%s); the job is ignored", job_id,
-                      f"a {type(record).__name__}" if not isinstance(record, dict) else "fields missing or wrong")
-            return None
-        return record
+            data = (self.root / job_id / "job.json").read_bytes()
+        except FileNotFoundError:
+            return None, "the file is missing"
+        except OSError:
+            return None, "the file cannot be read"
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, "it is not UTF-8 text"
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+            return None, "it is not valid JSON"
+        problem = record_problem(record, job_id)
+        return (record, None) if problem is None else (None, problem)
+
+    def _quarantine(self, job_id: str, problem: str) -> dict[str, Any]:
+        """Set a malformed ``job.json`` aside (its bytes kept in :data:`QUARANTINE_FILE`) and replace it with
+        a FAILED record saying why; under this host's ``flock`` of the job, so that it happens once."""
+        folder = self.root / job_id
+        try:
+            with self._takeover_mutex(job_id):
+                record, problem_now = self._read(job_id)
+                if problem_now is None and record is not None:
+                    return record  # quarantined (or rewritten) by another process meanwhile
+                replacement = quarantined_record(job_id, problem_now or problem, self._created(folder))
+                path = folder / "job.json"
+                if path.is_file():
+                    _write_atomic(_free_name(folder / QUARANTINE_FILE), None, source=path)
+                _write_atomic(path, json.dumps(replacement, indent=1))
+        except OSError as exc:  # a read-only folder: the job is FAILED in this answer only
+            log.error("batch job %s: job.json is malformed (%s) and cannot be set aside: %s", job_id, problem, exc)
+            return quarantined_record(job_id, problem, self._created(folder))
+        log.error("batch job %s: job.json is malformed (%s); set aside as %s and the job marked FAILED", job_id,
+                  problem, QUARANTINE_FILE)
+        return replacement
+
+    @staticmethod
+    def _created(folder: Path) -> str:
+        """When a job whose record is lost was created: its polygons file's time, else its folder's."""
+        for path in (folder / "polygons.geojson", folder):
+            with contextlib.suppress(OSError):
+                return iso(dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC))
+        return now_iso()
 
     def update(self, job_id: str, **changes: Any) -> dict[str, Any]:
-        """Change fields of the record (and ``updated``); only the process holding the job calls this."""
+        """Change fields of the record (and ``updated``); only the process holding the job calls this.
+        A quarantined job's record is not changed (it is returned as it is)."""
         record = self.get(job_id)
         if record is None:
             raise InvalidRequestError(f"job {job_id}: no such job")
-        record.update(changes, updated=_now())
+        if record.get("quarantined"):
+            return record
+        record.update(changes, updated=now_iso())
         _write_atomic(self.folder(job_id) / "job.json", json.dumps(record, indent=1))
         return record
 
@@ -164,8 +223,9 @@ class JobStore:
         rows = self.folder(job_id) / RESULT_FILES[fmt]
         return rows if table == "dates" else companion_path(rows, table)
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every job's record, oldest first (an unreadable folder gives none)."""
+    def records(self, archive: str | None = None) -> list[dict[str, Any]]:
+        """Every job's record, oldest first (an unreadable folder gives none); with ``archive``, only the
+        jobs submitted against that archive (and the quarantined ones, whose archive is unknown)."""
         try:
             names = [e.name for e in os.scandir(self.root) if e.is_dir() and is_job_id(e.name)]
         except FileNotFoundError:
@@ -173,12 +233,14 @@ class JobStore:
         except OSError as exc:
             log.error("cannot list the batch jobs folder: %s", exc)
             return []
-        records = [r for r in map(self.get, names) if r is not None]
-        return sorted(records, key=lambda r: (r.get("created", ""), r["id"]))
+        records = [r for r in map(self.get, names) if r is not None and (
+            archive is None or r.get("archive") == archive or r.get("quarantined"))]
+        return sorted(records, key=lambda r: (r["created"], r["id"]))
 
-    def pending(self) -> list[str]:
-        """Ids of the jobs still to run (CREATED or PROCESSING), oldest first."""
-        return [r["id"] for r in self.records() if r.get("status") in PENDING]
+    def pending(self, archive: str | None = None) -> list[str]:
+        """Ids of the jobs still to run (CREATED or PROCESSING), oldest first; with ``archive``, only
+        those submitted against that archive."""
+        return [r["id"] for r in self.records(archive) if r["status"] in PENDING]
 
     # ---- locks --------------------------------------------------------------------------------
 
@@ -215,7 +277,7 @@ class JobStore:
         except (FileExistsError, FileNotFoundError):
             return False
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"pid": os.getpid(), "host": self.host, "token": self._token, "since": _now()}, fh)
+            json.dump({"pid": os.getpid(), "host": self.host, "token": self._token, "since": now_iso()}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         return True
@@ -249,6 +311,18 @@ class JobStore:
 
     # ---- running ------------------------------------------------------------------------------
 
+    def _polygons(self, job_id: str) -> list[BatchPolygon]:
+        """The job's polygons, from its ``polygons.geojson``.
+
+        :raises InvalidRequestError: when the file is missing or not the polygons the store wrote.
+        """
+        try:
+            return batch_polygons(json.loads((self.folder(job_id) / "polygons.geojson").read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.error("batch job %s: polygons.geojson cannot be read: %r", job_id, exc)
+            raise InvalidRequestError("the job's polygons (polygons.geojson) are missing or malformed on this "
+                                      "server; submit the job again") from exc
+
     def run(self, job_id: str, archive: Archive, *, workers: int = 0, scheduler: str | None = None,
             limits: Limits | None = None, min_interval: float = 0.5) -> dict[str, Any]:
         """Run a job this store has claimed: PROCESSING, then DONE with ``rows`` or FAILED with ``error``.
@@ -257,12 +331,20 @@ class JobStore:
         batch runs with :func:`stats.batch.run_batch` (``workers``/``scheduler`` as there; 0 workers and no
         scheduler: in this process) to ``result.parquet`` (and its analytics tables beside it), then the CSV
         files are written from them.
+
+        A job of another archive than ``archive`` (or quarantined, or finished) is left as it is: jobs are
+        tied to the archive they were submitted against, and servers of other archives sharing the jobs
+        folder leave them to a server of theirs.
         """
+        record = self.get(job_id)
+        if record is None:
+            raise InvalidRequestError(f"job {job_id}: no such job")
+        if record["status"] not in PENDING or record.get("archive") != (archive.href or ""):
+            log.warning("batch job %s: not run here (%s)", job_id, record["status"] if record["status"] not in
+                        PENDING else "it was submitted against another archive")
+            return record
         record = self.update(job_id, status="PROCESSING", error=None)
         folder = self.folder(job_id)
-        if record.get("archive") != archive.href:
-            return self.update(job_id, status="FAILED", error=(
-                "the server serves another archive than when this job was submitted; submit the job again"))
         request = record["request"]
         last = [0.0]
 
@@ -271,10 +353,11 @@ class JobStore:
             if done < total and now - last[0] < min_interval:
                 return
             last[0] = now
-            self.update(job_id, progress={"done": done, "total": total})
+            if self.update(job_id, progress={"done": done, "total": total})["status"] != "PROCESSING":
+                raise ConflictError(f"batch job {job_id}: set aside while it ran")  # quarantined: stop the work
 
         try:
-            polygons = batch_polygons(json.loads((folder / "polygons.geojson").read_text(encoding="utf-8")))
+            polygons = self._polygons(job_id)
             parquet = self.result_path(job_id, "parquet")
             summary = run_batch(archive, polygons, request["time"]["from"], request["time"]["to"], parquet,
                                 options=request["options"], scheduler=scheduler, workers=workers, progress=progress,
@@ -288,6 +371,13 @@ class JobStore:
             if self.result_path(job_id, "parquet", EXTENT_LAYER).is_file():
                 extent_to_csv(self.result_path(job_id, "parquet", EXTENT_LAYER),
                               self.result_path(job_id, "csv", EXTENT_LAYER))
+        except ConflictError as exc:
+            current = self.get(job_id)
+            if current is not None and current.get("quarantined"):
+                log.error("batch job %s: its record was set aside while it ran; the run stopped", job_id)
+                return current
+            log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
+            return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
         except Exception as exc:  # the job fails, the runner goes on
             log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
             return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
