@@ -117,8 +117,9 @@ def _collection_crs(collection: Any) -> str:
     member = collection.get("crs") if isinstance(collection, dict) else None
     if member is None:
         return "EPSG:4326"
-    name = member.get("properties", {}).get("name") if isinstance(member, dict) else None
-    if not isinstance(name, str) or not isinstance(member.get("properties"), dict):
+    properties = member.get("properties") if isinstance(member, dict) else None
+    name = properties.get("name") if isinstance(properties, dict) else None
+    if not isinstance(name, str):
         raise InvalidRequestError(f"polygons.crs: got {member!r:.80}; expected "
                                   "{'type': 'name', 'properties': {'name': 'EPSG:32633'}} or the body's 'crs'")
     return name

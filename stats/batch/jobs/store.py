@@ -395,4 +395,4 @@ def _failure_message(exc: Exception, folder: Path, archive: Archive) -> str:
                 message = message.replace(secret, "…")
         return message
     kind = "reading the archive" if isinstance(exc, StatsError) else "running the batch"
-    return f"internal error {kind} ({type(exc).__name__}); the server log has the details"
+    return f"internal error {kind}; the server log has the details"
