@@ -215,8 +215,11 @@ class FrontWorker(Worker):  # type: ignore[misc]
         socket_map: dict[int, Any] = {}
         servers = [_Server(self.wsgi, socket_map, True, sock, dispatcher=dispatcher, adj=adj, bind_socket=False,
                            sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname())) for sock in listeners]
+        beat = 0.0
         while self.alive and os.getppid() == self.ppid:
-            self.notify()
+            if time.monotonic() - beat >= 1.0:  # the arbiter's heartbeat, once a second at most
+                self.notify()
+                beat = time.monotonic()
             wasyncore.loop(timeout=1.0, use_poll=True, map=socket_map, count=1)
         self._drain(servers, dispatcher, socket_map)
 
