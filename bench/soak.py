@@ -59,7 +59,7 @@ def batch_polygons(count: int) -> dict[str, Any]:
         for i, f in enumerate(chosen)]}
 
 
-def call(url: str, body: dict[str, Any] | None = None, timeout: float = 60) -> bytes:
+def call(url: str, body: dict[str, Any] | None = None, timeout: float = 300) -> bytes:
     """GET ``url`` (POST ``body`` as JSON), retried for a minute if the connection fails (a worker was killed)."""
     data = json.dumps(body).encode() if body is not None else None
     deadline = time.monotonic() + 60
@@ -70,7 +70,7 @@ def call(url: str, body: dict[str, Any] | None = None, timeout: float = 60) -> b
                 return bytes(answer.read())
         except urllib.error.HTTPError:
             raise
-        except OSError:
+        except (ConnectionError, urllib.error.URLError):  # not a timeout: a POST that timed out may have landed
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
@@ -154,15 +154,20 @@ def main() -> None:
                  "--users", str(args.users), "--spawn-rate", str(args.users), "--run-time", f"{args.minutes * 60}s",
                  "--csv", str(prefix), "--only-summary"], env={**os.environ, **env},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            t0 = time.time()
-            jobs = [json.loads(call(f"{server.base}/api/v1/batch", body))["id"]]
-            kills = []
-            for minute in range(1, args.minutes):
-                time.sleep(max(0.0, t0 + 60 * minute - time.time()))
-                kills.append(kill_one(server.pid, jobs_dir, minute, args.workers))
-                print(f"minute {minute}: killed {kills[-1]}", flush=True)
-                jobs.append(json.loads(call(f"{server.base}/api/v1/batch", body))["id"])
-            locust.wait(timeout=args.minutes * 60 + 180)
+            try:
+                t0 = time.time()
+                jobs = [json.loads(call(f"{server.base}/api/v1/batch", body))["id"]]
+                kills = []
+                for minute in range(1, args.minutes):
+                    time.sleep(max(0.0, t0 + 60 * minute - time.time()))
+                    kills.append(kill_one(server.pid, jobs_dir, minute, args.workers))
+                    print(f"minute {minute}: killed {kills[-1]}", flush=True)
+                    jobs.append(json.loads(call(f"{server.base}/api/v1/batch", body))["id"])
+                locust.wait(timeout=args.minutes * 60 + 180)
+            finally:
+                if locust.poll() is None:
+                    locust.terminate()
+                    locust.wait(30)
             load_end = time.time()
             statuses = {}
             for job_id in jobs:

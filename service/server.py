@@ -18,8 +18,6 @@
   coding other than chunked. A chunked body is buffered whole and handed to the app with its length, so the
   app's body limits (``POLYFIS_MAX_BODY_BYTES``, ``POLYFIS_BATCH_MAX_BODY_BYTES``) hold for it as for a body
   sent with ``Content-Length``.
-* A worker accepts new connections only while one of its request threads is free, so a busy worker leaves
-  them to an idle one.
 * Each worker starts its batch job runner right away (:func:`service.resume_jobs`), so jobs left pending by a
   previous run, or by a worker that was killed, resume without waiting for a request.
 """
@@ -168,7 +166,7 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]
-    """waitress on an inherited listening socket, with request deadlines and accept gated on free threads."""
+    """waitress on an inherited listening socket, with request deadlines."""
 
     channel_class = _Channel
 
@@ -180,10 +178,6 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
             if isinstance(request, _Request) and request.overdue(clock):
                 channel.will_close = True
 
-    def readable(self) -> bool:
-        accepting: bool = super().readable()  # also runs maintenance() every cleanup_interval
-        dispatcher = self.task_dispatcher
-        return accepting and dispatcher.active_count + len(dispatcher.queue) < len(dispatcher.threads)
 
 
 def adjustments(settings: Settings, limits: FrontLimits, sockets: list[socket.socket]) -> Adjustments:
