@@ -39,7 +39,8 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask as _WaitressAnswerTask  # an answer task, not an exception
+from waitress.task import ThreadedTaskDispatcher
 from waitress.utilities import Error
 
 from stats.settings import Settings
@@ -69,11 +70,11 @@ class FrontLimits:
     max_connections: int = 1_000
 
 
-class RequestURITooLarge(Error):  # type: ignore[misc]
-    """waitress error for a request line over :attr:`FrontLimits.max_request_line` (waitress has no 414)."""
-
-    code = 414
-    reason = "URI Too Long"
+def uri_too_long(limit: int) -> Any:
+    """waitress's answer object for a request line over ``limit`` bytes (waitress itself has no 414)."""
+    answer = Error(f"more than {limit} bytes")
+    answer.code, answer.reason = 414, "URI Too Long"
+    return answer
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -96,7 +97,7 @@ class _Request(HTTPRequestParser):  # type: ignore[misc]
         if not self.completed and self.body_rcv is None and not self.headers_finished \
                 and self._line_too_long(data):  # checked first: waitress would answer a long line with 431
             self.parse_header(b"GET / HTTP/1.0\r\n")
-            self.error = RequestURITooLarge(f"more than {self.limits.max_request_line} bytes")
+            self.error = uri_too_long(self.limits.max_request_line)
             self.completed = True
             return len(data)
         consumed: int = super().received(data)
@@ -146,7 +147,7 @@ def front_error(status: int, detail: str, adj: Adjustments, limits: FrontLimits)
     return error_body(status, message, _CODES.get(status, "HTTPError"))
 
 
-class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
+class _JsonAnswerTask(_WaitressAnswerTask):  # type: ignore[misc]
     """waitress's own error answers (bad request line, 413, 414, 431, 501, 500) as the project's JSON."""
 
     def execute(self) -> None:
@@ -162,7 +163,7 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
     parser_class = _Request
-    error_task_class = _JsonErrorTask
+    error_task_class = _JsonAnswerTask
 
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]
