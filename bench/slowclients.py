@@ -59,6 +59,7 @@ class SlowClients:
         self.sockets: list[socket.socket | None] = []
         self.closed = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the dribbling thread and open_count() take turns with the sockets
         self._thread = threading.Thread(target=self._dribble, daemon=True)
 
     def __enter__(self) -> SlowClients:
@@ -81,17 +82,21 @@ class SlowClients:
         tick = 0
         while not self._stop.wait(self.interval):
             tick += 1
-            for i, sock in enumerate(self.sockets):
-                if sock is None:
-                    continue
-                payload = f"X-Slow-{tick}: {tick}\r\n".encode() if self.kinds[i] == "slowloris" else b" " * 10
-                try:
-                    sock.sendall(payload)
-                except OSError:
-                    self._close(i)
-                    if self.reconnect:
-                        with contextlib.suppress(OSError):
-                            self._open(i)
+            with self._lock:
+                self._send_round(tick)
+
+    def _send_round(self, tick: int) -> None:
+        for i, sock in enumerate(self.sockets):
+            if sock is None:
+                continue
+            payload = f"X-Slow-{tick}: {tick}\r\n".encode() if self.kinds[i] == "slowloris" else b" " * 10
+            try:
+                sock.sendall(payload)
+            except OSError:
+                self._close(i)
+                if self.reconnect:
+                    with contextlib.suppress(OSError):
+                        self._open(i)
 
     def _close(self, i: int) -> None:
         sock = self.sockets[i]
@@ -102,19 +107,26 @@ class SlowClients:
 
     def open_count(self) -> int:
         """Connections still open on the server's side (a closed one reads EOF without blocking)."""
+        with self._lock:
+            return self._count_open()
+
+    def _count_open(self) -> int:
         for i, sock in enumerate(self.sockets):
             if sock is None:
                 continue
             sock.setblocking(False)
             try:
-                if sock.recv(4096) == b"":
-                    self._close(i)
-            except BlockingIOError:
-                pass
+                data = sock.recv(4096)
+            except BlockingIOError:  # nothing to read: still open
+                sock.setblocking(True)
+                continue
             except OSError:
                 self._close(i)
-            else:
+                continue
+            if data:
                 sock.setblocking(True)
+            else:  # EOF: the server closed it
+                self._close(i)
         return sum(s is not None for s in self.sockets)
 
     def __exit__(self, *exc: object) -> None:
