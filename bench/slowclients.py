@@ -219,9 +219,9 @@ def main() -> None:
              "| slow connections | probe | probes | failed | median s | max s |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {'none' if when == 'quiet' else args.connections} | {what} | {s['probes']} | {s['failed']} | "
               f"{s['median_s']} | {s['max_s']} |" for when, what, s in rows]
-    lines += ["", f"The server closed {figures['closed_by_server']} slow connections during the hold; each was "
-              f"reopened at once, so {args.connections} were held throughout ({figures['open_at_end']} open at "
-              "the end)."]
+    lines += ["", f"The server closed {figures['closed_by_server']} slow connections during the hold (past their "
+              f"header or body deadline); each was reopened at its next send, within {args.interval:g} s "
+              f"({figures['open_at_end']} were open at the end)."]
     write_results(args.results_dir, "slowclients", report, "\n".join(lines))
     print("\n".join(lines))
 
