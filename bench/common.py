@@ -171,10 +171,12 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Server:
-    """A running ``polyfis serve``: its base URL and the seconds it took to answer ``/health``."""
+    """A running ``polyfis serve``: its base URL, the seconds it took to answer ``/health`` and the pid of its
+    arbiter (the parent of the worker processes)."""
 
     base: str
     start_s: float
+    pid: int = 0
 
 
 @contextlib.contextmanager
@@ -203,7 +205,7 @@ def polyfis_server(workers: int, env: Mapping[str, str] | None = None, timeout_s
                     if time.perf_counter() - t0 > timeout_s:
                         raise RuntimeError(f"polyfis serve did not answer /health within {timeout_s:.0f} s") from None
                     time.sleep(0.1)
-            yield Server(base, time.perf_counter() - t0)
+            yield Server(base, time.perf_counter() - t0, server.pid)
         finally:
             server.terminate()
             try:

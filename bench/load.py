@@ -6,13 +6,15 @@ Run:  .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/load.py [--u
 It builds (or reuses) the demo archive, starts ``polyfis serve`` on a free local port, runs
 ``bench/locustfile.py`` (time series, FIS and Statistical requests in a 5:3:2 mix) and writes the
 requests per second and p50/p95/p99 latencies per request kind to ``load.md`` and ``.json`` in
-``--results-dir`` (default ``bench/results``).
+``--results-dir`` (default ``bench/results``). When that folder already holds a ``load.json``, the report
+also gives the previous run's aggregated figures and this run's ratio to them.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     args.results_dir.mkdir(parents=True, exist_ok=True)
     prefix = args.results_dir / "load"
+    previous_path = args.results_dir / "load.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.exists() else None
     with polyfis_server(workers=args.workers, timeout_s=START_TIMEOUT_S) as server:
         subprocess.run([str(BIN / "locust"), "-f", str(BENCH / "locustfile.py"), "--headless",
                         "--host", server.base, "--users", str(args.users),
@@ -61,16 +65,31 @@ def main() -> None:
         "revision": git_revision(),
         "rows": table,
     }
-    setup = (f"Command: `{report['command']}` (polyfis checkout {report['revision']}); gunicorn with "
-             f"{args.workers} workers x 2 threads on 127.0.0.1, locust in the same machine "
+    setup = (f"Command: `{report['command']}` (polyfis checkout {report['revision']}); `polyfis serve` "
+             f"(gunicorn's arbiter, waitress workers) with {args.workers} workers on 127.0.0.1, locust in the same "
+             "machine "
              f"({describe_machine(report['machine'])}), demo archive (37 dates), one year per time series.")
     lines = ["# Load test: mixed time series, FIS and Statistical requests", "", setup, "",
              "| request | requests | failures | req/s | p50 ms | p95 ms | p99 ms |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['name']} | {r['requests']} | {r['failures']} | {r['rps']:.2f} | {r['p50_ms']:.0f} | "
               f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} |" for r in table]
+    lines += compare(table, previous)
     write_results(args.results_dir, "load", report, "\n".join(lines))
     print("\n".join(lines))
+
+
+def compare(table: list[dict[str, Any]], previous: dict[str, Any] | None) -> list[str]:
+    """Lines comparing this run's aggregated figures with the previous run's (none without one)."""
+    before = next((r for r in (previous or {}).get("rows", []) if r["name"] == "Aggregated"), None)
+    now = next((r for r in table if r["name"] == "Aggregated"), None)
+    if before is None or now is None or not before["rps"] or not before["p95_ms"]:
+        return []
+    revision = (previous or {}).get("revision", "unknown revision")
+    return ["", f"Previous run ({revision}): {before['rps']:.2f} req/s, "
+            f"p95 {before['p95_ms']:.0f} ms, {before['failures']} failures. This run / previous: "
+            f"{now['rps'] / before['rps']:.2f}x the requests per second, {now['p95_ms'] / before['p95_ms']:.2f}x "
+            "the p95."]
 
 
 if __name__ == "__main__":

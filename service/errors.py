@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import (
@@ -27,10 +28,14 @@ from stats.errors import OPERATOR_ERRORS, StatsError, error_code, status_for
 log = logging.getLogger(__name__)
 
 
+def error_body(status: int, message: str, code: str) -> dict[str, Any]:
+    """The JSON error body (also written by the HTTP front, :mod:`service.server`, outside any app)."""
+    return {"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message, "code": code}}
+
+
 def error_response(status: int, message: str, code: str) -> tuple[Response, int]:
     """The JSON error body with ``status``."""
-    body = {"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message, "code": code}}
-    return jsonify(body), status
+    return jsonify(error_body(status, message, code)), status
 
 
 def register(app: Flask) -> None:
