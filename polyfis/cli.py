@@ -87,7 +87,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="gunicorn worker processes (each loads the archive index and the model once).")
+              help="worker processes (the archive index and the model are loaded once, before they fork).")
 def serve(archive: str | None, host: str, port: int, workers: int) -> None:
     """Serve the HTTP API under gunicorn (settings from POLYFIS_* variables)."""
     from service import create_app
