@@ -76,10 +76,21 @@ def whittaker(index: np.ndarray, y: np.ndarray, w: np.ndarray, n: int, smoothing
     """
     if n < 3 or np.count_nonzero(w) < 2:
         return np.interp(np.arange(n), index, y) if index.size > 1 else np.full(n, float(y[0]))
-    bands = smoothing * _penalty_bands(n)
-    bands[2] += np.bincount(index, weights=w, minlength=n)
-    target = np.bincount(index, weights=w * y, minlength=n)
-    return solveh_banded(bands, target, check_finite=False)
+    return _solve_blocks(np.array([n]), index, w, y, smoothing)
+
+
+def _solve_blocks(spans: np.ndarray, at: np.ndarray, w: np.ndarray, y: np.ndarray, smoothing: float) -> np.ndarray:
+    """Whittaker curves of independent series laid end to end (block ``i`` has ``spans[i]`` >= 3 days),
+    solved as one block-diagonal banded system; ``at`` places each observation on the joined days."""
+    offset = np.concatenate(([0], np.cumsum(spans)))
+    bands = np.zeros((3, int(offset[-1])))
+    for i, n in enumerate(spans.tolist()):
+        bands[:, offset[i]:offset[i + 1]] = _penalty_bands(n)
+    bands *= smoothing
+    bands[2] += np.bincount(at, weights=w, minlength=bands.shape[1])
+    if not bands.shape[1]:
+        return np.zeros(0)
+    return solveh_banded(bands, np.bincount(at, weights=w * y, minlength=bands.shape[1]), check_finite=False)
 
 
 @lru_cache(maxsize=16)
@@ -133,16 +144,9 @@ def daily_curves(obs: Observations, options: FillOptions, variable: str, statist
     span[has] = days[ends[has] - 1] - first[has] + 1
     joint = (ends - starts >= 2) & (span >= 3)
     offset = np.concatenate(([0], np.cumsum(np.where(joint, span, 0))))
-    bands = np.zeros((3, int(offset[-1])))
-    for p in np.flatnonzero(joint).tolist():
-        bands[:, offset[p]:offset[p + 1]] = _penalty_bands(int(span[p]))
-    bands *= options.smoothing
     in_joint = joint[polygon]
     at = offset[polygon[in_joint]] + days[in_joint] - first[polygon[in_joint]]
-    w, y = weights[rows][in_joint], series[rows][in_joint]
-    bands[2] += np.bincount(at, weights=w, minlength=bands.shape[1])
-    solved = (solveh_banded(bands, np.bincount(at, weights=w * y, minlength=bands.shape[1]), check_finite=False)
-              if bands.shape[1] else np.zeros(0))
+    solved = _solve_blocks(span[joint], at, weights[rows][in_joint], series[rows][in_joint], options.smoothing)
     out = []
     for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         if joint[p]:
