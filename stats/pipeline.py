@@ -142,7 +142,8 @@ def query_timeseries(
     elif dropped_empty and not series and not dropped_cloudy:
         warnings.append(f"none of the {dropped_empty} dates found has a valid pixel in the polygon (the imagery "
                         "has no data there); include_empty: true lists them")
-    analytics = analyse(Observations.from_series(series, options), options, request.time)
+    analytics = (analyse(Observations.from_series(series, options), options, request.time)
+                 if options.analytics.requested else None)
     return replace(TimeSeriesResult.empty(options), series=tuple(series), acquisitions=len(found),
                    dropped_cloudy=dropped_cloudy, dropped_empty=dropped_empty, warnings=tuple(warnings),
                    analytics=analytics)
