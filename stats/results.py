@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .analytics.outputs import Analytics, rows_of
+from .analytics.outputs import Analytics, clean, rows_of
 from .errors import InvalidRequestError
 from .request import QueryOptions
 from .water.result import WATER_COLUMNS, Water
@@ -76,16 +75,16 @@ class DateResult:
         if self.error is not None:
             out["error"] = self.error
             return out
-        cloud: dict[str, Any] = {"probability": _clean(self.cloud_probability), "cloudy": self.cloudy}
+        cloud: dict[str, Any] = {"probability": clean(self.cloud_probability), "cloudy": self.cloudy}
         if self.pixel_cloud is not None:
             pc = self.pixel_cloud
-            cloud.update(fraction=_clean(pc.fraction), probability_mean=_clean(pc.probability_mean),
+            cloud.update(fraction=clean(pc.fraction), probability_mean=clean(pc.probability_mean),
                          clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
                          trusted=self.warning is None, warning=self.warning)
         out["cloud"] = cloud
         out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
-        out["bands"] = {b: {k: _clean(v) for k, v in s.items()} for b, s in self.bands.items()}
-        out["indices"] = {i: {k: _clean(v) for k, v in s.items()} for i, s in self.indices.items()}
+        out["bands"] = {b: {k: clean(v) for k, v in s.items()} for b, s in self.bands.items()}
+        out["indices"] = {i: {k: clean(v) for k, v in s.items()} for i, s in self.indices.items()}
         if self.water is not None:
             out["water"] = self.water.to_dict()
         if self.histograms:
@@ -97,12 +96,6 @@ def format_datetime(value: dt.datetime) -> str:
     """UTC ISO-8601 with a ``Z`` suffix, to the second (or microsecond when present)."""
     text = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
     return text + "Z"
-
-
-def _clean(value: Number) -> Number:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 #: The CSV tables of a time series: one row per date, per interval, per curve date, or the season.
@@ -191,11 +184,11 @@ class TimeSeriesResult:
         """One row per date in :meth:`columns` order; None for missing values."""
         rows = []
         for d in self.series:
-            row: list[Any] = [d.date.isoformat(), _clean(d.cloud_probability), d.cloudy, d.valid_pixels,
+            row: list[Any] = [d.date.isoformat(), clean(d.cloud_probability), d.cloudy, d.valid_pixels,
                               d.nodata_pixels]
             if self.pixel_cloud:
                 pc = d.pixel_cloud
-                row += ([_clean(pc.fraction), _clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
+                row += ([clean(pc.fraction), clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
                          d.warning is None] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
             if self.water:
                 w = d.water
@@ -203,7 +196,7 @@ class TimeSeriesResult:
             for names, table in ((self.bands, d.bands), (self.indices, d.indices)):
                 for name in names:
                     values = table.get(name, {})
-                    row += [_clean(values.get(s)) for s in self.statistics]
+                    row += [clean(values.get(s)) for s in self.statistics]
             row.append(d.error)
             rows.append(row)
         return rows
