@@ -55,8 +55,8 @@ from stats.analytics.compute import analyse
 from stats.analytics.series import Observations
 from stats.archive.synthetic import build_demo_archive, demo_polygons
 from stats.batch import BatchPolygon, batch_options, batch_time, plan_batch, run_plan
-from stats.cloud import default_model
-from stats.cloudmask import ProbabilityCache
+from stats.clouds.cells import ProbabilityCache
+from stats.clouds.model import default_model
 from stats.datasets import window_cache
 
 PACKAGES: tuple[str, ...] = ("polyfis", "numpy", "scipy", "pyarrow", "rasterio", "shapely")

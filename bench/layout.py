@@ -182,7 +182,7 @@ def polygon_geometries() -> dict[str, dict[str, Any]]:
 def query_child(archive_dir: Path, polygon: str, warm_repeat: int) -> dict[str, Any]:
     """Body of the fresh subprocess: the cold (first) query, then the best of ``warm_repeat`` repeats."""
     from stats import Archive, TimeSeriesRequest, query_timeseries
-    from stats.cloud import default_model
+    from stats.clouds.model import default_model
 
     archive = Archive.open(archive_dir)
     default_model().probability(np.full((1, 10), 0.1))

@@ -1,7 +1,7 @@
 """The polyfis contenders of the benchmark: the engine in-process, over HTTP, and the batch.
 
 * ``polyfis_engine``: ``query_timeseries`` in the child process, the cold (first) call then warm repeats,
-  with ``stats.cloud.CloudModel.probability`` wrapped by a timer to report the model's share;
+  with ``stats.clouds.model.CloudModel.probability`` wrapped by a timer to report the model's share;
 * ``polyfis_http``: ``polyfis serve`` with one worker, POST ``/api/v1/timeseries`` cold then warm;
 * ``polyfis_compute_batch`` and ``polyfis_run_batch``: ``stats.batch.compute_batch`` in-process and
   ``stats.batch.run_batch`` on a Dask LocalCluster of 2 workers.
@@ -51,9 +51,9 @@ def _check_answer(job: Job, data: dict[str, Any]) -> None:
 def run_polyfis_engine(job: Job) -> dict[str, Any]:
     """``query_timeseries`` in-process: archive open, model load, the cold call, then warm repeats."""
     t0 = time.perf_counter()
-    import stats.cloud
+    import stats.clouds.model
     from stats import Archive, TimeSeriesRequest, query_timeseries
-    from stats.cloud import default_model
+    from stats.clouds.model import default_model
 
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -64,7 +64,7 @@ def run_polyfis_engine(job: Job) -> dict[str, Any]:
     archive_open_s = time.perf_counter() - t0
 
     model_calls: list[tuple[float, int]] = []
-    original = stats.cloud.CloudModel.probability
+    original = stats.clouds.model.CloudModel.probability
 
     def timed(self: Any, pixels: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
@@ -73,7 +73,7 @@ def run_polyfis_engine(job: Job) -> dict[str, Any]:
         finally:
             model_calls.append((time.perf_counter() - t, int(np.asarray(pixels).shape[0])))
 
-    stats.cloud.CloudModel.probability = timed  # type: ignore[method-assign]
+    stats.clouds.model.CloudModel.probability = timed  # type: ignore[method-assign]
     body = _body(job)
     calls: list[dict[str, Any]] = []
     values: Values = {}
@@ -147,7 +147,7 @@ def run_polyfis_compute_batch(job: Job) -> dict[str, Any]:
     """``stats.batch.compute_batch`` in-process, returning a pyarrow Table."""
     batch = _batch_module()
     from stats import Archive
-    from stats.cloud import default_model
+    from stats.clouds.model import default_model
 
     t0 = time.perf_counter()
     default_model().probability(np.full((1, 10), 0.1))

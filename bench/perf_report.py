@@ -36,7 +36,7 @@ HOW_MEASURED = [
      "only its time is reported."),
     ("polyfis engine: `query_timeseries(TimeSeriesRequest.from_dict(body), Archive.open(...))` with the "
      "s2cloudless model loaded beforehand; cold = first call in the process, warm = median of the repeated "
-     "calls (datasets kept open by polyfis's pool). `stats.cloud.CloudModel.probability` is wrapped with a "
+     "calls (datasets kept open by polyfis's pool). `stats.clouds.model.CloudModel.probability` is wrapped with a "
      "timer to report the model's share."),
     ("polyfis HTTP: `polyfis serve --workers 1` (one gunicorn worker so that the repeated call hits the warm "
      "process; POLYFIS_TIME_BUDGET_S=3600), POST /api/v1/timeseries with the same body. The cold call "

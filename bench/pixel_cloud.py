@@ -34,8 +34,8 @@ from common import (
 
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.synthetic import build_demo_archive, demo_polygons
-from stats.cloud import default_model
-from stats.cloudmask import ProbabilityCache
+from stats.clouds.cells import ProbabilityCache
+from stats.clouds.model import default_model
 
 PACKAGES: tuple[str, ...] = ("numpy", "rasterio", "lightgbm", "s2cloudless")
 

@@ -264,7 +264,7 @@ def preload(app: Any) -> None:
     Nothing here starts a thread or runs the model (LightGBM's OpenMP threads do not survive a fork); the
     batch job runner is started by each worker after the fork.
     """
-    from stats.cloud import default_model
+    from stats.clouds.model import default_model
 
     from . import archive, layers
 

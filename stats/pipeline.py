@@ -5,7 +5,7 @@ For each acquisition date that intersects the polygon, the date's tiles are read
 
 * the **averaged pixel**: the 10 model bands averaged over the polygon's valid pixels and classified by
   s2cloudless (:meth:`stats.request.CloudOptions.cloudy`);
-* the **per-pixel mask** (:mod:`stats.cloudmask`): cloud cells of the cloud resolution around the polygon
+* the **per-pixel mask** (:mod:`stats.clouds.cells`): cloud cells of the cloud resolution around the polygon
   are scored and masked; each valid pixel takes the cell containing its centre, giving the cloud fraction
   and, on request, statistics over the clear pixels only.
 
@@ -29,8 +29,7 @@ from .analytics.compute import analyse
 from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from .cloud import CloudModel, default_model
-from .cloudmask import (
+from .clouds.cells import (
     CellRequest,
     ProbabilityCache,
     cell_request,
@@ -38,6 +37,7 @@ from .cloudmask import (
     read_cloud_block,
     resolve_probabilities,
 )
+from .clouds.model import CloudModel, default_model
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .raster import Grid, read_date

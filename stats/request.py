@@ -254,7 +254,7 @@ class CloudOptions:
 
     ``mode``: ``averaged`` classifies the polygon's averaged pixel (:meth:`cloudy`); ``pixel`` scores cloud
     cells of ``resolution`` m and masks them (``p > threshold`` after averaging over ``average_over`` cells
-    and dilating by ``dilation_size`` cells, see :mod:`stats.cloudmask`); ``both`` does both and says when
+    and dilating by ``dilation_size`` cells, see :mod:`stats.clouds.cells`); ``both`` does both and says when
     they disagree (:meth:`warning`). ``mask`` computes the statistics over clear pixels only.
     ``max_probability`` drops dates by the averaged probability, ``max_fraction`` by the cloud fraction
     (:meth:`drops`).

@@ -122,7 +122,7 @@ def test_lake_water_area_follows_the_ground_truth(demo_root: Path, method: str) 
 
 def test_cached_cloud_cells_do_not_depend_on_earlier_queries(demo_root: Path) -> None:
     """Pixel-mode answers for a field are the same with a fresh cell cache and after other polygons filled it."""
-    from stats.cloudmask import ProbabilityCache
+    from stats.clouds.cells import ProbabilityCache
 
     archive = Archive.open(demo_root)
     polygons = {f["properties"]["name"]: f["geometry"] for f in demo_polygons()["features"]}

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..archive.catalog import Archive
-from ..cloud import CloudModel
+from ..clouds.model import CloudModel
 from ..errors import InvalidRequestError
 from ..request import Limits
 from .inputs import BatchPolygon, read_polygons

@@ -23,7 +23,7 @@ from affine import Affine
 
 from ..archive.catalog import Acquisition, Archive
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from ..cloud import CloudModel, default_model
+from ..clouds.model import CloudModel, default_model
 from ..datasets import map_threads
 from ..errors import SceneReadError
 from ..geometry import cached_crs

@@ -25,8 +25,8 @@ from shapely.geometry import box
 from ..analytics.intervals import intervals
 from ..archive.catalog import Acquisition, Archive
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from ..cloud import CloudModel, default_model
-from ..cloudmask import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
+from ..clouds.cells import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
+from ..clouds.model import CloudModel, default_model
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs

@@ -2,7 +2,7 @@
 
 When the region is the posted polygon (plain mode, no buffer) the date's own blocks are used; otherwise the
 region is read on its own (:func:`read_region`), at the query's resolution, with the same per-pixel cloud
-recipe (:mod:`stats.cloudmask`) over the region, so that the band statistics stay those of the polygon.
+recipe (:mod:`stats.clouds.cells`) over the region, so that the band statistics stay those of the polygon.
 The index is computed on harmonised reflectance (DN / 10000, baseline offset removed).
 """
 
@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from ..cloudmask import CellRequest, cell_request, pixel_clouds, read_cloud_block
+from ..clouds.cells import CellRequest, cell_request, pixel_clouds, read_cloud_block
 from ..errors import InvalidRequestError
 from ..geometry import cached_crs, reproject
 from ..raster import Grid, PixelBlock, polygon_mask, read_date

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .bands import MODEL_BANDS
-from .errors import CloudModelError
+from ..bands import MODEL_BANDS
+from ..errors import CloudModelError
 
 
 class CloudModel:

@@ -31,12 +31,12 @@ import numpy as np
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from .archive.catalog import Acquisition
-from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from .cloud import CloudModel
-from .geometry import crs_name
-from .raster import Grid, PixelBlock, read_date
-from .request import Limits, MaskParameters
+from ..archive.catalog import Acquisition
+from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
+from ..geometry import crs_name
+from ..raster import Grid, PixelBlock, read_date
+from ..request import Limits, MaskParameters
+from .model import CloudModel
 
 #: No-data value of the CLP and CLM layers.
 NO_DATA = 255

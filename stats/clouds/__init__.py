@@ -1,0 +1,1 @@
+"""Clouds: the s2cloudless model (model), the per-pixel cloud cells (cells)."""
