@@ -27,8 +27,9 @@ from shapely.geometry.base import BaseGeometry
 
 from .analytics.options import AnalyticsOptions
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
+from .clouds.shadows import DEFAULT_HEIGHTS_M, SHADOW_BANDS, ShadowParameters
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
-from .fields import flag, integer, known_fields, optional_percent, unit_interval
+from .fields import flag, integer, known_fields, number, optional_percent, unit_interval
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
 from .water.options import WaterOptions
@@ -63,7 +64,9 @@ _OPTION_FIELDS = frozenset({
 CloudMode = Literal["averaged", "pixel", "both"]
 CLOUD_MODES: tuple[str, ...] = ("averaged", "pixel", "both")
 _CLOUD_FIELDS = ("threshold", "max_probability", "mode", "resolution", "average_over", "dilation_size", "mask",
-                 "max_fraction")
+                 "max_fraction", "shadows", "shadow_heights_m")
+#: Highest cloud height ``cloud.shadow_heights_m`` takes, metres (the tropopause at its highest).
+MAX_SHADOW_HEIGHT_M = 15000.0
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,8 @@ class CloudOptions:
     and dilating by ``dilation_size`` cells, see :mod:`stats.clouds.cells`); ``both`` does both and says when
     they disagree (:meth:`warning`). ``mask`` computes the statistics over clear pixels only.
     ``max_probability`` drops dates by the averaged probability, ``max_fraction`` by the cloud fraction
-    (:meth:`drops`).
+    (:meth:`drops`). ``shadows`` also finds the shadows of the mask's clouds cast from ``shadow_heights_m``
+    (:mod:`stats.clouds.shadows`); ``mask`` then leaves them out too.
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -268,6 +272,8 @@ class CloudOptions:
     dilation_size: int = SENTINELHUB_DILATION_SIZE
     mask: bool = False
     max_fraction: float | None = None
+    shadows: bool = False
+    shadow_heights_m: tuple[float, float] = DEFAULT_HEIGHTS_M
 
     @property
     def averaged(self) -> bool:
@@ -277,7 +283,12 @@ class CloudOptions:
     @property
     def pixel(self) -> bool:
         """Whether cloud cells are scored and masked."""
-        return self.mode in ("pixel", "both") or self.mask
+        return self.mode in ("pixel", "both") or self.mask or self.shadows
+
+    @property
+    def shadow_parameters(self) -> ShadowParameters:
+        """Parameters of the shadow mask."""
+        return ShadowParameters(*self.shadow_heights_m)
 
     @property
     def mask_parameters(self) -> MaskParameters:
@@ -350,6 +361,7 @@ class CloudOptions:
                                   20, "cells"),
             mask=flag(data.get("mask"), "cloud.mask", False),
             max_fraction=None if max_f is None else unit_interval(max_f, "cloud.max_fraction"),
+            **parse_shadows(data),
         )
         if options.max_probability is not None and not options.averaged:
             raise InvalidRequestError(
@@ -361,6 +373,26 @@ class CloudOptions:
                 "cloud.max_fraction: needs the per-pixel mask; expected cloud.mode 'pixel' or 'both'"
             )
         return options
+
+
+def parse_shadows(cloud: dict[str, Any]) -> dict[str, Any]:
+    """The shadow fields of the ``cloud`` object: ``shadows`` (a flag) and ``shadow_heights_m`` (``[min, max]``
+    metres, only with ``shadows``)."""
+    shadows = flag(cloud.get("shadows"), "cloud.shadows", False)
+    heights = cloud.get("shadow_heights_m")
+    if heights is None:
+        return {"shadows": shadows}
+    if not shadows:
+        raise InvalidRequestError("cloud.shadow_heights_m: sets the heights shadows are cast from; expected "
+                                  "cloud.shadows true with it")
+    if not isinstance(heights, list) or len(heights) != 2:
+        raise InvalidRequestError(f"cloud.shadow_heights_m: expected [min, max] cloud heights in metres such as "
+                                  f"[200, 4000], got {heights!r:.80}")
+    low, high = (number(h, "cloud.shadow_heights_m", 0, MAX_SHADOW_HEIGHT_M, "m") for h in heights)
+    if low > high:
+        raise InvalidRequestError(f"cloud.shadow_heights_m: got {heights!r:.80}, whose min is above its max; "
+                                  "expected [min, max] with min <= max")
+    return {"shadows": shadows, "shadow_heights_m": (low, high)}
 
 
 @dataclass(frozen=True)
@@ -513,8 +545,10 @@ class QueryOptions:
 
     @property
     def read_bands(self) -> list[str]:
-        """Bands read from the archive (reported, needed by an index, or by the model), in product order."""
+        """Bands read from the archive (reported, needed by an index, by the model or by the shadow mask), in
+        product order."""
         wanted = set(self.bands) | {b for spec in self.specs for b in spec.bands} | set(MODEL_BANDS)
+        wanted |= set(SHADOW_BANDS) if self.cloud.shadows else set()
         return [b for b in S2_BANDS if b in wanted]
 
     @property
