@@ -35,6 +35,8 @@ FIELDS: dict[str, str] = {
     "cloud.dilation_size": "--dilation-size",
     "cloud.mask": "--mask-clouds",
     "cloud.max_fraction": "--max-fraction",
+    "cloud.shadows": "--shadows",
+    "cloud.shadow_heights_m": "--shadow-heights",
     "water.method": "--water",
     "water.threshold": "--water-threshold",
     "water.index": "--water-index",
@@ -81,6 +83,9 @@ _DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--dilation-size",), {"type": int, "help": "Mask dilation radius, cells (default 2)."}),
     (("--mask-clouds",), {"is_flag": True, "default": None, "help": "Compute the statistics over clear pixels only."}),
     (("--max-fraction",), {"type": float, "help": "Drop dates whose cloud fraction is above this."}),
+    (("--shadows",), {"is_flag": True, "default": None,
+                      "help": "Find cloud shadows (per-pixel mask; with --mask-clouds they are left out too)."}),
+    (("--shadow-heights",), {"help": "Cloud heights shadows are cast from, MIN,MAX metres (default 200,4000)."}),
     (("--water",), {"type": click.Choice(["threshold", "otsu", "canny_otsu"]),
                     "help": "Water method (default canny_otsu when monitoring, else threshold)."}),
     (("--water-threshold",), {"type": float, "help": "Water index threshold, and the fallback (default 0)."}),
@@ -141,6 +146,8 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
             value = [t.strip() for t in str(value).split(",") if t.strip()]
         elif field == "resolution":
             value = int(value)
+        elif field == "cloud.shadow_heights_m":
+            value = _numbers(str(value))
         elif field == "water.outline":
             value = Path(value).read_text(encoding="utf-8")
         group, _, member = field.partition(".")
@@ -149,6 +156,15 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
         else:
             body[field] = value
     return body
+
+
+def _numbers(text: str) -> list[Any] | str:
+    """Comma-separated numbers as a list of floats; the text itself when one is not a number (the engine
+    then names what it got)."""
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        return text
 
 
 def option_names(command: click.Command) -> set[str]:
