@@ -10,18 +10,25 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
 import rasterio.features
+import yaml
 from affine import Affine
+from click.testing import CliRunner
+from conftest import CRS_UTM, utm_box
+from openapi_schema_validator import OAS30Validator
 from pyproj import CRS
 from rasterio.windows import from_bounds
-from shapely.geometry import mapping, shape
+from shapely.geometry import box, mapping, shape
 
+from polyfis.cli import main
+from service import create_app
 from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.catalog import acquisition_from_item, group_by_date, sun_angles
 from stats.archive.ingest import ingest
-from stats.archive.synthetic import demo_polygons, load_ground_truth
+from stats.archive.synthetic import demo_polygons, load_ground_truth, load_truth_masks
 from stats.bands import S2_BANDS
 from stats.clouds.cells import ProbabilityCache
 from stats.clouds.masks import date_masks
@@ -35,7 +42,7 @@ from stats.clouds.shadows import (
     sun_reach,
     water_mask,
 )
-from stats.errors import InvalidRequestError
+from stats.errors import IngestError, InvalidRequestError
 from stats.geometry import reproject
 from stats.request import Area, MaskParameters
 
@@ -126,8 +133,6 @@ def scene_area(root: Path) -> Area:
     scene = load_ground_truth(root)["scene"]
     _, _, x0, _, _, y0 = scene["transform"]
     rows, cols = scene["shape"]
-    from shapely.geometry import box
-
     return Area.parse(box(x0, y0 - rows * 10, x0 + cols * 10, y0), scene["crs"])
 
 
@@ -149,8 +154,6 @@ def test_the_shadow_mask_finds_the_demo_shadows_under_the_s2cloudless_mask(demo_
     truth_dates = load_ground_truth(demo_root)["dates"]
     cumulus = {d for d, v in truth_dates.items() if v["sky"] == "cumulus" and v["shadow_cover"] > 0}
     assert len(cumulus) == 7
-    from stats.archive.synthetic import load_truth_masks
-
     area = scene_area(demo_root)
     model, cache = default_model(), ProbabilityCache()
     bands = ["B01", "B02", "B03", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
@@ -247,8 +250,6 @@ def test_the_csv_has_the_shadow_columns(demo_root: Path) -> None:
 
 
 def test_a_date_without_sun_angles_warns_and_gives_no_fraction(simple_archive: Path) -> None:
-    from tests.conftest import CRS_UTM, utm_box
-
     request = TimeSeriesRequest.from_dict({
         "geometry": {"type": "Polygon", "coordinates": [utm_box(2, 2, 10, 10)]}, "crs": CRS_UTM,
         "time": {"from": "2023-01-01", "to": "2023-01-31"}, "bands": ["B04"],
@@ -356,8 +357,6 @@ def test_ingest_without_sun_angles_writes_none(tmp_path: Path) -> None:
 
 
 def test_a_granule_metadata_without_mean_sun_angles_is_an_ingest_error(tmp_path: Path) -> None:
-    from stats.errors import IngestError
-
     granule = tmp_path / "GRANULE" / "L1C_T33TWM"
     (granule / "IMG_DATA").mkdir(parents=True)
     (granule / "MTD_TL.xml").write_text("<Level-1C_Tile_ID><Geometric_Info/></Level-1C_Tile_ID>")
@@ -367,11 +366,45 @@ def test_a_granule_metadata_without_mean_sun_angles_is_an_ingest_error(tmp_path:
 
 
 def test_acquisition_from_an_item_without_angles_has_none(simple_archive: Path) -> None:
-    import pystac
-
     root = pystac.read_file(str(simple_archive / "collection.json"))
     item = next(iter(root.get_items(recursive=True)))
     acq = acquisition_from_item(item)
     assert acq.sun_azimuth is None and acq.sun_elevation is None
     assert acq.datetime.tzinfo is not None and set(acq.assets) == set(S2_BANDS)
     assert dt.date(2023, 1, 1) <= acq.date
+
+
+# --- the routes and the command line -------------------------------------------------------------------
+
+
+def test_the_native_route_answers_cloud_shadows_as_its_contract_says(demo_root: Path) -> None:
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "service" / "openapi.yaml").read_text())
+    client = create_app({"archive": str(demo_root)}).test_client()
+    body = {"geometry": polygon("field_wheat"), "time": {"from": "2023-12-21", "to": "2023-12-21"}, "bands": ["B04"],
+            "cloud": {"shadows": True, "shadow_heights_m": [200, 3000], **CLOUD_40}}
+    response = client.post("/api/v1/timeseries", json=body)
+    assert response.status_code == 200, response.json
+    OAS30Validator({"$ref": "#/components/schemas/TimeSeriesResponse", "components": spec["components"]}).validate(
+        response.json)
+    (entry,) = response.json["series"]
+    truth = load_ground_truth(demo_root)["polygons"]["field_wheat"]["dates"]["2023-12-21"]
+    assert entry["cloud"]["shadow_fraction"] == pytest.approx(truth["shadow_fraction"], abs=0.05)
+    bad = client.post("/api/v1/timeseries", json={**body, "cloud": {"shadows": True, "shadow_heights_m": [1]}})
+    assert bad.status_code == 400
+    assert "cloud.shadow_heights_m: expected [min, max]" in bad.json["error"]["message"]
+    assert "[1]" in bad.json["error"]["message"]
+
+
+def test_the_command_line_takes_the_shadow_options(demo_root: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "query", "--archive", str(demo_root), "--geometry", json.dumps(polygon("field_wheat")), "--from",
+        "2023-12-21", "--to", "2023-12-21", "--bands", "B04", "--shadows", "--shadow-heights", "200,3000",
+        "--cloud-resolution", "40", "--average-over", "2", "--dilation-size", "1"])
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)["series"]
+    truth = load_ground_truth(demo_root)["polygons"]["field_wheat"]["dates"]["2023-12-21"]
+    assert entry["cloud"]["shadow_fraction"] == pytest.approx(truth["shadow_fraction"], abs=0.05)
+    bad = CliRunner().invoke(main, [
+        "query", "--archive", str(demo_root), "--geometry", json.dumps(polygon("field_wheat")), "--from",
+        "2023-12-21", "--to", "2023-12-21", "--shadows", "--shadow-heights", "low,high"])
+    assert bad.exit_code == 1 and "cloud.shadow_heights_m" in bad.output and "'low,high'" in bad.output
