@@ -3,7 +3,7 @@
 Run:  .venv/bin/python bench/shadows.py [--demo-dir DIR] [--results-dir DIR]
 
 For every demo date whose truth holds shadows, the whole scene's cloud block is read, scored and masked as a
-query with ``cloud.shadows: true`` does it (:func:`stats.clouds.masks.date_masks`), once with the default
+query with ``cloud.shadows: true`` does it (:func:`stats.clouds.shadow_masks.date_masks`), once with the default
 cloud mask (160 m cells, average_over 4, dilation_size 2) and once with 40 m cells (average_over 2,
 dilation_size 1); the shadow detector is also run on the truth's own cloud mask. Per date it reports:
 
@@ -32,8 +32,8 @@ from stats.archive.catalog import group_by_date
 from stats.archive.synthetic import build_demo_archive, load_ground_truth, load_truth_masks
 from stats.bands import MODEL_BANDS
 from stats.clouds.cells import ProbabilityCache
-from stats.clouds.masks import date_masks
 from stats.clouds.model import default_model
+from stats.clouds.shadow_masks import date_masks
 from stats.clouds.shadows import SHADOW_BANDS, ShadowParameters
 from stats.request import Area, MaskParameters
 

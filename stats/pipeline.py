@@ -42,8 +42,8 @@ from .clouds.cells import (
     read_cloud_block,
     resolve_probabilities,
 )
-from .clouds.masks import block_masks
 from .clouds.model import CloudModel, default_model
+from .clouds.shadow_masks import block_masks
 from .clouds.shadows import ShadowInput, shadow_fraction, shadow_reach
 from .diagnosis import why_empty
 from .errors import SceneReadError

@@ -31,8 +31,8 @@ from stats.archive.ingest import ingest
 from stats.archive.synthetic import demo_polygons, load_ground_truth, load_truth_masks
 from stats.bands import S2_BANDS
 from stats.clouds.cells import ProbabilityCache
-from stats.clouds.masks import date_masks
 from stats.clouds.model import default_model
+from stats.clouds.shadow_masks import date_masks
 from stats.clouds.shadows import (
     ShadowParameters,
     cast_shadows,
