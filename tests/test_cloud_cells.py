@@ -15,7 +15,8 @@ from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.ingest import ingest
 from stats.archive.synthetic import demo_polygons
 from stats.bands import MODEL_BANDS, S2_BANDS
-from stats.clouds.cells import ProbabilityCache, cell_means, mask_from_probability, to_clm, to_clp
+from stats.clouds.cells import ProbabilityCache, cell_means, to_clm, to_clp
+from stats.clouds.masks import mask_from_probability
 from stats.clouds.model import default_model
 from stats.request import MaskParameters
 
