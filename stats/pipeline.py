@@ -220,6 +220,7 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
             probability_mean=float(np.average(clouds.probability, weights=work.weights)),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(clouds.cloudy.sum()),
+            source=work.cells.source,
         )
     elif work.valid == 0 and work.cells is None and (cloud.pixel or options.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)

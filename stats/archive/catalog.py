@@ -44,8 +44,8 @@ CLP_ASSET, CLM_ASSET = "CLP", "CLM"
 
 @dataclass(frozen=True)
 class CloudLayerAssets:
-    """The stored cloud layers of an acquisition: the ``CLP`` (uint8 round(255 p)) and ``CLM`` (uint8 0/1)
-    COGs, 255 for no data, on cells of ``cell_pixels`` x ``cell_pixels`` pixels of the tile's 10 m class
+    """The stored cloud layers of an acquisition: the ``CLP`` (uint8 round(255 p)) and ``CLM`` (uint8 0/1, 255
+    for no data) COGs, on cells of ``cell_pixels`` x ``cell_pixels`` pixels of the tile's 10 m class
     (``resolution`` metres on the ground) anchored at the tile origin, and the mask parameters of ``CLM``."""
 
     clp: str

@@ -14,7 +14,7 @@ in the averaging and are reported as no data.
 Defaults (:class:`stats.request.MaskParameters`) are Sentinel Hub's / eo-learn's (160 m, threshold 0.4,
 ``average_over`` 4, ``dilation_size`` 2); s2cloudless's own are threshold 0.4, ``average_over`` 1,
 ``dilation_size`` 1 at the input resolution. CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1
-with 255 for no data.
+with 255 for no data (CLP is then 0).
 
 The recipe, used alike by the time series and the Statistical API (through
 :func:`stats.clouds.layers.cloud_cells`, which takes the cells from the stored CLP/CLM layers instead when a
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from affine import Affine
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
@@ -44,7 +45,8 @@ from ..request import Limits, MaskParameters
 from .masks import mask_from_probability
 from .model import CloudModel
 
-#: No-data value of the CLP and CLM layers.
+#: No-data value of the CLM layer (CLP has none: its 255 is a probability of 1; CLM says where there is data,
+#: as in Sentinel Hub's layers).
 NO_DATA = 255
 
 
@@ -95,8 +97,8 @@ def cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cell
 
 
 def to_clp(probability: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
-    """CLP layer: uint8 ``round(255 * p)``; 255 where there is no data."""
-    return np.where(cell_valid, np.round(np.asarray(probability, np.float64) * 255), NO_DATA).astype(np.uint8)
+    """CLP layer: uint8 ``round(255 * p)``; 0 where there is no data (the CLM layer flags it)."""
+    return np.where(cell_valid, np.round(np.asarray(probability, np.float64) * 255), 0).astype(np.uint8)
 
 
 def to_clm(mask: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
@@ -194,7 +196,7 @@ class CellRequest:
     def cell_grid(self) -> Grid:
         """The grid of the cells themselves."""
         t = self.grid.transform
-        return Grid(self.grid.crs, t * t.scale(self.k), self.valid.shape)
+        return Grid(self.grid.crs, t @ Affine.scale(self.k), self.valid.shape)
 
 
 def cell_request(tiles: Sequence[Acquisition], block: PixelBlock, params: MaskParameters) -> CellRequest:

@@ -57,7 +57,7 @@ def cloud_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_c
     """The cloud cells of one date around ``geometry``, from where ``params.source`` says (see the module
     docstring).
 
-    :param bands: the bands to read with the model bands when the cells are scored on the fly (the block is
+    :param bands: the bands to read, with the model bands, when the cells are scored on the fly (the block is
         returned, so that a 10 m query reads once).
     :raises SceneReadError: with ``source="layers"``, when a tile has no stored layers.
     """
@@ -68,7 +68,8 @@ def cloud_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_c
         missing = next(t.id for t in tiles if t.cloud_layers is None)
         raise SceneReadError(f"scene {missing}: no stored CLP/CLM layers, and cloud.source is 'layers'; run "
                              "`polyfis clouds` on the archive, or use cloud.source 'auto'")
-    block = read_cloud_block(tiles, geometry, geometry_crs, bands, params, max_pixels=max_pixels, exact=exact,
+    read = [*bands, *(b for b in MODEL_BANDS if b not in bands)]
+    block = read_cloud_block(tiles, geometry, geometry_crs, read, params, max_pixels=max_pixels, exact=exact,
                              limits=limits)
     return DateCells(cell_request(tiles, block, params), block)
 
@@ -95,22 +96,21 @@ def stored_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_
     grid = query_grid(Affine(cell[0], 0.0, transform.c, 0.0, -cell[1], transform.f), crs, cell, geom,
                       max_pixels=max_pixels, pad=params.margin_cells, extent=extent)
     stored_mask = same_cells and _same_post_processing(first, params)
-    clp = np.full(grid.shape, NO_DATA, dtype=np.uint8)
-    clm = np.full(grid.shape, NO_DATA, dtype=np.uint8) if stored_mask else None
+    clp = np.zeros(grid.shape, dtype=np.uint8)
+    clm = np.full(grid.shape, NO_DATA, dtype=np.uint8)
     for tile, layer in zip(tiles, layers):
         assert layer is not None
         same_crs = cached_crs(tile.crs) == crs
-        tile_clp = _layer_on(tile, layer.clp, grid, same_crs)
-        take = (clp == NO_DATA) & (tile_clp != NO_DATA)
+        tile_clm = _layer_on(tile, layer.clm, grid, same_crs)
+        take = (clm == NO_DATA) & (tile_clm != NO_DATA)
         if not take.any():
             continue
-        clp[take] = tile_clp[take]
-        if clm is not None:
-            clm[take] = _layer_on(tile, layer.clm, grid, same_crs)[take]
-    valid = clp != NO_DATA
+        clm[take] = tile_clm[take]
+        clp[take] = _layer_on(tile, layer.clp, grid, same_crs)[take]
+    valid = clm != NO_DATA
     return CellRequest(keys=(), pixels=np.zeros((0, len(MODEL_BANDS)), np.float32),
                        values=(clp[valid].astype(np.float32) / np.float32(255)), valid=valid, grid=grid, k=1,
-                       mask=None if clm is None else np.where(valid, clm, 0).astype(np.uint8), source="layers")
+                       mask=np.where(valid, clm, 0).astype(np.uint8) if stored_mask else None, source="layers")
 
 
 def _same_post_processing(layer: CloudLayerAssets, params: MaskParameters) -> bool:
@@ -139,20 +139,27 @@ def _open(tile: Acquisition, href: str) -> Iterator[rasterio.io.DatasetReader]:
         yield src
 
 
+_SHAPES: dict[tuple[str, int, int], tuple[Affine, tuple[int, int]]] = {}
+_SHAPES_MAX = 8192
+
+
 def _layer_shape(tile: Acquisition, href: str) -> tuple[Affine, tuple[int, int]]:
-    key = ("cloud-layer-shape", dataset_key(href))
-    cache = window_cache()
-    cached = cache.get(key)
-    if cached is None:
+    """The layer's transform and (rows, cols), remembered per file version."""
+    key = dataset_key(href)
+    shape = _SHAPES.get(key)
+    if shape is None:
         with _open(tile, href) as src:
-            cached = (src.transform, (src.height, src.width))
-        cache.put(key, cached)
-    return cached  # type: ignore[no-any-return]
+            shape = (src.transform, (src.height, src.width))
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[key] = shape
+    return shape
 
 
 def _layer_on(tile: Acquisition, href: str, grid: Grid, same_crs: bool) -> np.ndarray:
     """The stored layer at each cell of ``grid``: the stored cell containing the cell's centre (uint8, 255
     outside the layer)."""
+    # 255 outside is CLM's no data; what CLP holds there is never used
     key = ("cloud-layer", dataset_key(href), tuple(grid.transform)[:6], grid.shape)
     cache = window_cache()
     cached = cache.get(key)
