@@ -33,18 +33,11 @@ from .analytics.compute import analyse
 from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from .clouds.cells import (
-    CellRequest,
-    ProbabilityCache,
-    cell_of_pixels,
-    cell_request,
-    pixel_clouds,
-    read_cloud_block,
-    resolve_probabilities,
-)
+from .clouds.cells import CellRequest, ProbabilityCache, cell_of_pixels, pixel_clouds, resolve_probabilities
+from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
-from .clouds.shadow_masks import block_masks
-from .clouds.shadows import ShadowInput, shadow_fraction, shadow_reach
+from .clouds.shadow_masks import block_masks, date_reach, shadow_block
+from .clouds.shadows import ShadowInput, shadow_fraction
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .raster import Grid, read_date
@@ -170,13 +163,15 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     geom, geom_crs = request.area.geometry, request.area.crs
     read_bands = options.read_bands
     params = options.cloud.mask_parameters
+    date_cells = None
     cloud_block = None
     reach, shadow_warning = (0, 0, 0, 0), None
     if options.cloud.shadows:
-        reach, shadow_warning = shadow_reach(tiles[0], options.cloud.shadow_parameters)
+        reach, shadow_warning = date_reach(tiles, options.cloud.shadow_parameters)
     if options.pixel_clouds:
-        cloud_block = read_cloud_block(tiles, geom, geom_crs, read_bands, params, max_pixels=limits.max_pixels,
-                                       exact=options.exact, limits=limits, reach=reach)
+        date_cells = cloud_cells(tiles, geom, geom_crs, read_bands, params,
+                                 max_pixels=limits.max_pixels, exact=options.exact, limits=limits, reach=reach)
+        cloud_block = date_cells.block
     if cloud_block is not None and options.resolution == 10:
         block = cloud_block
     else:
@@ -197,11 +192,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()),
                      weights=weights, inside_area=inside_area, shadow_warning=shadow_warning)
-    if cloud_block is not None and work.valid:
-        work.cells = cell_request(cloud_block, params)
+    if date_cells is not None and work.valid:
+        work.cells = date_cells.cells
         work.grid, work.valid_mask = block.grid, valid
         if options.cloud.shadows and shadow_warning is None:
-            work.shadow_input = ShadowInput.of(cloud_block, tiles[0])
+            work.shadow_input = shadow_block(tiles, geom, geom_crs, cloud_block, params, reach,
+                                             max_pixels=limits.max_pixels, limits=limits)
     if options.water is not None:
         work.region = water_region(options.water, tiles, geom, geom_crs, block, work.cells,
                                    resolution=options.resolution, params=params, limits=limits,
@@ -238,6 +234,7 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
             probability_mean=float(np.average(clouds.probability, weights=work.weights)),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(clouds.cloudy.sum()),
+            source=work.cells.source,
         )
     elif work.valid == 0 and work.cells is None and (cloud.pixel or options.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)
@@ -298,5 +295,6 @@ def _shadows(options: QueryOptions, work: _DateWork) -> tuple[PixelShadow, np.nd
         return PixelShadow(None, None if work.shadow_warning else 0, work.shadow_warning), none
     _, mask = block_masks(work.cells, work.shadow_input, options.cloud.mask_parameters,
                           options.cloud.shadow_parameters)
-    in_shadow = mask.ravel()[cell_of_pixels(work.grid, work.valid_mask, work.cells.grid, 1, mask.shape)]
+    index = cell_of_pixels(work.grid, work.valid_mask, work.shadow_input.grid, 1, mask.shape)
+    in_shadow = mask.ravel()[index]
     return PixelShadow(shadow_fraction(in_shadow, work.weights), int(in_shadow.sum())), in_shadow

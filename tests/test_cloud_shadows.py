@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from stats.clouds.shadows import (
     sun_reach,
     water_mask,
 )
+from stats.clouds.store import store_cloud_layers
 from stats.errors import IngestError, InvalidRequestError
 from stats.geometry import reproject
 from stats.request import Area, MaskParameters
@@ -408,3 +410,23 @@ def test_the_command_line_takes_the_shadow_options(demo_root: Path) -> None:
         "query", "--archive", str(demo_root), "--geometry", json.dumps(polygon("field_wheat")), "--from",
         "2023-12-21", "--to", "2023-12-21", "--shadows", "--shadow-heights", "low,high"])
     assert bad.exit_code == 1 and "cloud.shadow_heights_m" in bad.output and "'low,high'" in bad.output
+
+
+def test_shadows_from_the_stored_cloud_layers_equal_those_of_the_model(demo_root: Path, tmp_path: Path) -> None:
+    """With the CLP/CLM layers stored (160 m, Sentinel Hub's post-processing), the shadows found from them equal
+    the shadows found from cells scored on the fly, pixel for pixel in count."""
+    copy = tmp_path / "archive"
+    shutil.copytree(demo_root, copy)
+    summary = store_cloud_layers(copy, start="2023-12-21", end="2023-12-21")
+    assert summary.done == 1 and not summary.failed
+    answers = {}
+    for source in ("layers", "model"):
+        result = query_timeseries(TimeSeriesRequest.from_dict({
+            "geometry": polygon("field_wheat"), "time": {"from": "2023-12-21", "to": "2023-12-21"}, "bands": ["B04"],
+            "statistics": ["mean"], "cloud": {"mode": "pixel", "mask": True, "shadows": True, "source": source}}),
+            Archive.open(copy), cache=ProbabilityCache())
+        (entry,) = result.to_dict()["series"]
+        answers[source] = entry
+    assert answers["layers"]["cloud"]["source"] == "layers" and answers["model"]["cloud"]["source"] == "model"
+    assert answers["layers"]["cloud"]["shadow_pixels"] == answers["model"]["cloud"]["shadow_pixels"] > 0
+    assert answers["layers"]["bands"]["B04"]["mean"] == pytest.approx(answers["model"]["bands"]["B04"]["mean"])

@@ -31,7 +31,10 @@ from ..bands import QUANTIFICATION_VALUE
 
 if TYPE_CHECKING:
     from ..archive.catalog import Acquisition
-    from ..raster import PixelBlock
+    from ..raster import Grid, PixelBlock
+
+#: A pixel's ground size in metres: one number, or (east, north) where they differ (a geographic CRS).
+PixelSize = float | tuple[float, float]
 
 #: Default range of cloud-base heights, metres: low cumulus to mid-level cloud.
 DEFAULT_HEIGHTS_M = (200.0, 4000.0)
@@ -79,22 +82,25 @@ def shadow_margin_m(params: ShadowParameters, elevation: float) -> float:
     return shadow_length_m(params.max_height_m, elevation)
 
 
-def _away_from_sun(azimuth: float) -> tuple[float, float]:
-    """Unit (row, column) step of a grid (rows southwards, columns eastwards) away from the sun."""
+def _away_from_sun(azimuth: float, pixel_size: PixelSize) -> tuple[float, float]:
+    """(row, column) pixels of a grid (rows southwards, columns eastwards) per metre away from the sun."""
+    east_m, north_m = (pixel_size, pixel_size) if isinstance(pixel_size, (int, float)) else pixel_size
     away = math.radians(azimuth + 180.0)
-    return -math.cos(away), math.sin(away)
+    return -math.cos(away) / north_m, math.sin(away) / east_m
 
 
-def shadow_offsets(params: ShadowParameters, azimuth: float, elevation: float, pixel_size: float) -> np.ndarray:
+def shadow_offsets(params: ShadowParameters, azimuth: float, elevation: float, pixel_size: PixelSize) -> np.ndarray:
     """The whole-pixel (row, column) displacements from a cloud to its shadow, one per distinct pixel,
     for the heights of ``params`` (int64 ``(n, 2)``, sampled every half pixel of displacement).
 
-    ``azimuth`` is clockwise from north, ``elevation`` above the horizon (degrees); rows run south.
+    ``azimuth`` is clockwise from north, ``elevation`` above the horizon (degrees); rows run south;
+    ``pixel_size`` is the pixel's ground size in metres.
     """
-    near = shadow_length_m(params.min_height_m, elevation) / pixel_size
-    far = shadow_length_m(params.max_height_m, elevation) / pixel_size
-    distances = np.linspace(near, far, max(2, math.ceil(2 * (far - near)) + 1))
-    drow, dcol = _away_from_sun(azimuth)
+    near = shadow_length_m(params.min_height_m, elevation)
+    far = shadow_length_m(params.max_height_m, elevation)
+    drow, dcol = _away_from_sun(azimuth, pixel_size)
+    span = (far - near) * max(abs(drow), abs(dcol))  # pixels along the longer axis
+    distances = np.linspace(near, far, max(2, math.ceil(2 * span) + 1))
     steps = np.column_stack([np.rint(drow * distances), np.rint(dcol * distances)]).astype(np.int64)
     return np.unique(steps, axis=0)
 
@@ -119,7 +125,7 @@ def water_mask(green: np.ndarray, nir: np.ndarray, threshold: float = DEFAULT_WA
     return np.asarray(ndwi > threshold)
 
 
-def detect_shadows(cloud: np.ndarray, nir: np.ndarray, water: np.ndarray, valid: np.ndarray, *, pixel_size: float,
+def detect_shadows(cloud: np.ndarray, nir: np.ndarray, water: np.ndarray, valid: np.ndarray, *, pixel_size: PixelSize,
                    azimuth: float, elevation: float, params: ShadowParameters | None = None) -> np.ndarray:
     """The shadow mask (bool) of a window.
 
@@ -127,7 +133,7 @@ def detect_shadows(cloud: np.ndarray, nir: np.ndarray, water: np.ndarray, valid:
     :param nir: B08 reflectance, same shape.
     :param water: bool, open water (e.g. :func:`water_mask`), never shadow.
     :param valid: bool, pixels with data; others are never shadow.
-    :param pixel_size: the grid's pixel size, metres.
+    :param pixel_size: the grid's pixel size on the ground, metres (or (east, north)).
     :param azimuth: sun azimuth, degrees clockwise from north; ``elevation`` above the horizon.
     :returns: pixels in the cast of the cloud mask (:func:`cast_shadows`) that are valid, not cloud, not
         water and whose B08 is below ``dark_ratio`` times the median B08 of the lit land pixels (valid, not
@@ -147,11 +153,11 @@ def detect_shadows(cloud: np.ndarray, nir: np.ndarray, water: np.ndarray, valid:
 
 
 def sun_reach(params: ShadowParameters, azimuth: float, elevation: float,
-              pixel_size: float) -> tuple[int, int, int, int]:
+              pixel_size: PixelSize) -> tuple[int, int, int, int]:
     """Pixels (left, top, right, bottom) to read beyond a polygon's bounds towards the sun, so that every
     cloud that can shade the polygon is in the window (:func:`shadow_margin_m`, plus one pixel)."""
-    margin = shadow_margin_m(params, elevation) / pixel_size
-    drow, dcol = _away_from_sun(azimuth)
+    margin = shadow_margin_m(params, elevation)
+    drow, dcol = _away_from_sun(azimuth, pixel_size)
     row, col = -drow * margin, -dcol * margin  # from a shadow to its highest cloud, in pixels
     return (math.ceil(max(-col, 0.0)) + 1, math.ceil(max(-row, 0.0)) + 1, math.ceil(max(col, 0.0)) + 1,
             math.ceil(max(row, 0.0)) + 1)
@@ -173,34 +179,28 @@ def missing_sun_angles(azimuth: float | None, elevation: float | None) -> str | 
     return None
 
 
-def cells_on_pixels(cell_mask: np.ndarray, k: int, shape: tuple[int, int]) -> np.ndarray:
-    """A mask of k x k-pixel cells on the pixel grid the cells start at (each pixel takes its cell's value),
-    cropped to ``shape`` (a partial last row or column of cells)."""
-    full = np.repeat(np.repeat(np.asarray(cell_mask, dtype=bool), k, axis=0), k, axis=1)
-    return full[:shape[0], :shape[1]]
-
-
 @dataclass(frozen=True)
 class ShadowInput:
-    """What the detector needs from one date's 10 m cloud block: B08 and B03 reflectance, the valid pixels,
-    the pixel size and the sun angles of the date's first tile."""
+    """What the detector needs from one date's 10 m block: its ``grid``, B08 and B03 reflectance, the valid
+    pixels, the pixel's ground size (metres, east and north) and the sun angles of the date's first tile."""
 
+    grid: Grid
     nir: np.ndarray
     green: np.ndarray
     valid: np.ndarray
-    pixel_size: float
+    pixel_size: tuple[float, float]
     azimuth: float
     elevation: float
 
     @classmethod
-    def of(cls, block: PixelBlock, acquisition: Acquisition) -> ShadowInput:
-        """From a block holding B03 and B08 and the tile whose sun angles it uses (which must have them)."""
+    def of(cls, block: PixelBlock, acquisition: Acquisition, pixel_size: tuple[float, float]) -> ShadowInput:
+        """From a block holding B03 and B08, the tile whose sun angles it uses (which must have them) and the
+        ground size of the block's pixels."""
         if acquisition.sun_azimuth is None or acquisition.sun_elevation is None:
             raise ValueError(f"acquisition {acquisition.id} has no sun angles")
         scale = np.float32(QUANTIFICATION_VALUE)
-        return cls(nir=block.dn["B08"] / scale, green=block.dn["B03"] / scale, valid=block.data,
-                   pixel_size=float(block.grid.pixel_size[0]), azimuth=acquisition.sun_azimuth,
-                   elevation=acquisition.sun_elevation)
+        return cls(grid=block.grid, nir=block.dn["B08"] / scale, green=block.dn["B03"] / scale, valid=block.data,
+                   pixel_size=pixel_size, azimuth=acquisition.sun_azimuth, elevation=acquisition.sun_elevation)
 
     def detect(self, cloud: np.ndarray, params: ShadowParameters) -> np.ndarray:
         """The shadow mask of the block under ``cloud`` (bool, the block's shape)."""
@@ -217,7 +217,7 @@ def shadow_fraction(shadow: np.ndarray, weights: Sequence[float] | np.ndarray | 
 
 
 def shadow_reach(acquisition: Acquisition, params: ShadowParameters,
-                 pixel_size: float = 10.0) -> tuple[tuple[int, int, int, int], str | None]:
+                 pixel_size: PixelSize) -> tuple[tuple[int, int, int, int], str | None]:
     """The :func:`sun_reach` of a date's first tile and None, or no reach and the warning of a tile whose
     sun angles are missing (:func:`missing_sun_angles`)."""
     warning = missing_sun_angles(acquisition.sun_azimuth, acquisition.sun_elevation)
