@@ -15,6 +15,7 @@ import pystac
 import pytest
 import rasterio
 import rasterio.features
+import shapely
 import yaml
 from affine import Affine
 from click.testing import CliRunner
@@ -31,6 +32,7 @@ from stats.archive.catalog import acquisition_from_item, group_by_date, sun_angl
 from stats.archive.ingest import ingest
 from stats.archive.synthetic import demo_polygons, load_ground_truth, load_truth_masks
 from stats.bands import S2_BANDS
+from stats.batch import BatchPolygon, compute_batch
 from stats.clouds.cells import ProbabilityCache
 from stats.clouds.model import default_model
 from stats.clouds.shadow_masks import date_masks
@@ -430,3 +432,24 @@ def test_shadows_from_the_stored_cloud_layers_equal_those_of_the_model(demo_root
     assert answers["layers"]["cloud"]["source"] == "layers" and answers["model"]["cloud"]["source"] == "model"
     assert answers["layers"]["cloud"]["shadow_pixels"] == answers["model"]["cloud"]["shadow_pixels"] > 0
     assert answers["layers"]["bands"]["B04"]["mean"] == pytest.approx(answers["model"]["bands"]["B04"]["mean"])
+
+
+def test_a_batch_gives_each_polygon_its_time_series_shadow_columns(demo_root: Path, simple_archive: Path) -> None:
+    """Typed columns (shadow_pixels an integer, shadow_warning text) equal to the polygon's own time series."""
+    wheat = shape(polygon("field_wheat"))
+    options = {"bands": ["B04"], "statistics": ["mean"], "cloud": {"shadows": True, **CLOUD_40}}
+    table = compute_batch(demo_root, [BatchPolygon("wheat", wheat, "EPSG:4326")], "2023-12-21", "2023-12-21",
+                          options=options)
+    assert str(table.schema.field("shadow_pixels").type) == "int64"
+    assert str(table.schema.field("shadow_warning").type) == "string"
+    (row,) = table.to_pylist()
+    alone = query_timeseries(TimeSeriesRequest.from_dict({
+        "geometry": polygon("field_wheat"), "time": {"from": "2023-12-21", "to": "2023-12-21"}, **options}),
+        Archive.open(demo_root), cache=ProbabilityCache())
+    (entry,) = alone.to_dict()["series"]
+    assert row["shadow_pixels"] == entry["cloud"]["shadow_pixels"] > 0
+    assert row["shadow_fraction"] == pytest.approx(entry["cloud"]["shadow_fraction"])
+    unlit = compute_batch(simple_archive, [BatchPolygon(1, shapely.Polygon(utm_box(0, 0, 12, 12)), CRS_UTM)],
+                          "2023-01-01", "2023-01-31", options={"bands": ["B04"], "cloud": {"shadows": True}})
+    (row,) = unlit.to_pylist()
+    assert row["shadow_fraction"] is None and "view:sun_elevation" in row["shadow_warning"]
