@@ -28,9 +28,9 @@ from shapely.geometry.base import BaseGeometry
 
 from .analytics.options import AnalyticsOptions
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
-from .clouds.shadows import DEFAULT_HEIGHTS_M, SHADOW_BANDS, ShadowParameters
+from .clouds.shadows import DEFAULT_HEIGHTS_M, SHADOW_BANDS, ShadowParameters, parse_shadows
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
-from .fields import flag, integer, known_fields, number, optional_percent, unit_interval
+from .fields import flag, integer, known_fields, optional_percent, unit_interval
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
 from .water.options import WaterOptions
@@ -74,8 +74,6 @@ MAX_MIN_CLOUD_SIZE = 400
 _MORPHOLOGY_FIELDS = ("opening_size", "closing_size", "min_cloud_size", "erosion_size")
 _CLOUD_FIELDS = ("threshold", "max_probability", "mode", "resolution", "average_over", "dilation_size", "mask",
                  "max_fraction", "source", *_MORPHOLOGY_FIELDS, "shadows", "shadow_heights_m")
-#: Highest cloud height ``cloud.shadow_heights_m`` takes, metres (the tropopause at its highest).
-MAX_SHADOW_HEIGHT_M = 15000.0
 
 
 @dataclass(frozen=True)
@@ -429,26 +427,6 @@ class CloudOptions:
                 "cloud.max_fraction: needs the per-pixel mask; expected cloud.mode 'pixel' or 'both'"
             )
         return options
-
-
-def parse_shadows(cloud: dict[str, Any]) -> dict[str, Any]:
-    """The shadow fields of the ``cloud`` object: ``shadows`` (a flag) and ``shadow_heights_m`` (``[min, max]``
-    metres, only with ``shadows``)."""
-    shadows = flag(cloud.get("shadows"), "cloud.shadows", False)
-    heights = cloud.get("shadow_heights_m")
-    if heights is None:
-        return {"shadows": shadows}
-    if not shadows:
-        raise InvalidRequestError("cloud.shadow_heights_m: sets the heights shadows are cast from; expected "
-                                  "cloud.shadows true with it")
-    if not isinstance(heights, list) or len(heights) != 2:
-        raise InvalidRequestError(f"cloud.shadow_heights_m: expected [min, max] cloud heights in metres such as "
-                                  f"[200, 4000], got {heights!r:.80}")
-    low, high = (number(h, "cloud.shadow_heights_m", 0, MAX_SHADOW_HEIGHT_M, "m") for h in heights)
-    if low > high:
-        raise InvalidRequestError(f"cloud.shadow_heights_m: got {heights!r:.80}, whose min is above its max; "
-                                  "expected [min, max] with min <= max")
-    return {"shadows": shadows, "shadow_heights_m": (low, high)}
 
 
 @dataclass(frozen=True)

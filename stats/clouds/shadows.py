@@ -14,7 +14,8 @@ surface signal falls; open water stays well above 0.3). Clouds are never shadow 
 
 :func:`detect_shadows` is the detector on arrays; :func:`shadow_margin_m` and :func:`sun_reach` say how far
 towards the sun a caller must read around a polygon so that every cloud that can shade it is in the window;
-:class:`ShadowInput` holds what a date's cloud block gives the detector in a query.
+:class:`ShadowInput` holds what a date's cloud block gives the detector in a query, and :func:`parse_shadows`
+reads the request's ``cloud.shadows`` and ``cloud.shadow_heights_m``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..archive.catalog import MEAN_SOLAR_PROPERTIES, SUN_PROPERTIES
 from ..bands import QUANTIFICATION_VALUE
+from ..errors import InvalidRequestError
+from ..fields import flag, number
 
 if TYPE_CHECKING:
     from ..archive.catalog import Acquisition
@@ -46,6 +49,8 @@ DEFAULT_WATER_NDWI = 0.3
 MIN_REFERENCE_PIXELS = 100
 #: Bands the detector reads besides the model's: B03 for the water test, B08 (also a model band).
 SHADOW_BANDS = ("B03", "B08")
+#: Highest cloud height ``cloud.shadow_heights_m`` takes, metres (the tropopause at its highest).
+MAX_SHADOW_HEIGHT_M = 15000.0
 #: Lowest sun elevation (degrees) shadows are cast for: below it shadows are longer than any window.
 MIN_SUN_ELEVATION = 5.0
 
@@ -63,6 +68,26 @@ class ShadowParameters:
         if not 0 <= self.min_height_m <= self.max_height_m:
             raise ValueError(f"expected 0 <= min_height_m <= max_height_m, got {self.min_height_m}, "
                              f"{self.max_height_m}")
+
+
+def parse_shadows(cloud: dict[str, Any]) -> dict[str, Any]:
+    """The shadow fields of the ``cloud`` object: ``shadows`` (a flag) and ``shadow_heights_m`` (``[min, max]``
+    metres, only with ``shadows``)."""
+    shadows = flag(cloud.get("shadows"), "cloud.shadows", False)
+    heights = cloud.get("shadow_heights_m")
+    if heights is None:
+        return {"shadows": shadows}
+    if not shadows:
+        raise InvalidRequestError("cloud.shadow_heights_m: sets the heights shadows are cast from; expected "
+                                  "cloud.shadows true with it")
+    if not isinstance(heights, list) or len(heights) != 2:
+        raise InvalidRequestError(f"cloud.shadow_heights_m: expected [min, max] cloud heights in metres such as "
+                                  f"[200, 4000], got {heights!r:.80}")
+    low, high = (number(h, "cloud.shadow_heights_m", 0, MAX_SHADOW_HEIGHT_M, "m") for h in heights)
+    if low > high:
+        raise InvalidRequestError(f"cloud.shadow_heights_m: got {heights!r:.80}, whose min is above its max; "
+                                  "expected [min, max] with min <= max")
+    return {"shadows": shadows, "shadow_heights_m": (low, high)}
 
 
 def shadow_length_m(height_m: float, elevation: float) -> float:
