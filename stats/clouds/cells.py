@@ -83,16 +83,11 @@ def cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashabl
     return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
 
 
-def cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
-    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
-    rows, cols = np.nonzero(valid)
-    t, c = grid.transform, cloud_grid.transform
-    x = t.c + (cols + 0.5) * t.a
-    y = t.f + (rows + 0.5) * t.e
-    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
-    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
-    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
-    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
+def cell_of_points(x: np.ndarray, y: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
+    """Flat index of the cloud cell (``k`` x ``k`` pixels of ``cloud_grid``) containing each point (x, y)."""
+    c = cloud_grid.transform
+    cell_col = np.clip(np.floor((x - c.c) / (c.a * k)).astype(np.int64), 0, cells_shape[1] - 1)
+    cell_row = np.clip(np.floor((y - c.f) / (c.e * k)).astype(np.int64), 0, cells_shape[0] - 1)
     return np.asarray(cell_row * cells_shape[1] + cell_col)
 
 
@@ -263,6 +258,14 @@ class PixelClouds:
 def pixel_clouds(cells: CellRequest, params: MaskParameters, grid: Grid, where: np.ndarray) -> PixelClouds:
     """The cloud layers of resolved ``cells`` at the pixels of ``grid`` where ``where`` is True (row-major
     order), each pixel taking the cell containing its centre."""
+    rows, cols = np.nonzero(where)
+    t = grid.transform
+    return point_clouds(cells, params, t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)
+
+
+def point_clouds(cells: CellRequest, params: MaskParameters, x: np.ndarray, y: np.ndarray) -> PixelClouds:
+    """The cloud layers of resolved ``cells`` at points (x, y) of the cells' CRS (pixel centres), each point
+    taking the cell containing it."""
     probability, mask = cloud_grids(cells, params)
-    index = cell_of_pixels(grid, where, cells.grid, cells.k, probability.shape)
+    index = cell_of_points(x, y, cells.grid, cells.k, probability.shape)
     return PixelClouds(probability.ravel()[index].astype(np.float64), mask.ravel()[index].astype(bool))
