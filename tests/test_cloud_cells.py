@@ -217,3 +217,33 @@ def test_a_cloud_resolution_finer_than_the_pixels_is_refused(betsiboka_dir: Path
             "cloud": {"mode": "pixel", "resolution": 10}}
     with pytest.raises(InvalidRequestError, match=r"about 73 m on the ground; expected at least 74"):
         query_timeseries(TimeSeriesRequest.from_dict(body), archive)
+
+
+def test_the_cell_cache_on_disk_is_shared_between_processes(tmp_path: Path) -> None:
+    """With POLYFIS_CLOUD_CACHE_DIR, cells scored in another process are read back from the disk: a second
+    process scores no cell and gets the same cloud answer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from stats.archive.synthetic import build_demo_archive
+    from stats.clouds.disk import DiskCells
+
+    lake = next(f["geometry"] for f in demo_polygons()["features"] if f["properties"]["name"] == "lake")
+    body = {"geometry": lake, "time": {"from": "2023-04-01", "to": "2023-06-30"}, "bands": ["B04"],
+            "cloud": {"mode": "pixel", "source": "model"}}
+    script = ("import json, sys\nfrom stats import Archive, TimeSeriesRequest, query_timeseries\n"
+              "from stats.pipeline import default_cache\n"
+              "r = query_timeseries(TimeSeriesRequest.from_dict(json.loads(sys.argv[1])), Archive.open(sys.argv[2]))\n"
+              "print(json.dumps({'misses': default_cache().misses, 'series': r.to_dict()['series']}))\n")
+    env = {**os.environ, "POLYFIS_CLOUD_CACHE_DIR": str(tmp_path / "cells")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script, json.dumps(body), str(build_demo_archive())],
+                                      env=env, capture_output=True, text=True, check=True).stdout)
+            for _ in range(2)]
+    assert runs[0]["misses"] > 1000 and runs[1]["misses"] == 0
+    assert runs[0]["series"] == runs[1]["series"]
+    stored = DiskCells(tmp_path / "cells")  # what the first process left, read in this one
+    values, missing = np.full(1, np.nan, np.float32), np.ones(1, bool)
+    stored.lookup([("EPSG:32633", ("no such scene",), 160, 500040.0, 5100000.0)], missing, values)
+    assert missing.tolist() == [True]
