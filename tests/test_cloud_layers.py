@@ -329,3 +329,19 @@ def test_fis_and_the_statistical_api_read_the_layers(layered: Path) -> None:
     assert a.json == b.json and len(a.json["data"]) > 5
     means = [m for d in a.json["data"] if isinstance(m := d["outputs"]["clouds"]["bands"]["B0"]["stats"]["mean"], float)]
     assert max(means) > 100 and min(means) < 20  # cloudy and clear dates among them
+
+
+def test_a_dask_run_stores_the_same_layers_and_reports_progress(layered: Path, tmp_path: Path) -> None:
+    """Two Dask worker processes store byte-identical layers to the in-process run, and the progress callback
+    counts every item."""
+    root = tmp_path / "archive"
+    shutil.copytree(build_demo_archive(), root)
+    seen: list[tuple[int, int]] = []
+    summary = store_cloud_layers(root, workers=2, progress=lambda done, total: seen.append((done, total)))
+    assert summary.done == 37 and not summary.failed
+    assert seen[0] == (0, 37) and seen[-1] == (37, 37) and len(seen) == 38
+    for item_json in _items(root):
+        for name in ("CLP.tif", "CLM.tif"):
+            with rasterio.open(item_json.parent / name) as a, \
+                    rasterio.open(layered / "items" / item_json.parent.name / name) as b:
+                assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
