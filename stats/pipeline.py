@@ -24,6 +24,7 @@ call), measured by :func:`stats.water.extent.measure`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 
@@ -33,28 +34,39 @@ from .analytics.compute import analyse
 from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from .clouds.cells import CellRequest, ProbabilityCache, cell_of_pixels, pixel_clouds, resolve_probabilities
+from .clouds.cells import CellRequest, ProbabilityCache, pixel_clouds, resolve_probabilities
+from .clouds.disk import DiskCells
 from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
-from .clouds.shadow_masks import block_masks, date_reach, shadow_block
+from .clouds.shadow_masks import block_masks, date_reach, index_of_pixels, shadow_block
 from .clouds.shadows import ShadowInput, shadow_fraction
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .raster import Grid, read_date
 from .request import Limits, QueryOptions, TimeSeriesRequest
 from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
+from .settings import current
 from .water.extent import measure
 from .water.region import WaterRegion, water_region
 from .zonal import histogram, summarize, weighted_summary
 
 log = logging.getLogger(__name__)
 
-_CACHE = ProbabilityCache()
+_CACHE: ProbabilityCache | None = None
+_CACHE_DIR: str | None = None
+_CACHE_LOCK = threading.Lock()
 
 
 def default_cache() -> ProbabilityCache:
-    """The process-wide cache of cloud-cell probabilities."""
-    return _CACHE
+    """The process-wide cache of cloud-cell probabilities: in memory, and in ``POLYFIS_CLOUD_CACHE_DIR``
+    (shared by every process using that folder) when it is set."""
+    global _CACHE, _CACHE_DIR
+    folder = current().cloud_cache_dir
+    with _CACHE_LOCK:
+        if _CACHE is None or folder != _CACHE_DIR:
+            _CACHE = ProbabilityCache(disk=DiskCells(folder) if folder else None)
+            _CACHE_DIR = folder
+        return _CACHE
 
 
 @dataclass
@@ -295,6 +307,6 @@ def _shadows(options: QueryOptions, work: _DateWork) -> tuple[PixelShadow, np.nd
         return PixelShadow(None, None if work.shadow_warning else 0, work.shadow_warning), none
     _, mask = block_masks(work.cells, work.shadow_input, options.cloud.mask_parameters,
                           options.cloud.shadow_parameters)
-    index = cell_of_pixels(work.grid, work.valid_mask, work.shadow_input.grid, 1, mask.shape)
+    index = index_of_pixels(work.grid, work.valid_mask, work.shadow_input.grid, 1, mask.shape)
     in_shadow = mask.ravel()[index]
     return PixelShadow(shadow_fraction(in_shadow, work.weights), int(in_shadow.sum())), in_shadow

@@ -42,6 +42,7 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..geometry import cached_crs, crs_name, ground_pixel_size
 from ..raster import Grid, PixelBlock, native_pixel, read_date
 from ..request import Limits, MaskParameters
+from .disk import DiskCells
 from .masks import mask_from_probability
 from .model import CloudModel
 
@@ -83,16 +84,11 @@ def cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashabl
     return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
 
 
-def cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
-    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
-    rows, cols = np.nonzero(valid)
-    t, c = grid.transform, cloud_grid.transform
-    x = t.c + (cols + 0.5) * t.a
-    y = t.f + (rows + 0.5) * t.e
-    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
-    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
-    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
-    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
+def cell_of_points(x: np.ndarray, y: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
+    """Flat index of the cloud cell (``k`` x ``k`` pixels of ``cloud_grid``) containing each point (x, y)."""
+    c = cloud_grid.transform
+    cell_col = np.clip(np.floor((x - c.c) / (c.a * k)).astype(np.int64), 0, cells_shape[1] - 1)
+    cell_row = np.clip(np.floor((y - c.f) / (c.e * k)).astype(np.int64), 0, cells_shape[0] - 1)
     return np.asarray(cell_row * cells_shape[1] + cell_col)
 
 
@@ -107,14 +103,16 @@ def to_clm(mask: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
 
 
 class ProbabilityCache:
-    """Cell probabilities already computed, keyed by (scenes, resolution, cell row, cell col); LRU-bounded.
+    """Cell probabilities already computed, keyed by (tile CRS, scenes, resolution, cell corner); LRU-bounded
+    in memory, and also kept in ``disk`` (shared between processes) when given.
 
     Cells are anchored at the tile origin, so a cell's probability does not depend on the query polygon
     and a second query over the same scenes costs no model time.
     """
 
-    def __init__(self, max_cells: int = 2_000_000) -> None:
+    def __init__(self, max_cells: int = 2_000_000, disk: DiskCells | None = None) -> None:
         self.max_cells = max_cells
+        self.disk = disk
         self._data: OrderedDict[Hashable, float] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -133,12 +131,22 @@ class ProbabilityCache:
                     values[i] = value
                     self._data.move_to_end(key)
         missing = np.isnan(values)
+        if self.disk is not None and missing.any():
+            before = missing.copy()
+            self.disk.lookup(keys, missing, values)
+            found = before & ~missing
+            self._remember([k for k, f in zip(keys, found) if f], values[found])
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
         return values, missing
 
     def store(self, keys: Sequence[Hashable], values: np.ndarray) -> None:
         """Remember ``values`` for ``keys``, dropping the least recently used beyond ``max_cells``."""
+        self._remember(keys, values)
+        if self.disk is not None:
+            self.disk.store(keys, values)
+
+    def _remember(self, keys: Sequence[Hashable], values: np.ndarray) -> None:
         with self._lock:
             for key, value in zip(keys, values.tolist()):
                 self._data[key] = value
@@ -266,6 +274,14 @@ class PixelClouds:
 def pixel_clouds(cells: CellRequest, params: MaskParameters, grid: Grid, where: np.ndarray) -> PixelClouds:
     """The cloud layers of resolved ``cells`` at the pixels of ``grid`` where ``where`` is True (row-major
     order), each pixel taking the cell containing its centre."""
+    rows, cols = np.nonzero(where)
+    t = grid.transform
+    return point_clouds(cells, params, t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)
+
+
+def point_clouds(cells: CellRequest, params: MaskParameters, x: np.ndarray, y: np.ndarray) -> PixelClouds:
+    """The cloud layers of resolved ``cells`` at points (x, y) of the cells' CRS (pixel centres), each point
+    taking the cell containing it."""
     probability, mask = cloud_grids(cells, params)
-    index = cell_of_pixels(grid, where, cells.grid, cells.k, probability.shape)
+    index = cell_of_points(x, y, cells.grid, cells.k, probability.shape)
     return PixelClouds(probability.ravel()[index].astype(np.float64), mask.ravel()[index].astype(bool))

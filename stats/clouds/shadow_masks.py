@@ -21,7 +21,7 @@ from ..bands import MODEL_BANDS
 from ..geometry import cached_crs
 from ..raster import Grid, PixelBlock, native_pixel
 from ..request import Area, Limits, MaskParameters
-from .cells import CellRequest, ProbabilityCache, cell_of_pixels, cloud_grids, read_cloud_block, resolve_probabilities
+from .cells import CellRequest, ProbabilityCache, cell_of_points, cloud_grids, read_cloud_block, resolve_probabilities
 from .layers import cloud_cells
 from .model import CloudModel
 from .shadows import SHADOW_BANDS, ShadowInput, ShadowParameters, shadow_reach
@@ -58,12 +58,20 @@ def shadow_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_
     return ShadowInput.of(block, tiles[0], tile_pixel_m(tiles[0]))
 
 
+def index_of_pixels(grid: Grid, where: np.ndarray, target: Grid, k: int, shape: tuple[int, int]) -> np.ndarray:
+    """Flat index, in a grid of ``shape`` cells of ``k`` x ``k`` pixels of ``target``, of the cell holding
+    the centre of each pixel of ``grid`` where ``where`` is True (row-major order)."""
+    rows, cols = np.nonzero(where)
+    t = grid.transform
+    return cell_of_points(t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e, target, k, shape)
+
+
 def block_masks(cells: CellRequest, shadow_input: ShadowInput, params: MaskParameters,
                 shadow_params: ShadowParameters) -> tuple[np.ndarray, np.ndarray]:
     """The cloud mask and shadow mask (bool, on ``shadow_input.grid``) of resolved ``cells``."""
     shape = shadow_input.valid.shape
     cell_mask = cloud_grids(cells, params)[1]
-    index = cell_of_pixels(shadow_input.grid, np.ones(shape, dtype=bool), cells.grid, cells.k, cell_mask.shape)
+    index = index_of_pixels(shadow_input.grid, np.ones(shape, dtype=bool), cells.grid, cells.k, cell_mask.shape)
     cloud = cell_mask.ravel()[index].reshape(shape).astype(bool)
     return cloud, shadow_input.detect(cloud, shadow_params)
 
