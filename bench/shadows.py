@@ -37,8 +37,10 @@ from stats.clouds.shadow_masks import date_masks
 from stats.clouds.shadows import SHADOW_BANDS, ShadowParameters
 from stats.request import Area, MaskParameters
 
-#: The cloud masks evaluated: the default (Sentinel Hub's 160 m) and 40 m cells.
-MASKS: dict[str, MaskParameters] = {"160 m": MaskParameters(), "40 m": MaskParameters(40, 0.4, 2, 1)}
+#: The cloud masks evaluated: the default (Sentinel Hub's 160 m) and 40 m cells, scored by the model (the
+#: archive's stored layers, when it has them, are 160 m cells).
+MASKS: dict[str, MaskParameters] = {"160 m": MaskParameters(source="model"),
+                                    "40 m": MaskParameters(40, 0.4, 2, 1, source="model")}
 
 
 @dataclass(frozen=True)
