@@ -33,9 +33,10 @@ from stats.archive.synthetic import build_demo_archive, load_ground_truth, load_
 from stats.bands import MODEL_BANDS
 from stats.clouds.cells import ProbabilityCache
 from stats.clouds.model import default_model
+from stats.clouds.options import MaskParameters
 from stats.clouds.shadow_masks import date_masks
 from stats.clouds.shadows import SHADOW_BANDS, ShadowParameters
-from stats.request import Area, MaskParameters
+from stats.request import Area
 
 #: The cloud masks evaluated: the default (Sentinel Hub's 160 m) and 40 m cells, scored by the model (the
 #: archive's stored layers, when it has them, are 160 m cells).

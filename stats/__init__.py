@@ -13,6 +13,7 @@ A request is an :class:`Area` and a :class:`TimeRange` (what is asked about) and
 """
 
 from .archive.catalog import Acquisition, Archive
+from .clouds.options import CloudOptions
 from .errors import (
     ArchiveError,
     CloudModelError,
@@ -29,7 +30,7 @@ from .errors import (
     UnknownStatisticError,
 )
 from .pipeline import query_timeseries
-from .request import Area, CloudOptions, Limits, QueryOptions, TimeRange, TimeSeriesRequest
+from .request import Area, Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from .results import DateResult, TimeSeriesResult
 
 __all__ = [

@@ -4,7 +4,7 @@ For each acquisition date that intersects the polygon, the date's tiles are read
 (:func:`stats.raster.read_date`). Two cloud answers can be computed:
 
 * the **averaged pixel**: the 10 model bands averaged over the polygon's valid pixels and classified by
-  s2cloudless (:meth:`stats.request.CloudOptions.cloudy`);
+  s2cloudless (:meth:`stats.clouds.options.CloudOptions.cloudy`);
 * the **per-pixel mask** (:mod:`stats.clouds.cells`): cloud cells of the cloud resolution around the polygon
   are scored and masked; each valid pixel takes the cell containing its centre, giving the cloud fraction
   and, on request, statistics over the clear pixels only.

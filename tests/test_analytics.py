@@ -15,8 +15,9 @@ from stats.analytics.options import AggregationOptions, FillOptions, SeasonOptio
 from stats.analytics.season import season_metrics, seasons
 from stats.analytics.series import Observations
 from stats.analytics.smoothing import DailyCurve, daily_curve, daily_curves, fill, whittaker
+from stats.clouds.options import CloudOptions
 from stats.errors import InvalidRequestError
-from stats.request import CloudOptions, QueryOptions, TimeRange, TimeSeriesRequest
+from stats.request import QueryOptions, TimeRange, TimeSeriesRequest
 
 UTC = dt.UTC
 YEAR = TimeRange.parse({"from": "2023-01-01", "to": "2023-12-31"})

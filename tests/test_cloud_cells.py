@@ -19,7 +19,7 @@ from stats.bands import MODEL_BANDS, S2_BANDS
 from stats.clouds.cells import ProbabilityCache, cell_means, to_clm, to_clp
 from stats.clouds.masks import mask_from_probability
 from stats.clouds.model import default_model
-from stats.request import MaskParameters
+from stats.clouds.options import MaskParameters
 
 MODEL_IDX = [S2_BANDS.index(b) for b in MODEL_BANDS]
 

@@ -33,10 +33,10 @@ from stats.batch.task import vectorised
 from stats.clouds.cells import ProbabilityCache, pixel_clouds, resolve_probabilities
 from stats.clouds.layers import cloud_cells
 from stats.clouds.model import default_model
+from stats.clouds.options import MaskParameters
 from stats.clouds.store import store_cloud_layers
 from stats.geometry import WGS84, reproject
 from stats.raster import read_date
-from stats.request import MaskParameters
 
 CUMULUS_DATES = ("2023-03-16", "2023-04-25", "2023-06-04", "2023-07-24", "2023-10-02", "2023-11-11")
 

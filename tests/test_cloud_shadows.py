@@ -35,6 +35,7 @@ from stats.bands import S2_BANDS
 from stats.batch import BatchPolygon, compute_batch
 from stats.clouds.cells import ProbabilityCache
 from stats.clouds.model import default_model
+from stats.clouds.options import MaskParameters
 from stats.clouds.shadow_masks import date_masks
 from stats.clouds.shadows import (
     ShadowParameters,
@@ -48,7 +49,7 @@ from stats.clouds.shadows import (
 from stats.clouds.store import store_cloud_layers
 from stats.errors import IngestError, InvalidRequestError
 from stats.geometry import reproject
-from stats.request import Area, MaskParameters
+from stats.request import Area
 
 #: The 40 m cloud mask the demo target is reached with (the default 160 m one is reported in bench/results),
 #: scored by the model (stored layers would be 160 m cells).

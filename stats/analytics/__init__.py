@@ -6,5 +6,5 @@
 * :mod:`.composite`, :mod:`.smoothing` and :mod:`.season` compute, :mod:`.compute` runs what is asked;
 * :mod:`.outputs` holds the answers and their JSON and CSV forms.
 
-Every analytic uses the same clear dates: :meth:`stats.request.CloudOptions.clear`.
+Every analytic uses the same clear dates: :meth:`stats.clouds.options.CloudOptions.clear`.
 """

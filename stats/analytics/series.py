@@ -1,7 +1,7 @@
 """The series of one polygon, or of every polygon of a batch, as columns: what every analytic reads.
 
 Rows are dates, sorted by polygon and then by date; ``polygon`` says whose each row is. The analytics see
-each row's day and time, whether it is clear (:meth:`stats.request.CloudOptions.clear_dates`, no error and
+each row's day and time, whether it is clear (:meth:`stats.clouds.options.CloudOptions.clear_dates`, no error and
 at least one valid pixel), its averaged-pixel probability and cloud fraction, and every
 ``<name>_<statistic>`` value as float64 with NaN for a missing value. A time series is one polygon; a batch
 table is read column by column from Arrow, without a Python loop over its rows.

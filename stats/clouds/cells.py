@@ -11,7 +11,7 @@ s2cloudless model then scores every cell, and the mask follows s2cloudless's own
 mask is dilated with a disk of radius ``dilation_size`` cells. Cells without data count as probability 0
 in the averaging and are reported as no data.
 
-Defaults (:class:`stats.request.MaskParameters`) are Sentinel Hub's / eo-learn's (160 m, threshold 0.4,
+Defaults (:class:`stats.clouds.options.MaskParameters`) are Sentinel Hub's / eo-learn's (160 m, threshold 0.4,
 ``average_over`` 4, ``dilation_size`` 2); s2cloudless's own are threshold 0.4, ``average_over`` 1,
 ``dilation_size`` 1 at the input resolution. CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1
 with 255 for no data (CLP is then 0).
@@ -41,10 +41,11 @@ from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..geometry import cached_crs, crs_name, ground_pixel_size
 from ..raster import Grid, PixelBlock, native_pixel, read_date
-from ..request import Limits, MaskParameters
+from ..request import Limits
 from .disk import DiskCells
 from .masks import mask_from_probability
 from .model import CloudModel
+from .options import MaskParameters
 
 #: No-data value of the CLM layer (CLP has none: its 255 is a probability of 1; CLM says where there is data,
 #: as in Sentinel Hub's layers).

@@ -35,8 +35,9 @@ from ..datasets import dataset_key, default_pool, window_cache
 from ..errors import SceneReadError
 from ..geometry import cached_crs, ground_pixel_size, reproject
 from ..raster import Grid, PixelBlock, query_grid
-from ..request import DEFAULT_MAX_PIXELS, Limits, MaskParameters
+from ..request import DEFAULT_MAX_PIXELS, Limits
 from .cells import NO_DATA, CellRequest, cell_request, read_cloud_block
+from .options import MaskParameters
 
 #: The mask parameters of the stored ``CLM``: Sentinel Hub's (160 m, threshold 0.4, radii 4 and 2 cells).
 LAYER_PARAMETERS = MaskParameters()

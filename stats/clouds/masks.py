@@ -2,7 +2,7 @@
 
 :func:`mask_from_probability` averages the probabilities over a disk of ``average_over`` cells (s2cloudless's
 ``get_mask_from_prob``: OpenCV ``filter2D``, reflected border), keeps ``p > threshold``, applies the request's
-:class:`~stats.request.Morphology` (opening, closing, minimum cloud size, erosion; ``scipy.ndimage`` with
+:class:`~stats.clouds.options.Morphology` (opening, closing, minimum cloud size, erosion; ``scipy.ndimage`` with
 disk-shaped structuring elements, as ``skimage.morphology.disk`` draws them) and dilates by a disk of
 ``dilation_size`` cells (s2cloudless's ``cv2.dilate``). With no morphology asked for, the mask is exactly
 s2cloudless's.
@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import disk
 
-from ..request import MaskParameters, Morphology
+from .options import MaskParameters, Morphology
 
 #: 8-connectivity for the minimum cloud size: cells touching at a corner belong to one cloud.
 _EIGHT = np.ones((3, 3), dtype=bool)

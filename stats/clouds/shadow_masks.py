@@ -20,10 +20,11 @@ from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS
 from ..geometry import cached_crs
 from ..raster import Grid, PixelBlock, native_pixel
-from ..request import Area, Limits, MaskParameters
+from ..request import Area, Limits
 from .cells import CellRequest, ProbabilityCache, cell_of_points, cloud_grids, read_cloud_block, resolve_probabilities
 from .layers import cloud_cells
 from .model import CloudModel
+from .options import MaskParameters
 from .shadows import SHADOW_BANDS, ShadowInput, ShadowParameters, shadow_reach
 
 

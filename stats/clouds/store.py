@@ -46,11 +46,11 @@ from ..errors import ArchiveError, StatsError
 from ..geometry import cached_crs
 from ..progress import progress_reporter
 from ..raster import Grid, band_shape, pixel_size_10m, read_date
-from ..request import MaskParameters
 from .cells import NO_DATA, cell_means, cell_pixels, to_clm, to_clp
 from .layers import LAYER_PARAMETERS
 from .masks import mask_from_probability
 from .model import CloudModel, default_model
+from .options import MaskParameters
 
 log = logging.getLogger(__name__)
 

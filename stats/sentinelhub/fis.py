@@ -22,20 +22,12 @@ from typing import Any
 import yaml
 from shapely.geometry import box
 
+from ..clouds.options import CloudOptions, MaskParameters
 from ..errors import InvalidRequestError, LayerConfigError, StatsError
 from ..fields import integer, is_finite_number, optional_percent
 from ..geometry import OGC_CRS84, parse_crs
 from ..indices import IndexSpec, compile_index
-from ..request import (
-    Area,
-    CloudOptions,
-    HistogramOptions,
-    Limits,
-    MaskParameters,
-    QueryOptions,
-    TimeRange,
-    TimeSeriesRequest,
-)
+from ..request import Area, HistogramOptions, Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from ..results import TimeSeriesResult
 from ..zonal import MAX_BINS
 

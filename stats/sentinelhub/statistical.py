@@ -28,12 +28,13 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from ..clouds.cells import ProbabilityCache, pixel_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
+from ..clouds.options import MaskParameters
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
 from ..pipeline import default_cache
 from ..raster import PixelBlock, read_date
-from ..request import Area, Limits, MaskParameters, TimeRange
+from ..request import Area, Limits, TimeRange
 from ..zonal import MAX_BINS
 from .evalscript import Evalscript, compile_evalscript
 

@@ -19,9 +19,9 @@ import shapely
 from shapely.geometry import MultiPolygon, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from ..clouds.options import MaskParameters
 from ..geometry import WGS84, reproject
 from ..raster import Grid
-from ..request import MaskParameters
 from .options import WaterOptions
 from .region import WaterRegion
 from .result import Water

@@ -19,10 +19,11 @@ from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
 from ..clouds.cells import CellRequest, pixel_clouds
 from ..clouds.layers import cloud_cells
+from ..clouds.options import MaskParameters
 from ..errors import InvalidRequestError
 from ..geometry import cached_crs, reproject
 from ..raster import Grid, PixelBlock, polygon_mask, read_date
-from ..request import Limits, MaskParameters
+from ..request import Limits
 from .options import WaterOptions
 from .outline import RegionShape, analysed_region
 
