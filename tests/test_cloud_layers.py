@@ -345,3 +345,22 @@ def test_a_dask_run_stores_the_same_layers_and_reports_progress(layered: Path, t
             with rasterio.open(item_json.parent / name) as a, \
                     rasterio.open(layered / "items" / item_json.parent.name / name) as b:
                 assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform
+
+
+def test_a_batch_with_cloud_shadows_gives_each_polygon_its_time_series(layered: Path) -> None:
+    """Shadows need the window towards the sun: such a batch is answered polygon by polygon, with the time
+    series' shadow figures, even when the layers are stored."""
+    archive = Archive.open(layered)
+    features = [f for f in demo_polygons()["features"] if f["properties"]["name"] in ("field_wheat", "lake")]
+    polygons = [BatchPolygon(f["properties"]["name"], shape(f["geometry"])) for f in features]
+    options = {"bands": ["B08"], "statistics": ["mean"], "cloud": {"mode": "pixel", "shadows": True, "mask": True}}
+    plan = plan_batch(archive, polygons, batch_time("2023-04-20", "2023-04-30"), batch_options(options))
+    by_id = {a.id: a for a in archive.acquisitions}
+    assert not any(vectorised(plan.options, [by_id[t] for t in task.tiles]) for task in plan.tasks)
+    rows = run_plan(plan, archive=archive)[0].to_pylist()
+    for feature in features:
+        body = {"geometry": feature["geometry"], "time": {"from": "2023-04-20", "to": "2023-04-30"}, **options}
+        (entry,) = query_timeseries(TimeSeriesRequest.from_dict(body), archive).to_dict()["series"]
+        (row,) = [r for r in rows if r["id"] == feature["properties"]["name"]]
+        assert row["shadow_pixels"] == entry["cloud"]["shadow_pixels"]
+        assert row["B08_mean"] == entry["bands"]["B08"]["mean"]

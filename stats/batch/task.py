@@ -6,7 +6,7 @@ summarises every polygon in one pass (:func:`stats.zonal.grouped_summary`) and s
 to s2cloudless in one call. Per-pixel clouds take the vectorised path too when the date's tiles have stored
 CLP/CLM layers: the cells covering all the task's polygons are read once (:func:`stats.clouds.layers.stored_cells`,
 as the time series reads them) and every pixel takes its cell. Options that need more (per-pixel clouds
-without stored layers, water, histograms, exact mode, resolutions other than 10 m, tiles of one date in
+without stored layers, cloud shadows, water, histograms, exact mode, resolutions other than 10 m, tiles of one date in
 different CRSs) are answered polygon by polygon with the time-series engine itself
 (:func:`stats.pipeline.query_timeseries`), so they are slower but the same.
 """
@@ -58,7 +58,7 @@ def _archive(href: str) -> Archive:
 def vectorised(options: QueryOptions, tiles: Sequence[Acquisition]) -> bool:
     """Whether the vectorised path answers these options (else the time-series engine, polygon by polygon)."""
     stored = (options.cloud.source != "model" and all(t.cloud_layers is not None for t in tiles)
-              and not any(spec.cloud_layers for spec in options.indices))
+              and not any(spec.cloud_layers for spec in options.indices) and not options.cloud.shadows)
     return (options.resolution == 10 and not options.exact and (not options.pixel_clouds or stored)
             and options.water is None and options.histogram is None and len({cached_crs(t.crs) for t in tiles}) == 1)
 
