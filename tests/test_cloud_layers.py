@@ -4,6 +4,7 @@ resumable and safe to run twice at once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from shapely.geometry import mapping, shape
 from skimage import morphology
 
 from stats import Archive, TimeSeriesRequest, query_timeseries
-from stats.archive.catalog import group_by_date
+from stats.archive.catalog import ArchiveWriter, group_by_date
 from stats.archive.synthetic import build_demo_archive, demo_polygons
 from stats.bands import MODEL_BANDS
 from stats.batch import batch_options, batch_time, plan_batch, run_plan
@@ -253,6 +254,17 @@ def test_the_run_is_idempotent_resumable_and_incremental(layered: Path, tmp_path
     assert (first.parent / "CLP.tif").read_bytes() == before
     forced = store_cloud_layers(root, start="2023-06-01", end="2023-06-30", force=True)
     assert forced.items == forced.done == 3
+    source = Archive.open(root).acquisitions[5]  # a new acquisition arrives (written as `polyfis ingest` does)
+    bands = {}
+    for band, href in source.assets.items():
+        with rasterio.open(href) as src:
+            bands[band] = (src.read(1), src.transform)
+    with ArchiveWriter(root) as writer:
+        writer.add("S2B_MSIL1C_20240105T100031_N0510_R122_T33TWL", dt.datetime(2024, 1, 5, 10, 0, 31, tzinfo=dt.UTC),
+                   source.crs, bands, processing_baseline="05.10")
+    assert sum(a.cloud_layers is not None for a in Archive.open(root).acquisitions) == 37  # kept by the writer
+    incremental = store_cloud_layers(root)
+    assert (incremental.done, incremental.skipped) == (1, 37)
 
 
 def test_two_runs_at_once_compute_each_item_once(tmp_path: Path) -> None:
