@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response
 
+from stats.archive.catalog import Archive, group_by_date
 from stats.archive.synthetic.files import POLYGONS_FILE
 from stats.archive.synthetic.recipe import read_polygons
 from stats.indices import BUILTIN_INDICES
 from stats.render import CLOUD_LAYERS, DEFAULT_MAX_REFLECTANCE, MAX_SIDE
 
-from .. import settings
+from .. import archive, settings
 from ..render import json_response
 
 bp = Blueprint("page", __name__)
@@ -44,7 +46,8 @@ def index() -> Response:
 @bp.get("/page/config.json")
 def config() -> Response:
     """What the page needs to know of this server: whether it asks for a token, the image limits, the built-in
-    indices and the OpenStreetMap tile URL (the request defaults are read from /openapi.json)."""
+    indices, the archive's acquisition dates (with their tiles' mean scene cloud cover, for the base layer) and the
+    OpenStreetMap tile URL (the request defaults are read from /openapi.json)."""
     current = settings()
     return json_response({
         "auth": bool(current.clients),
@@ -52,8 +55,20 @@ def config() -> Response:
         "render": {"max_side": MAX_SIDE, "max_reflectance": DEFAULT_MAX_REFLECTANCE,
                    "cloud_layers": list(CLOUD_LAYERS)},
         "indices": list(BUILTIN_INDICES),
+        "dates": acquisition_dates(archive()),
         "osm_tiles": OSM_TILES,
     })
+
+
+def acquisition_dates(arch: Archive) -> list[dict[str, Any]]:
+    """The archive's dates, oldest first, each with the mean ``eo:cloud_cover`` of its tiles (null when none
+    has one)."""
+    dates = []
+    for group in group_by_date(arch.acquisitions):
+        covers = [a.cloud_cover for a in group if a.cloud_cover is not None]
+        dates.append({"date": group[0].date.isoformat(),
+                      "cloud_cover": float(sum(covers) / len(covers)) if covers else None})
+    return dates
 
 
 @bp.get("/page/polygons.geojson")
