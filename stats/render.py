@@ -161,14 +161,19 @@ def parse_size(width: str | None, height: str | None,
     aspect = (bounds[2] - bounds[0]) / (bounds[3] - bounds[1])
     w = _side(width, "width")
     h = _side(height, "height")
-    if w is None and h is None:
-        w, h = (DEFAULT_SIDE, round(DEFAULT_SIDE / aspect)) if aspect >= 1 else (round(DEFAULT_SIDE * aspect),
-                                                                               DEFAULT_SIDE)
-    elif w is None:
-        w = round(h * aspect)  # type: ignore[operator]
-    elif h is None:
-        h = round(w / aspect)
-    return max(1, min(MAX_SIDE, int(w))), max(1, min(MAX_SIDE, int(h)))  # type: ignore[arg-type]
+    if w is not None and h is not None:
+        return w, h
+    if w is not None:
+        return w, _clamp(w / aspect)
+    if h is not None:
+        return _clamp(h * aspect), h
+    if aspect >= 1:
+        return DEFAULT_SIDE, _clamp(DEFAULT_SIDE / aspect)
+    return _clamp(DEFAULT_SIDE * aspect), DEFAULT_SIDE
+
+
+def _clamp(side: float) -> int:
+    return max(1, min(MAX_SIDE, round(side)))
 
 
 def _side(text: str | None, name: str) -> int | None:
