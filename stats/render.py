@@ -89,7 +89,7 @@ class RenderRequest:
 
         >>> r = RenderRequest.parse("2023-06-14", {"bbox": "15.02,46.03,15.03,46.04", "width": "200"})
         >>> r.bands, r.width, r.height
-        (('B04', 'B03', 'B02'), 200, 287)
+        (('B04', 'B03', 'B02'), 200, 288)
         """
         limits = limits or Limits()
         unknown = sorted(set(args) - set(PARAMETERS))
