@@ -1,6 +1,7 @@
 // The result charts (uPlot): cloud probability per date with the threshold and the cloudy dates marked; a
 // band's or index's mean with its p10-p90 band, every date or the clear dates only; the water area. Each
-// chart's container carries data-points, the number of dates it plots.
+// chart's container carries data-points, the number of dates it plots (the cloud chart also data-cloudy, the
+// number of dates it marks cloudy).
 
 /* global uPlot */
 
@@ -26,7 +27,6 @@ function draw(id, options, data, onPick) {
   const old = charts.get(id);
   if (old) old.destroy();
   target.replaceChildren();
-  target.dataset.points = String(data[0].length);
   const width = Math.max(280, target.clientWidth || 600);
   const chart = new uPlot({
     width,
@@ -35,6 +35,7 @@ function draw(id, options, data, onPick) {
     cursor: { points: { size: 8 } },
     ...options,
   }, data, target);
+  target.dataset.points = String(chart.data[0].length);
   chart.over.addEventListener("click", () => {
     if (chart.cursor.idx !== null && chart.cursor.idx !== undefined) onPick(chart.cursor.idx);
   });
@@ -63,7 +64,9 @@ export function cloudChart(series, threshold, onPick) {
     data.push(fraction);
     lines.push({ label: "cloud fraction", stroke: "#7b3fa0", width: 1, points: { show: true, size: 5 } });
   }
-  return draw("cloud-chart", { series: lines, scales: { y: { range: [0, 1] } } }, data, onPick);
+  const chart = draw("cloud-chart", { series: lines, scales: { y: { range: [0, 1] } } }, data, onPick);
+  document.getElementById("cloud-chart").dataset.cloudy = String(chart.data[3].filter((v) => v !== null).length);
+  return chart;
 }
 
 // The variables a series can plot: its indices, then its bands.
