@@ -3,6 +3,7 @@ engine (:mod:`stats`) or the service (:mod:`service`); settings are read and val
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from dataclasses import replace
@@ -222,6 +223,42 @@ def batch(polygons: str, archive: str | None, start: str, end: str, out: str, id
     if summary.failed_polygons or summary.error_rows:
         click.echo(f"{summary.failed_polygons} polygons could not be used, {summary.empty_polygons} have no result "
                    f"and {summary.error_rows} rows carry an error; see the error column", err=True)
+
+
+@main.command()
+@click.option("--archive", envvar="POLYFIS_ARCHIVE", required=True,
+              help="Local archive folder (or its collection.json) whose items get CLP/CLM layers.")
+@click.option("--from", "start", help="First date, YYYY-MM-DD (default: the archive's first).")
+@click.option("--to", "end", help="Last date, YYYY-MM-DD (default: the archive's last).")
+@click.option("--force", is_flag=True, help="Compute again items whose layers are already stored.")
+@click.option("--scheduler", envvar="POLYFIS_DASK_SCHEDULER",
+              help="Address of a running Dask scheduler (its workers must reach the archive folder).")
+@click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="Dask LocalCluster worker processes; 0 computes here, one item after the other.")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def clouds(archive: str, start: str | None, end: str | None, force: bool, scheduler: str | None, workers: int,
+           no_progress: bool) -> None:
+    """Store the CLP/CLM cloud layers (160 m, s2cloudless) of every acquisition; a rerun does only new ones."""
+    from stats.clouds.store import store_cloud_layers
+
+    for name, value in (("--from", start), ("--to", end)):
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise click.BadParameter(f"got {value!r}; expected a date YYYY-MM-DD", param_hint=name) from None
+    try:
+        summary = store_cloud_layers(archive, start=start, end=end, force=force, workers=workers,
+                                     scheduler=scheduler, progress=not no_progress)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{summary.done} items computed ({summary.cells} cells), {summary.skipped} already stored, "
+               f"{summary.busy} being computed by another run, {len(summary.failed)} failed, of {summary.items}, "
+               f"in {summary.seconds:.1f} s", err=True)
+    for item_id, message in sorted(summary.failed.items()):
+        click.echo(f"failed: {item_id}: {message}", err=True)
+    if summary.failed:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -402,3 +402,21 @@ def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
                 "inside the area of use of both CRSs"
             )
     return out
+
+
+def ground_pixel_size(crs: CRS, pixel: tuple[float, float], lon: float, lat: float) -> float:
+    """The mean ground size, in metres, of a pixel of ``pixel`` (width, height) CRS units near (lon, lat).
+
+    For a projected CRS the size is the pixel times the axis unit (the projection's scale error is ignored);
+    for a geographic CRS it is the geodesic length of one pixel step east and north on the WGS 84 ellipsoid.
+    """
+    px, py = abs(pixel[0]), abs(pixel[1])
+    if not crs.is_geographic:
+        factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+        return (px + py) / 2.0 * float(factor or 1.0)
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    east = geod.inv(lon, lat, lon + px, lat)[2]
+    north = geod.inv(lon, lat, lon, lat + py)[2]
+    return float(east + north) / 2.0

@@ -29,14 +29,8 @@ from .analytics.compute import analyse
 from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from .clouds.cells import (
-    CellRequest,
-    ProbabilityCache,
-    cell_request,
-    pixel_clouds,
-    read_cloud_block,
-    resolve_probabilities,
-)
+from .clouds.cells import CellRequest, ProbabilityCache, pixel_clouds, resolve_probabilities
+from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
 from .diagnosis import why_empty
 from .errors import SceneReadError
@@ -161,10 +155,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     geom, geom_crs = request.area.geometry, request.area.crs
     read_bands = options.read_bands
     params = options.cloud.mask_parameters
+    date_cells = None
     cloud_block = None
     if options.pixel_clouds:
-        cloud_block = read_cloud_block(tiles, geom, geom_crs, read_bands, params, max_pixels=limits.max_pixels,
-                                       exact=options.exact, limits=limits)
+        date_cells = cloud_cells(tiles, geom, geom_crs, read_bands, params,
+                                 max_pixels=limits.max_pixels, exact=options.exact, limits=limits)
+        cloud_block = date_cells.block
     if cloud_block is not None and options.resolution == 10:
         block = cloud_block
     else:
@@ -185,8 +181,8 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()),
                      weights=weights, inside_area=inside_area)
-    if cloud_block is not None and work.valid:
-        work.cells = cell_request(cloud_block, params)
+    if date_cells is not None and work.valid:
+        work.cells = date_cells.cells
         work.grid, work.valid_mask = block.grid, valid
     if options.water is not None:
         work.region = water_region(options.water, tiles, geom, geom_crs, block, work.cells,
@@ -224,6 +220,7 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
             probability_mean=float(np.average(clouds.probability, weights=work.weights)),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(clouds.cloudy.sum()),
+            source=work.cells.source,
         )
     elif work.valid == 0 and work.cells is None and (cloud.pixel or options.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)

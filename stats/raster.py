@@ -118,6 +118,13 @@ def pixel_size_10m(finest: Affine) -> tuple[float, float]:
     return abs(finest.a) * 10.0 / nominal, abs(finest.e) * 10.0 / nominal
 
 
+def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
+    """Pixel (width, height), in CRS units, of the 10 m class of ``acq`` (see :func:`pixel_size_10m`), from
+    the finest of ``bands``."""
+    shapes = map_threads(partial(band_shape, acq), bands)
+    return pixel_size_10m(min(shapes, key=lambda s: abs(s.transform.a)).transform)
+
+
 def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseGeometry, *,
                max_pixels: int, pad: int = 0, snap: int = 1, extent: tuple[int, int] | None = None) -> Grid:
     """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``.

@@ -14,6 +14,7 @@ the drop rules of ``max_probability`` and ``max_fraction``, and when the average
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -62,8 +63,16 @@ _OPTION_FIELDS = frozenset({
 })
 CloudMode = Literal["averaged", "pixel", "both"]
 CLOUD_MODES: tuple[str, ...] = ("averaged", "pixel", "both")
+#: Where the per-pixel cloud cells come from: the stored CLP/CLM layers when a date has them (``auto``), only
+#: the layers (``layers``: a date without them is an error), or the model on the fly (``model``).
+CloudSource = Literal["auto", "layers", "model"]
+CLOUD_SOURCES: tuple[str, ...] = ("auto", "layers", "model")
+#: Largest radius of a mask operation, and largest ``min_cloud_size``, in cells.
+MAX_MASK_RADIUS = 20
+MAX_MIN_CLOUD_SIZE = 400
+_MORPHOLOGY_FIELDS = ("opening_size", "closing_size", "min_cloud_size", "erosion_size")
 _CLOUD_FIELDS = ("threshold", "max_probability", "mode", "resolution", "average_over", "dilation_size", "mask",
-                 "max_fraction")
+                 "max_fraction", "source", *_MORPHOLOGY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -229,23 +238,59 @@ class TimeRange:
 
 
 @dataclass(frozen=True)
+class Morphology:
+    """Binary morphology of a cloud mask after the threshold, radii and sizes in cells (0: not applied).
+
+    Applied in this order: ``opening_size`` (removes specks and thin bridges), ``closing_size`` (fills small
+    holes and gaps), ``min_cloud_size`` (drops clouds of fewer cells, 8-connected), ``erosion_size``; the
+    dilation of :class:`MaskParameters` comes last, as in s2cloudless.
+    """
+
+    opening_size: int = 0
+    closing_size: int = 0
+    min_cloud_size: int = 0
+    erosion_size: int = 0
+
+    @property
+    def margin_cells(self) -> int:
+        """Cells beyond a region whose mask values change the region's after this morphology."""
+        return 2 * self.opening_size + 2 * self.closing_size + self.min_cloud_size + self.erosion_size
+
+    @property
+    def applied(self) -> bool:
+        """Whether any step is applied."""
+        return bool(self.opening_size or self.closing_size or self.min_cloud_size or self.erosion_size)
+
+
+@dataclass(frozen=True)
 class MaskParameters:
-    """How cloud cells are scored and masked: cell size (m), threshold (``p > threshold``), disk radii (cells)."""
+    """How cloud cells are scored and masked: cell size (m), threshold (``p > threshold``), disk radii (cells),
+    any further :class:`Morphology`, and where the cells come from (``source``, see :data:`CloudSource`)."""
 
     resolution: int = DEFAULT_CLOUD_RESOLUTION
     threshold: float = DEFAULT_THRESHOLD
     average_over: int = SENTINELHUB_AVERAGE_OVER
     dilation_size: int = SENTINELHUB_DILATION_SIZE
+    morphology: Morphology = field(default_factory=Morphology)
+    source: CloudSource = "auto"
 
-    @property
-    def cell_pixels(self) -> int:
-        """Cell size in 10 m pixels."""
-        return self.resolution // 10
+    def cell_pixels(self, pixel_m: float) -> int:
+        """Cell size in pixels of ``pixel_m`` metres on the ground: the whole number of pixels closest to
+        :attr:`resolution`.
+
+        :raises InvalidRequestError: when :attr:`resolution` is under half a pixel (no cell can be that small).
+        """
+        k = round(self.resolution / pixel_m)
+        if k < 1:
+            raise InvalidRequestError(
+                f"cloud.resolution: got {self.resolution} m, but this archive's pixels are about {pixel_m:.0f} m on "
+                f"the ground; expected at least {math.ceil(pixel_m)} m")
+        return k
 
     @property
     def margin_cells(self) -> int:
-        """Cells around the polygon whose data changes its mask (averaging + dilation radii)."""
-        return self.average_over + self.dilation_size
+        """Cells around the polygon whose data changes its mask (averaging, morphology and dilation)."""
+        return self.average_over + self.morphology.margin_cells + self.dilation_size
 
 
 @dataclass(frozen=True)
@@ -268,6 +313,8 @@ class CloudOptions:
     dilation_size: int = SENTINELHUB_DILATION_SIZE
     mask: bool = False
     max_fraction: float | None = None
+    morphology: Morphology = field(default_factory=Morphology)
+    source: CloudSource = "auto"
 
     @property
     def averaged(self) -> bool:
@@ -282,7 +329,8 @@ class CloudOptions:
     @property
     def mask_parameters(self) -> MaskParameters:
         """Parameters of the per-pixel mask."""
-        return MaskParameters(self.resolution, self.threshold, self.average_over, self.dilation_size)
+        return MaskParameters(self.resolution, self.threshold, self.average_over, self.dilation_size, self.morphology,
+                              self.source)
 
     def cloudy(self, probability: float | None) -> bool | None:
         """Whether an averaged pixel of this probability is cloudy (None without a probability)."""
@@ -333,6 +381,9 @@ class CloudOptions:
         mode = data.get("mode", "averaged")
         if mode not in CLOUD_MODES:
             raise InvalidRequestError(f"cloud.mode: expected one of {list(CLOUD_MODES)}, got {mode!r:.80}")
+        source = data.get("source", "auto")
+        if source not in CLOUD_SOURCES:
+            raise InvalidRequestError(f"cloud.source: expected one of {list(CLOUD_SOURCES)}, got {source!r:.80}")
         resolution = data.get("resolution", DEFAULT_CLOUD_RESOLUTION)
         expected = f"cloud.resolution: expected a multiple of 10 m from 10 to 160, got {resolution!r:.80}"
         if integer(resolution, "cloud.resolution", 10, 160, "m") % 10:
@@ -344,12 +395,17 @@ class CloudOptions:
             max_probability=None if max_p is None else unit_interval(max_p, "cloud.max_probability"),
             mode=mode,
             resolution=resolution,
-            average_over=integer(data.get("average_over", SENTINELHUB_AVERAGE_OVER), "cloud.average_over", 0, 20,
-                                 "cells"),
+            average_over=integer(data.get("average_over", SENTINELHUB_AVERAGE_OVER), "cloud.average_over", 0,
+                                 MAX_MASK_RADIUS, "cells"),
             dilation_size=integer(data.get("dilation_size", SENTINELHUB_DILATION_SIZE), "cloud.dilation_size", 0,
-                                  20, "cells"),
+                                  MAX_MASK_RADIUS, "cells"),
             mask=flag(data.get("mask"), "cloud.mask", False),
             max_fraction=None if max_f is None else unit_interval(max_f, "cloud.max_fraction"),
+            morphology=Morphology(**{
+                name: integer(data.get(name, 0), f"cloud.{name}", 0,
+                              MAX_MIN_CLOUD_SIZE if name == "min_cloud_size" else MAX_MASK_RADIUS, "cells")
+                for name in _MORPHOLOGY_FIELDS}),
+            source=source,
         )
         if options.max_probability is not None and not options.averaged:
             raise InvalidRequestError(

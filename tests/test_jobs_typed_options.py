@@ -35,7 +35,7 @@ OPTION_SETS = {
                   "histogram": {"bins": 4}},
 }
 
-STRINGS = {"id", "error", "cloud_warning", "water_status", "water_threshold_method"}
+STRINGS = {"id", "error", "cloud_warning", "cloud_source", "water_status", "water_threshold_method"}
 BOOLEANS = {"cloudy", "cloud_trusted"}
 PIXEL_COUNTS = {"valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels"}
 
@@ -61,7 +61,8 @@ def json_cells(entry: dict[str, Any]) -> dict[str, Any]:
         "cloudy": cloud.get("cloudy"), "valid_pixels": pixels.get("valid"), "nodata_pixels": pixels.get("nodata"),
         "cloud_fraction": cloud.get("fraction"), "cloud_probability_mean": cloud.get("probability_mean"),
         "clear_pixels": cloud.get("clear_pixels"), "cloudy_pixels": cloud.get("cloudy_pixels"),
-        "cloud_warning": cloud.get("warning"), "cloud_trusted": cloud.get("trusted"), "error": entry.get("error")}
+        "cloud_warning": cloud.get("warning"), "cloud_trusted": cloud.get("trusted"), "cloud_source": cloud.get("source"),
+        "error": entry.get("error")}
     for key, value in entry.get("water", {}).items():
         if key != "extent":
             cells[f"water_{key}"] = value

@@ -36,6 +36,42 @@ PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json
 EO_V1 = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 
 
+#: Item property describing the stored CLP/CLM layers (written by ``polyfis clouds``).
+CLOUD_LAYERS_PROPERTY = "polyfis:clouds"
+#: Asset keys of the stored cloud probability and cloud mask layers.
+CLP_ASSET, CLM_ASSET = "CLP", "CLM"
+
+
+@dataclass(frozen=True)
+class CloudLayerAssets:
+    """The stored cloud layers of an acquisition: the ``CLP`` (uint8 round(255 p)) and ``CLM`` (uint8 0/1, 255
+    for no data) COGs, on cells of ``cell_pixels`` x ``cell_pixels`` pixels of the tile's 10 m class
+    (``resolution`` metres on the ground) anchored at the tile origin, and the mask parameters of ``CLM``."""
+
+    clp: str
+    clm: str
+    resolution: int
+    cell_pixels: int
+    threshold: float
+    average_over: int
+    dilation_size: int
+
+    @classmethod
+    def from_item(cls, item: pystac.Item) -> CloudLayerAssets | None:
+        """The layers of an item that has both assets and the :data:`CLOUD_LAYERS_PROPERTY`, else None."""
+        info = item.properties.get(CLOUD_LAYERS_PROPERTY)
+        clp, clm = item.assets.get(CLP_ASSET), item.assets.get(CLM_ASSET)
+        if not isinstance(info, dict) or clp is None or clm is None:
+            return None
+        try:
+            return cls(clp=clp.get_absolute_href() or clp.href, clm=clm.get_absolute_href() or clm.href,
+                       resolution=int(info["resolution"]), cell_pixels=int(info["cell_pixels"]),
+                       threshold=float(info["threshold"]), average_over=int(info["average_over"]),
+                       dilation_size=int(info["dilation_size"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArchiveError(f"STAC Item {item.id!r}: malformed {CLOUD_LAYERS_PROPERTY} property: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Acquisition:
     """One acquisition tile of an archive.
@@ -52,6 +88,7 @@ class Acquisition:
     cloud_cover: float | None = None
     processing_baseline: str | None = None
     tile: str | None = None
+    cloud_layers: CloudLayerAssets | None = None
 
     @property
     def date(self) -> dt.date:
@@ -184,6 +221,7 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
         cloud_cover=props.get("eo:cloud_cover"),
         processing_baseline=props.get("s2:processing_baseline"),
         tile=props.get("s2:mgrs_tile") or props.get("grid:code"),
+        cloud_layers=CloudLayerAssets.from_item(item),
     )
 
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from ..archive.catalog import Archive
 from ..clouds.model import CloudModel
 from ..errors import InvalidRequestError
+from ..progress import progress_reporter
 from ..request import Limits
 from .inputs import BatchPolygon, read_polygons
 from .output import error_table, failed_task_table, finish_table, output_format, write_table
@@ -129,7 +130,7 @@ def run_batch(
     manifest.write_text(json.dumps({"digest": digest, "tasks": len(plan.tasks)}))
     todo = [t for t in plan.tasks if not (parts / f"{t.key}.parquet").is_file()]
     skipped = len(plan.tasks) - len(todo)
-    report = _progress(progress, len(plan.tasks), skipped)
+    report = progress_reporter(progress, len(plan.tasks), skipped, unit="task", desc="batch")
     failed: dict[str, pa.Table] = {}
     if todo and workers == 0 and not scheduler:
         for task in todo:
@@ -151,29 +152,6 @@ def run_batch(
                         rows=table.num_rows, failed_polygons=len(plan.invalid), error_rows=len(errors),
                         empty_polygons=empty, repaired_polygons=sum(1 for a in plan.areas if a and a.repaired),
                         seconds=time.monotonic() - began)
-
-
-def _progress(progress: bool | Callable[[int, int], None], total: int, done: int) -> Callable[[int | None], None]:
-    """A callback taking the number of newly finished tasks (None at the end)."""
-    if callable(progress):
-        state = {"done": done}
-        progress(done, total)
-
-        def call(step: int | None) -> None:
-            if step:
-                state["done"] += step
-                progress(state["done"], total)
-        return call
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=done, unit="task", desc="batch", disable=not progress)
-
-    def update(step: int | None) -> None:
-        if step is None:
-            bar.close()
-        else:
-            bar.update(step)
-    return update
 
 
 def _run_on_dask(plan: BatchPlan, todo: list[BatchTask], parts: Path, scheduler: str | None,

@@ -1,7 +1,9 @@
 """Per-pixel cloud probability (CLP) and cloud mask (CLM) at a cloud resolution, as Sentinel Hub's layers.
 
-The 10 m bands are area-averaged into cloud cells of ``resolution`` metres (``resolution / 10`` x
-``resolution / 10`` pixels of the 10 m grid, anchored at the tile origin; each cell averages its valid pixels;
+The 10 m bands are area-averaged into cloud cells of ``resolution`` metres on the ground (``k`` x ``k`` pixels
+of the tile's 10 m class, ``k`` the whole number of pixels closest to ``resolution`` metres, see
+:func:`cell_pixels`: 16 for 10 m pixels at 160 m, 2 for the 73 m pixels of a geographic archive; anchored at
+the tile origin; each cell averages its valid pixels;
 20/60 m bands enter through their nearest-neighbour 10 m representation, which preserves their area). The
 s2cloudless model then scores every cell, and the mask follows s2cloudless's own post-processing
 (``S2PixelCloudDetector.get_mask_from_prob``): the probabilities are averaged over a disk of radius
@@ -12,10 +14,12 @@ in the averaging and are reported as no data.
 Defaults (:class:`stats.request.MaskParameters`) are Sentinel Hub's / eo-learn's (160 m, threshold 0.4,
 ``average_over`` 4, ``dilation_size`` 2); s2cloudless's own are threshold 0.4, ``average_over`` 1,
 ``dilation_size`` 1 at the input resolution. CLP is exposed as ``round(255 * p)`` (0..255) and CLM as 0/1
-with 255 for no data.
+with 255 for no data (CLP is then 0).
 
-The recipe, used alike by the time series and the Statistical API: :func:`read_cloud_block` reads the
-10 m block the cells of a date come from, :func:`cell_request` turns it into cells and cache keys,
+The recipe, used alike by the time series and the Statistical API (through
+:func:`stats.clouds.layers.cloud_cells`, which takes the cells from the stored CLP/CLM layers instead when a
+date has them): :func:`read_cloud_block` reads the 10 m block the cells of a date come from,
+:func:`cell_request` turns it into cells and cache keys,
 :func:`resolve_probabilities` scores the cells the cache lacks (with any averaged pixels, in one model
 call), and :func:`pixel_clouds` gives each pixel of a query grid the probability and mask of its cell.
 """
@@ -26,19 +30,23 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from affine import Affine
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
-from ..geometry import crs_name
-from ..raster import Grid, PixelBlock, read_date
+from ..geometry import cached_crs, crs_name, ground_pixel_size
+from ..raster import Grid, PixelBlock, native_pixel, read_date
 from ..request import Limits, MaskParameters
+from .masks import mask_from_probability
 from .model import CloudModel
 
-#: No-data value of the CLP and CLM layers.
+#: No-data value of the CLM layer (CLP has none: its 255 is a probability of 1; CLM says where there is data,
+#: as in Sentinel Hub's layers).
 NO_DATA = 255
 
 
@@ -75,42 +83,17 @@ def cell_keys(grid: Grid, k: int, cell_valid: np.ndarray, context: tuple[Hashabl
     return [(crs, *context, x, y) for x, y in zip(xs.tolist(), ys.tolist())]
 
 
-def cell_of_pixels(grid: Grid, valid: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
-    """Flat index of the cloud cell containing the centre of each valid pixel of ``grid``."""
-    rows, cols = np.nonzero(valid)
-    t, c = grid.transform, cloud_grid.transform
-    x = t.c + (cols + 0.5) * t.a
-    y = t.f + (rows + 0.5) * t.e
-    cell_col = np.floor((x - c.c) / (c.a * k)).astype(np.int64)
-    cell_row = np.floor((y - c.f) / (c.e * k)).astype(np.int64)
-    cell_col = np.clip(cell_col, 0, cells_shape[1] - 1)
-    cell_row = np.clip(cell_row, 0, cells_shape[0] - 1)
+def cell_of_points(x: np.ndarray, y: np.ndarray, cloud_grid: Grid, k: int, cells_shape: tuple[int, int]) -> np.ndarray:
+    """Flat index of the cloud cell (``k`` x ``k`` pixels of ``cloud_grid``) containing each point (x, y)."""
+    c = cloud_grid.transform
+    cell_col = np.clip(np.floor((x - c.c) / (c.a * k)).astype(np.int64), 0, cells_shape[1] - 1)
+    cell_row = np.clip(np.floor((y - c.f) / (c.e * k)).astype(np.int64), 0, cells_shape[0] - 1)
     return np.asarray(cell_row * cells_shape[1] + cell_col)
 
 
-def mask_from_probability(probability: np.ndarray, cell_valid: np.ndarray, params: MaskParameters) -> np.ndarray:
-    """The s2cloudless mask (uint8 0/1) of a 2-D probability grid; no-data cells enter as 0 and leave as 0.
-
-    Averaging and thresholding are s2cloudless's ``get_mask_from_prob``; the dilation is its
-    ``cv2.dilate`` with its disk, applied here so that it also works without averaging
-    (``average_over=0``), where s2cloudless's int8 mask is refused by OpenCV.
-    """
-    import cv2
-    from s2cloudless import S2PixelCloudDetector
-    from s2cloudless.utils import cv2_disk
-
-    detector = S2PixelCloudDetector(threshold=params.threshold, average_over=params.average_over or None,
-                                    dilation_size=None)
-    prob = np.where(cell_valid, probability, 0).astype(np.float32)
-    mask = detector.get_mask_from_prob(prob[np.newaxis])[0].astype(np.uint8)
-    if params.dilation_size:
-        mask = cv2.dilate(mask, cv2_disk(params.dilation_size))
-    return np.where(cell_valid, mask, 0).astype(np.uint8)
-
-
 def to_clp(probability: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
-    """CLP layer: uint8 ``round(255 * p)``; 255 where there is no data."""
-    return np.where(cell_valid, np.round(np.asarray(probability, np.float64) * 255), NO_DATA).astype(np.uint8)
+    """CLP layer: uint8 ``round(255 * p)``; 0 where there is no data (the CLM layer flags it)."""
+    return np.where(cell_valid, np.round(np.asarray(probability, np.float64) * 255), 0).astype(np.uint8)
 
 
 def to_clm(mask: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
@@ -158,42 +141,81 @@ class ProbabilityCache:
                 self._data.popitem(last=False)
 
 
+@lru_cache(maxsize=4096)
+def _ground_pixel(crs: str, pixel: tuple[float, float], lon: float, lat: float) -> float:
+    return ground_pixel_size(cached_crs(crs), pixel, lon, lat)
+
+
+def cell_pixels(tile: Acquisition, params: MaskParameters) -> int:
+    """Cloud cell size, in pixels of the tile's 10 m class, of ``params.resolution`` metres on the ground.
+
+    :raises InvalidRequestError: when the resolution is finer than half a pixel of the tile.
+    """
+    centre = tile.footprint.centroid
+    return params.cell_pixels(_ground_pixel(tile.crs, native_pixel(tile, MODEL_BANDS), round(centre.x, 4),
+                                            round(centre.y, 4)))
+
+
 def read_cloud_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str],
                      params: MaskParameters, *, max_pixels: int, exact: bool = False,
                      limits: Limits | None = None) -> PixelBlock:
     """The 10 m block of ``bands`` the cloud cells of one date are computed from: the polygon's bounds
-    padded by the mask's margin (:attr:`MaskParameters.margin_cells`) and snapped to whole cells, so that a
-    cell holds the same pixels whatever the polygon (see :func:`stats.raster.read_date`)."""
-    k = params.cell_pixels
+    padded by the mask's margin (:attr:`MaskParameters.margin_cells`) and snapped to whole cells of
+    :func:`cell_pixels`, so that a cell holds the same pixels whatever the polygon (see
+    :func:`stats.raster.read_date`)."""
+    k = cell_pixels(tiles[0], params)
     return read_date(tiles, geometry, geometry_crs, bands, resolution=10, max_pixels=max_pixels,
                      pad=params.margin_cells * k, snap=k, exact=exact, limits=limits)
 
 
 @dataclass
 class CellRequest:
-    """The cells of one date that need a probability: their cache keys and model inputs."""
+    """The cloud cells of one date: their cache keys and model inputs (cells still to score), or their
+    probabilities (and stored mask) read from the CLP/CLM layers.
+
+    ``grid`` is the grid the cells are cut from, with a cell corner at its origin: a cell is ``k`` x ``k`` of
+    its pixels (the 10 m block read for the model, or the cell grid itself with ``k`` = 1). ``mask``, when
+    set, is the stored CLM of the cells (uint8 0/1), used as it is.
+    """
 
     keys: Sequence[Hashable]
     pixels: np.ndarray  # float32 (n, 10)
     values: np.ndarray  # float32 (n,), NaN until resolved
     valid: np.ndarray  # bool (crows, ccols): the cells the keys stand for, in row-major order
-    grid: Grid  # the 10 m grid of the block the cells come from (a cell corner at its origin)
+    grid: Grid
+    k: int = 1
+    mask: np.ndarray | None = None
+    source: str = "model"
+
+    @property
+    def cell_grid(self) -> Grid:
+        """The grid of the cells themselves."""
+        t = self.grid.transform
+        return Grid(self.grid.crs, t @ Affine.scale(self.k), self.valid.shape)
 
 
-def cell_request(block: PixelBlock, params: MaskParameters) -> CellRequest:
-    """The cloud cells of a block from :func:`read_cloud_block`: keys, model inputs, validity."""
-    k = params.cell_pixels
+def cell_request(tiles: Sequence[Acquisition], block: PixelBlock, params: MaskParameters) -> CellRequest:
+    """The cloud cells of a block from :func:`read_cloud_block` over ``tiles``: keys, model inputs, validity."""
+    k = cell_pixels(tiles[0], params)
     means, cell_valid = cell_means({b: block.dn[b] for b in MODEL_BANDS}, block.data, k)
     keys = cell_keys(block.grid, k, cell_valid, (tuple(block.scenes), params.resolution))
     return CellRequest(keys=keys, pixels=means[cell_valid], values=np.empty(0, np.float32), valid=cell_valid,
-                       grid=block.grid)
+                       grid=block.grid, k=k)
 
 
 def cloud_grids(cells: CellRequest, params: MaskParameters) -> tuple[np.ndarray, np.ndarray]:
     """Probability (float32) and mask (uint8) grids of resolved cells; no-data cells are 0 in both."""
     probability = np.zeros(cells.valid.shape, dtype=np.float32)
     probability[cells.valid] = cells.values
+    if cells.mask is not None:
+        return probability, np.where(cells.valid, cells.mask, 0).astype(np.uint8)
     return probability, mask_from_probability(probability, cells.valid, params)
+
+
+def layers_of(cells: CellRequest, params: MaskParameters) -> tuple[Grid, np.ndarray, np.ndarray]:
+    """The cell grid with the CLP and CLM layers (uint8, 255 for no data) of resolved cells."""
+    probability, mask = cloud_grids(cells, params)
+    return cells.cell_grid, to_clp(probability, cells.valid), to_clm(mask, cells.valid)
 
 
 def resolve_probabilities(requests: Sequence[CellRequest], model: CloudModel, cache: ProbabilityCache,
@@ -203,6 +225,8 @@ def resolve_probabilities(requests: Sequence[CellRequest], model: CloudModel, ca
     extra = np.zeros((0, len(MODEL_BANDS))) if extra is None else np.asarray(extra, dtype=np.float64)
     todo: list[tuple[CellRequest, np.ndarray]] = []
     for request in requests:
+        if request.source != "model":
+            continue  # read from the stored layers
         request.values, missing = cache.lookup(request.keys)
         if missing.any():
             todo.append((request, missing))
@@ -234,6 +258,14 @@ class PixelClouds:
 def pixel_clouds(cells: CellRequest, params: MaskParameters, grid: Grid, where: np.ndarray) -> PixelClouds:
     """The cloud layers of resolved ``cells`` at the pixels of ``grid`` where ``where`` is True (row-major
     order), each pixel taking the cell containing its centre."""
+    rows, cols = np.nonzero(where)
+    t = grid.transform
+    return point_clouds(cells, params, t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)
+
+
+def point_clouds(cells: CellRequest, params: MaskParameters, x: np.ndarray, y: np.ndarray) -> PixelClouds:
+    """The cloud layers of resolved ``cells`` at points (x, y) of the cells' CRS (pixel centres), each point
+    taking the cell containing it."""
     probability, mask = cloud_grids(cells, params)
-    index = cell_of_pixels(grid, where, cells.grid, params.cell_pixels, probability.shape)
+    index = cell_of_points(x, y, cells.grid, cells.k, probability.shape)
     return PixelClouds(probability.ravel()[index].astype(np.float64), mask.ravel()[index].astype(bool))

@@ -25,7 +25,8 @@ from shapely.geometry import box
 from ..analytics.intervals import intervals
 from ..archive.catalog import Acquisition, Archive
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from ..clouds.cells import ProbabilityCache, cell_request, pixel_clouds, read_cloud_block, resolve_probabilities
+from ..clouds.cells import ProbabilityCache, pixel_clouds, resolve_probabilities
+from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
@@ -254,9 +255,8 @@ def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block:
                    cache: ProbabilityCache, limits: Limits, names: list[str]) -> dict[str, np.ndarray]:
     """Per-pixel CLP (0..255) and CLM (0/1) at Sentinel Hub's 160 m defaults, for every pixel of the box."""
     params = MaskParameters()
-    cloud_block = read_cloud_block(tiles, request.area.geometry, request.area.crs, MODEL_BANDS, params,
-                                   max_pixels=limits.max_pixels, limits=limits)
-    cells = cell_request(cloud_block, params)
+    cells = cloud_cells(tiles, request.area.geometry, request.area.crs, MODEL_BANDS, params,
+                        max_pixels=limits.max_pixels, limits=limits).cells
     resolve_probabilities([cells], model, cache)
     layers = pixel_clouds(cells, params, block.grid, np.ones(block.grid.shape, dtype=bool)).layers()
     data = block.valid.ravel()

@@ -17,7 +17,8 @@ from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from ..clouds.cells import CellRequest, cell_request, pixel_clouds, read_cloud_block
+from ..clouds.cells import CellRequest, pixel_clouds
+from ..clouds.layers import cloud_cells
 from ..errors import InvalidRequestError
 from ..geometry import cached_crs, reproject
 from ..raster import Grid, PixelBlock, polygon_mask, read_date
@@ -77,9 +78,10 @@ def read_region(options: WaterOptions, tiles: Sequence[Acquisition], shape: Regi
     index_bands = set(options.spec.bands)
     bands = [b for b in S2_BANDS if b in index_bands or b in MODEL_BANDS]
     try:
-        cloud_block = read_cloud_block(tiles, shape.region, shape.crs, bands, params, max_pixels=limits.max_pixels,
-                                       exact=exact, limits=limits)
-        block = cloud_block if resolution == 10 else read_date(
+        date_cells = cloud_cells(tiles, shape.region, shape.crs, bands, params,
+                                 max_pixels=limits.max_pixels, exact=exact, limits=limits)
+        cloud_block = date_cells.block
+        block = cloud_block if resolution == 10 and cloud_block is not None else read_date(
             tiles, shape.region, shape.crs, [b for b in S2_BANDS if b in index_bands], resolution=resolution,
             max_pixels=limits.max_pixels, exact=exact, limits=limits)
     except InvalidRequestError as exc:
@@ -87,7 +89,7 @@ def read_region(options: WaterOptions, tiles: Sequence[Acquisition], shape: Regi
             f"water: the region analysed (the outline grown by {options.buffer_m:g} m) is too large to read: "
             + str(exc).removeprefix("geometry: ")) from exc
     outline = polygon_mask(_to_grid(shape, block.grid), block.grid) if options.monitoring else None
-    cells = cell_request(cloud_block, params) if cloud_block.valid.any() else None
+    cells = date_cells.cells if block.valid.any() else None
     return WaterRegion(grid=block.grid, index=index_image(options, block), inside=block.inside, data=block.data,
                        nominal_area_m2=shape.nominal_area_m2, coverage=block.coverage, outline=outline, cells=cells)
 
