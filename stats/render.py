@@ -12,8 +12,8 @@ Colours:
   false), scaled to bytes by ``round(255 * reflectance / max_reflectance)`` clipped to 0..255; three bands are
   red, green and blue, one band is grey. Opaque where every band has data (DN 0 is no data), transparent
   elsewhere.
-* ``CLP`` (cloud probability, stored as 0..255): grey, the stored byte in red, green and blue, opaque where
-  the layer has data.
+* ``CLP`` (cloud probability, stored as ``round(255 p)``): grey, the stored byte in red, green and blue, opaque
+  where the layers have data (CLP has no no-data value; CLM's 255 marks the cells without data).
 * ``CLM`` (cloud mask, 0 clear, 1 cloud, 255 no data): an overlay, :data:`CLOUD_RGBA` on cloud, transparent
   on clear and no data.
 
@@ -37,13 +37,14 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
-from .archive.catalog import Acquisition, Archive, group_by_date
+from .archive.catalog import CLM_ASSET, CLP_ASSET, Acquisition, Archive, group_by_date
 from .bands import S2_BANDS
+from .clouds.cells import NO_DATA
 from .errors import InvalidRequestError, NotFoundError, SceneReadError
 from .request import Limits
 
 #: Stored cloud layers a quicklook can show.
-CLOUD_LAYERS = ("CLP", "CLM")
+CLOUD_LAYERS = (CLP_ASSET, CLM_ASSET)
 #: The image grid's CRS: Web Mercator, in which web maps place an image by its corners.
 WEB_MERCATOR = CRS.from_epsg(3857)
 #: Latitude limit of Web Mercator.
@@ -243,15 +244,19 @@ def date_acquisitions(archive: Archive, day: dt.date, bbox: Sequence[float]) -> 
 
 
 def asset_hrefs(acq: Acquisition, bands: Sequence[str]) -> list[str]:
-    """The hrefs of ``bands`` of ``acq``; a missing cloud layer is a 404 that says how to store it."""
+    """The hrefs to read for ``bands`` of ``acq``: the bands' COGs, or a cloud layer's (CLP is read with CLM,
+    whose 255 flags the cells without data); a cloud layer the item lacks is a 404 that says how to store it."""
+    if bands[0] in CLOUD_LAYERS:
+        layers = acq.cloud_layers
+        if layers is None:
+            raise NotFoundError(
+                f"bands: the cloud layer {bands[0]} is absent from acquisition {acq.id}: the archive's cloud layers "
+                "(CLP and CLM) have not been stored; run `polyfis clouds` on the archive to store them")
+        return [layers.clm] if bands[0] == "CLM" else [layers.clp, layers.clm]
     hrefs = []
     for band in bands:
         href = acq.assets.get(band)
         if href is None:
-            if band in CLOUD_LAYERS:
-                raise NotFoundError(
-                    f"bands: the cloud layer {band} is absent from acquisition {acq.id}: the archive's cloud layers "
-                    "(CLP and CLM) have not been stored; run `polyfis clouds` on the archive to store them")
             raise NotFoundError(f"bands: acquisition {acq.id} has no asset {band}")
         hrefs.append(href)
     return hrefs
@@ -310,12 +315,14 @@ def render(request: RenderRequest, archive: Archive, limits: Limits | None = Non
         raise SceneReadError(f"imagery of {request.day.isoformat()} cannot be read: {exc}") from exc
     for acq, arrays in reads:
         valid = np.logical_and.reduce([~np.ma.getmaskarray(a) for a in arrays])
+        if request.layer is not None:
+            valid &= np.ma.getdata(arrays[-1]) != NO_DATA  # CLM flags the cells without data
         take = valid & ~filled
         if not take.any():
             continue
         used.append(acq.id)
         offset = acq.dn_offset if request.harmonize and request.layer is None else 0
-        for i, array in enumerate(arrays):
+        for i, array in enumerate(arrays[:len(request.bands)]):
             data = np.ma.getdata(array).astype(np.float32)
             values[i][take] = data[take] if request.layer else np.maximum(data[take] - offset, 0) / 10000
         filled |= take

@@ -4,6 +4,7 @@ render route's tests and the web page's quicklook test."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,19 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject, transform_bounds
+
+from stats.archive.synthetic import build_demo_archive
+from stats.clouds.store import store_cloud_layers
+
+#: The dates whose cloud layers :func:`layered_demo` stores (the demo's six July and August acquisitions).
+LAYERED_DATES = ("2023-07-04", "2023-07-14", "2023-07-24", "2023-08-03", "2023-08-13", "2023-08-23")
+
+
+def layered_demo(root: Path) -> Path:
+    """A copy of the demo archive at ``root`` with the CLP/CLM layers of July and August stored."""
+    shutil.copytree(build_demo_archive(), root)
+    assert store_cloud_layers(root, start="2023-07-01", end="2023-08-31").done == len(LAYERED_DATES)
+    return root
 
 
 def item_of(root: Path, day: str) -> pystac.Item:
@@ -55,3 +69,32 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
     assert np.array_equal(got[3], want[3]), "the transparent pixels differ"
     diff = np.abs(got.astype(int) - want.astype(int))
     assert diff.max() <= 1, f"{(diff > 1).sum()} values differ by more than rounding"
+
+
+#: The CLM overlay's colour of a cloud pixel, as the render route's contract states it.
+CLOUD_RGBA = (255, 0, 255, 140)
+
+
+def reproject_layer(href: str, bbox: tuple[float, ...], width: int, height: int, fill: int) -> np.ndarray:
+    """A uint8 layer reprojected (nearest) onto the width x height Web Mercator grid of the box; ``fill``
+    outside it."""
+    bounds = transform_bounds("EPSG:4326", "EPSG:3857", *bbox)
+    out = np.full((height, width), fill, np.uint8)
+    with rasterio.open(href) as src:
+        reproject(rasterio.band(src, 1), out, dst_transform=from_bounds(*bounds, width, height), dst_crs="EPSG:3857",
+                  resampling=Resampling.nearest, src_nodata=None, dst_nodata=None)
+    return out
+
+
+def expected_clm_rgba(item: pystac.Item, bbox: tuple[float, ...], width: int, height: int) -> np.ndarray:
+    """The CLM overlay: cloud (1) in :data:`CLOUD_RGBA`, clear (0) and no data (255) transparent."""
+    clm = reproject_layer(item.assets["CLM"].get_absolute_href(), bbox, width, height, 255)
+    return np.stack([np.where(clm == 1, c, 0) for c in CLOUD_RGBA]).astype(np.uint8)
+
+
+def expected_clp_rgba(item: pystac.Item, bbox: tuple[float, ...], width: int, height: int) -> np.ndarray:
+    """CLP as grey where CLM has data (for a box inside the tile)."""
+    clp = reproject_layer(item.assets["CLP"].get_absolute_href(), bbox, width, height, 0)
+    clm = reproject_layer(item.assets["CLM"].get_absolute_href(), bbox, width, height, 255)
+    valid = clm != 255
+    return np.stack([*(np.where(valid, clp, 0),) * 3, np.where(valid, 255, 0)]).astype(np.uint8)

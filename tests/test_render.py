@@ -12,7 +12,16 @@ import rasterio
 from affine import Affine
 from conftest import S2_BANDS, band_array, band_transform
 from rasterio.warp import Resampling, transform_bounds
-from rendering import assert_close, expected_rgba, item_of, png_pixels
+from rendering import (
+    LAYERED_DATES,
+    assert_close,
+    expected_clm_rgba,
+    expected_clp_rgba,
+    expected_rgba,
+    item_of,
+    layered_demo,
+    png_pixels,
+)
 
 from service import create_app
 from stats.archive.catalog import ArchiveWriter
@@ -123,6 +132,40 @@ def test_a_date_without_acquisition_is_a_404_naming_the_nearest_dates(client) ->
     assert far["status"] == 404 and "no acquisition of the archive covers" in far["message"]
 
 
+@pytest.fixture(scope="module", name="layered")
+def fixture_layered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo archive whose July and August items have their CLP/CLM layers stored."""
+    return layered_demo(tmp_path_factory.mktemp("layered") / "archive")
+
+
+#: A box well inside the demo tile, over fields and the lake.
+TILE_BOX = (15.005, 46.012, 15.06, 46.05)
+
+
+def test_the_cloud_mask_overlay_is_the_stored_clm(layered: Path) -> None:
+    """bands=CLM draws the stored CLM read with rasterio: cloud cells magenta at alpha 140, the rest
+    transparent; on a cloudy and partly clear date both show."""
+    client = create_app({"archive": str(layered)}).test_client()
+    seen = set()
+    for day in LAYERED_DATES:
+        response = client.get(f"/api/v1/render/{day}", query_string={"bbox": ",".join(map(str, TILE_BOX)),
+                                                                     "bands": "CLM", "width": 300})
+        assert response.status_code == 200, response.json
+        got = png_pixels(response.data)
+        want = expected_clm_rgba(item_of(layered, day), TILE_BOX, got.shape[2], got.shape[1])
+        assert np.array_equal(got, want), day
+        seen.update(np.unique(got[3]).tolist())
+    assert seen == {0, 140}
+
+
+def test_the_cloud_probability_is_the_stored_clp_as_grey(layered: Path) -> None:
+    client = create_app({"archive": str(layered)}).test_client()
+    response = client.get("/api/v1/render/2023-07-14", query_string={"bbox": ",".join(map(str, TILE_BOX)),
+                                                                     "bands": "clp", "width": 200})
+    got = png_pixels(response.data)
+    assert np.array_equal(got, expected_clp_rgba(item_of(layered, "2023-07-14"), TILE_BOX, got.shape[2], got.shape[1]))
+
+
 def test_absent_cloud_layers_are_a_404_that_says_to_run_polyfis_clouds(tmp_path: Path) -> None:
     """An archive whose items have no CLP/CLM assets: drawing CLM is a 404 saying the layers are absent."""
     root = tmp_path / "archive"
@@ -137,6 +180,13 @@ def test_absent_cloud_layers_are_a_404_that_says_to_run_polyfis_clouds(tmp_path:
         assert response.status_code == 404
         message = response.json["error"]["message"]
         assert f"the cloud layer {layer} is absent from acquisition T1" in message and "run `polyfis clouds`" in message
+
+
+def test_a_date_of_a_layered_archive_without_layers_says_so(layered: Path) -> None:
+    """In an archive whose layers were stored for July and August only, a June date's CLM is a 404."""
+    client = create_app({"archive": str(layered)}).test_client()
+    error = client.get(f"/api/v1/render/2023-06-14?bbox={','.join(map(str, TILE_BOX))}&bands=CLM").json["error"]
+    assert error["status"] == 404 and "run `polyfis clouds`" in error["message"]
 
 
 def test_the_image_and_source_reads_are_held_to_the_pixel_limit(demo: Path) -> None:

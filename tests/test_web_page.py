@@ -23,13 +23,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Request, sync_playwright
-from rendering import assert_close, expected_rgba, item_of, png_pixels
+from rendering import LAYERED_DATES, assert_close, expected_clm_rgba, expected_rgba, item_of, layered_demo, png_pixels
 
-from stats.archive.synthetic import build_demo_archive
 from stats.archive.synthetic.files import POLYGONS_FILE, fixtures_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,8 +78,9 @@ def serve(env: dict[str, str], log_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", name="demo")
-def fixture_demo() -> Path:
-    return build_demo_archive()
+def fixture_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo archive with the cloud layers of July and August stored (the other dates have none)."""
+    return layered_demo(tmp_path_factory.mktemp("web-demo") / "archive")
 
 
 @pytest.fixture(scope="module", name="base")
@@ -264,40 +265,63 @@ def test_the_downloaded_csv_is_the_apis_csv_byte_for_byte(open_page, base: str, 
     assert page.text_content("#index-chart-title") == "NDVI"
 
 
-def test_clicking_a_date_shows_its_true_colour_as_rasterio_reads_it(open_page, base: str, demo: Path) -> None:
-    """Choose a clear date in the table: the quicklook loads, and the pixels the page shows equal the true colour
-    of that date read independently with rasterio on the same box and size, within rounding. Without stored
-    cloud layers the page says they are absent and to run `polyfis clouds`."""
-    page = open_page(base).page
-    page.get_by_label("Demo polygon").select_option(label="field_maize")
-    only_bands(page, ["B04"])
-    body = run_query(page).post_data
-    answer = json.loads(api(base, "/api/v1/timeseries", body))
-    clear = next(e for e in answer["series"] if e["cloud"]["cloudy"] is False and e["date"] > "2023-06-15")
-    page.get_by_role("button", name=clear["date"], exact=True).click()
-    wait_until(page, "document.getElementById('quicklook-image').naturalWidth > 0")
-    image = page.locator("#quicklook-image")
-    assert image.get_attribute("data-date") == clear["date"]
-    assert image.get_attribute("data-bands") == "B04,B03,B02"
-    bbox = tuple(float(v) for v in image.get_attribute("data-bbox").split(","))
-    shown = page.evaluate("""() => {
-        const img = document.getElementById('quicklook-image');
+def shown_pixels(page: Page, element_id: str) -> Any:
+    """The RGBA pixels an <img> of the page shows (drawn on a canvas in the page), decoded here."""
+    data_url = page.evaluate("""id => {
+        const img = document.getElementById(id);
         const canvas = document.createElement('canvas');
         canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
         canvas.getContext('2d').drawImage(img, 0, 0);
         return canvas.toDataURL('image/png');
-    }""")
-    pixels = png_pixels(base64.b64decode(shown.split(",", 1)[1]))
-    item = item_of(demo, clear["date"])
-    assert_close(pixels, expected_rgba(item, bbox, pixels.shape[2], pixels.shape[1], ["B04", "B03", "B02"]))
-    assert pixels.shape[2] > 100 and pixels[3].min() == 255
-    wait_until(page, "document.getElementById('quicklook-message').textContent !== 'Loading…'")
-    message = page.text_content("#quicklook-message")
-    if "CLM" not in item.assets:
-        assert "the cloud layer CLM is absent" in message and "run `polyfis clouds`" in message
+    }""", element_id)
+    return png_pixels(base64.b64decode(data_url.split(",", 1)[1]))
+
+
+def choose_date(page: Page, date: str) -> tuple[float, ...]:
+    """Click ``date`` in the table and wait for its quicklook and cloud mask message; the image's bbox."""
+    page.get_by_role("button", name=date, exact=True).click()
+    wait_until(page, f"document.getElementById('quicklook-image').dataset.date === '{date}' && "
+                     "document.getElementById('quicklook-image').naturalWidth > 0 && "
+                     "!['', 'Loading…'].includes(document.getElementById('quicklook-message').textContent)")
+    return tuple(float(v) for v in page.get_attribute("#quicklook-image", "data-bbox").split(","))
+
+
+def test_clicking_a_date_shows_its_true_colour_and_cloud_mask_as_rasterio_reads_them(open_page, base: str,
+                                                                                      demo: Path) -> None:
+    """Choose a date in the table: the quicklook loads, and the pixels the page shows equal the true colour of
+    that date read independently with rasterio on the same box and size, within rounding; the cloud mask over it
+    is the stored CLM read the same way. A date without stored layers says they are absent and to run
+    `polyfis clouds`."""
+    page = open_page(base).page
+    page.get_by_label("Demo polygon").select_option(label="field_wheat")  # partly under cloud on 2023-07-24
+    only_bands(page, ["B04"])
+    body = run_query(page).post_data
+    answer = json.loads(api(base, "/api/v1/timeseries", body))
+    clear = next(e for e in answer["series"] if e["cloud"]["cloudy"] is False and e["date"] > "2023-06-15")
+    bbox = choose_date(page, clear["date"])
+    assert page.get_attribute("#quicklook-image", "data-bands") == "B04,B03,B02"
+    pixels = shown_pixels(page, "quicklook-image")
+    height, width = pixels.shape[1:]
+    assert_close(pixels, expected_rgba(item_of(demo, clear["date"]), bbox, width, height, ["B04", "B03", "B02"]))
+    assert width > 100 and pixels[3].min() == 255
     assert clear["date"] in page.text_content("#quicklook-caption")
-    # the same image lies on the map, over the polygon
-    assert page.locator(".leaflet-quicklook-pane img").count() == 1
+    assert page.locator(".leaflet-quicklook-pane img").count() == 1  # the same image on the map, over the polygon
+    cloudy_pixels = 0
+    for date in LAYERED_DATES:
+        bbox = choose_date(page, date)
+        assert page.text_content("#quicklook-message") == "Cloud mask (CLM) drawn in magenta."
+        mask = shown_pixels(page, "quicklook-clouds")
+        expected = expected_clm_rgba(item_of(demo, date), bbox, mask.shape[2], mask.shape[1])
+        opaque = expected[3] > 0
+        assert np.array_equal(mask[3], expected[3]) and np.array_equal(mask[:3, opaque], expected[:3, opaque]), date
+        cloudy_pixels += int(opaque.sum())
+        assert page.locator(".leaflet-clouds-pane img").count() == 1
+    assert cloudy_pixels > 0
+    without = next(e["date"] for e in answer["series"] if e["date"] < "2023-07-01")
+    choose_date(page, without)
+    message = page.text_content("#quicklook-message")
+    assert "the cloud layer CLM is absent" in message and "run `polyfis clouds`" in message
+    assert page.is_hidden("#quicklook-clouds") and page.locator(".leaflet-clouds-pane img").count() == 0
 
 
 def test_a_batch_runs_from_the_page_to_done(open_page, base: str) -> None:
