@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import shapely.geometry
+import shapely.wkt
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Request, sync_playwright
 from rendering import LAYERED_DATES, assert_close, expected_clm_rgba, expected_rgba, item_of, layered_demo, png_pixels
@@ -265,6 +267,22 @@ def test_the_downloaded_csv_is_the_apis_csv_byte_for_byte(open_page, base: str, 
     assert page.text_content("#index-chart-title") == "NDVI"
 
 
+def test_a_wkt_file_is_read_as_its_polygon(open_page, base: str, tmp_path: Path) -> None:
+    """An uploaded WKT POLYGON is sent as the same polygon (read independently with shapely) and answered."""
+    text = ("POLYGON ((15.02733 46.03805, 15.02733 46.03616, 15.03056 46.03615, 15.03056 46.03804, "
+            "15.02733 46.03805))")
+    upload = tmp_path / "field.wkt"
+    upload.write_text(text + "\n")
+    page = open_page(base).page
+    page.set_input_files("#upload", str(upload))
+    wait_until(page, "document.getElementById('area-status').textContent.includes('field.wkt')")
+    only_bands(page, ["B04"])
+    sent = json.loads(run_query(page).post_data)
+    assert shapely.geometry.shape(sent["geometry"]).equals_exact(shapely.wkt.loads(text), 1e-12)
+    assert page.locator("#series-table tbody tr").count() == len(json.loads(
+        api(base, "/api/v1/timeseries", json.dumps({**sent, "geometry": text})))["series"])
+
+
 def shown_pixels(page: Page, element_id: str) -> Any:
     """The RGBA pixels an <img> of the page shows (drawn on a canvas in the page), decoded here."""
     data_url = page.evaluate("""id => {
@@ -364,6 +382,12 @@ def test_offline_the_page_asks_nothing_of_another_server(open_page, base: str) -
     browser = open_page(base)
     page = browser.page
     wait_until(page, "[...document.querySelectorAll('.leaflet-base-pane img')].some(i => i.naturalWidth > 0)")
+    # the map opens on the archive: its extent (outlined) and imagery fill the map in one direction
+    assert page.locator(".leaflet-overlay-pane path").count() == 1
+    map_box, image_box = page.locator("#map").bounding_box(), page.locator(".leaflet-base-pane img").bounding_box()
+    assert image_box["x"] >= map_box["x"] - 2 and image_box["x"] + image_box["width"] <= map_box["x"] + map_box["width"] + 2
+    assert image_box["y"] >= map_box["y"] - 2 and image_box["y"] + image_box["height"] <= map_box["y"] + map_box["height"] + 2
+    assert max(image_box["width"] / map_box["width"], image_box["height"] / map_box["height"]) > 0.8
     page.get_by_label("Demo polygon").select_option(label="lake")
     run_query(page)
     page.locator("#series-table tbody button").nth(2).click()
