@@ -230,3 +230,20 @@ def test_the_contract_is_read_offline_at_docs(client) -> None:
         assert client.get(source).status_code == 200, source
     assert 'url: "/openapi.yaml"' in page
     assert client.get("/openapi.json").json == SPEC
+
+
+def test_the_contracts_defaults_are_the_engines() -> None:
+    """The defaults openapi.yaml states (which the web page's form starts from) are those a request parsed
+    without the field gets."""
+    from stats.request import QueryOptions
+
+    props = SPEC["components"]["schemas"]["TimeSeriesRequest"]["properties"]
+    parsed = QueryOptions.from_dict({})
+    assert tuple(props["bands"]["default"]) == parsed.bands
+    assert list(props["indices"]["default"]) == list(parsed.indices)
+    assert tuple(props["statistics"]["default"]) == parsed.statistics
+    assert props["resolution"]["default"] == parsed.resolution
+    assert props["harmonize"]["default"] is parsed.harmonize
+    for name, schema in props["cloud"]["properties"].items():
+        if "default" in schema and hasattr(parsed.cloud, name):
+            assert getattr(parsed.cloud, name) == schema["default"], name
