@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Request, sync_playwright
 from rendering import LAYERED_DATES, assert_close, expected_clm_rgba, expected_rgba, item_of, layered_demo, png_pixels
 
+from stats.archive.synthetic import build_demo_archive
 from stats.archive.synthetic.files import POLYGONS_FILE, fixtures_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,6 +100,18 @@ def fixture_auth_base(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     env = {"POLYFIS_ARCHIVE": str(demo), "POLYFIS_JOBS_DIR": str(folder / "jobs"),
            "POLYFIS_AUTH_CLIENTS": "pageuser:pagesecret"}
     with serve(env, folder) as base:
+        yield base
+
+
+@pytest.fixture(scope="module", name="broken_base")
+def fixture_broken_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server on a copy of the demo archive whose B04 of 2023-03-06 is not a readable GeoTIFF."""
+    folder = tmp_path_factory.mktemp("web-broken-server")
+    root = folder / "archive"
+    shutil.copytree(build_demo_archive(), root)
+    band = next(root.glob("items/*_20230306T*/B04.tif"))
+    band.write_bytes(b"not a GeoTIFF")
+    with serve({"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(folder / "jobs")}, folder) as base:
         yield base
 
 
@@ -494,6 +508,29 @@ def test_an_api_error_is_shown_with_its_message(open_page, base: str) -> None:
     assert error["status"] == 400
     status = page.locator("#query-status")
     assert error["message"] in status.text_content() and status.get_attribute("class") == "error"
+
+
+def test_per_date_errors_and_warnings_are_listed(open_page, broken_base: str, tmp_path: Path) -> None:
+    """A date whose imagery cannot be read is listed with the API's error for it (the answer is PARTIAL, the
+    other dates charted); a polygon outside the archive gets the API's warnings listed."""
+    page = open_page(broken_base).page
+    page.get_by_label("Demo polygon").select_option(label="lake")
+    only_bands(page, ["B03", "B04"])
+    body = run_query(page).post_data
+    answer = json.loads(api(broken_base, "/api/v1/timeseries", body))
+    errors = [e for e in answer["series"] if "error" in e]
+    assert answer["status"] == "PARTIAL" and [e["date"] for e in errors] == ["2023-03-06"]
+    items = page.locator("#messages li.error").all_text_contents()
+    assert items == [f"2023-03-06: {errors[0]['error']}"]
+    assert page.get_attribute("#cloud-chart", "data-points") == str(len(answer["series"]))
+    assert "status PARTIAL" in page.text_content("#messages")
+    outside = {"type": "Polygon", "coordinates": [[[2.0, 40.0], [2.01, 40.0], [2.01, 40.01], [2.0, 40.0]]]}
+    upload = tmp_path / "far.geojson"
+    upload.write_text(json.dumps(outside))
+    page.set_input_files("#upload", str(upload))
+    body = run_query(page).post_data
+    warnings = json.loads(api(broken_base, "/api/v1/timeseries", body))["warnings"]
+    assert warnings and page.locator("#messages li.warning").all_text_contents() == [f"Warning: {w}" for w in warnings]
 
 
 def test_text_from_requests_is_never_inserted_as_html(open_page, base: str, tmp_path: Path) -> None:
