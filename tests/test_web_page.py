@@ -510,6 +510,30 @@ def test_an_api_error_is_shown_with_its_message(open_page, base: str) -> None:
     assert error["message"] in status.text_content() and status.get_attribute("class") == "error"
 
 
+def test_the_water_area_is_charted_when_asked(open_page, base: str) -> None:
+    """With water measured over the lake (100 m buffer: monitoring), the water chart has every date and a value
+    on each date the API measured (status OK), and the table has the API's water status per date."""
+    page = open_page(base).page
+    page.get_by_label("Demo polygon").select_option(label="lake")
+    page.fill("#time-from", "2023-07-01")
+    page.fill("#time-to", "2023-09-30")
+    only_bands(page, ["B03"])
+    page.get_by_label("Measure water area").check()
+    page.get_by_label("Buffer around the polygon, m (monitoring; empty: the polygon itself)").fill("100")
+    body = run_query(page).post_data
+    assert json.loads(body)["water"]["buffer_m"] == 100
+    series = json.loads(api(base, "/api/v1/timeseries", body))["series"]
+    measured = [e for e in series if e["water"]["status"] == "OK"]
+    assert page.is_visible("#water-chart canvas")
+    assert page.get_attribute("#water-chart", "data-points") == str(len(series))
+    assert page.get_attribute("#water-chart", "data-measured") == str(len(measured)) and 0 < len(measured) < len(series)
+    column = page.evaluate("[...document.querySelectorAll('#series-table thead th')].map(t => t.textContent)"
+                           ".indexOf('water_status')")
+    statuses = page.evaluate(f"[...document.querySelectorAll('#series-table tbody tr')].map(r => r.children[{column}]"
+                             ".textContent)")
+    assert statuses == [e["water"]["status"] for e in series]
+
+
 def test_per_date_errors_and_warnings_are_listed(open_page, broken_base: str, tmp_path: Path) -> None:
     """A date whose imagery cannot be read is listed with the API's error for it (the answer is PARTIAL, the
     other dates charted); a polygon outside the archive gets the API's warnings listed."""

@@ -1,7 +1,7 @@
 // The result charts (uPlot): cloud probability per date with the threshold and the cloudy dates marked; a
 // band's or index's mean with its p10-p90 band, every date or the clear dates only; the water area. Each
 // chart's container carries data-points, the number of dates it plots (the cloud chart also data-cloudy, the
-// number of dates it marks cloudy).
+// number of dates it marks cloudy, the water chart data-measured, the number of dates with a water area).
 
 /* global uPlot */
 
@@ -103,7 +103,9 @@ export function valueChart(series, kind, name, clearOnly, maxFraction, onPick) {
 export function waterChart(series, onPick) {
   const area = series.map((e) => (e.water && e.water.status === "OK" && e.water.area_m2 !== null ? e.water.area_m2 / 1e4 : null));
   const lines = [{}, { label: "water area (ha)", stroke: "#0277bd", width: 2, spanGaps: true, points: { show: true, size: 6 } }];
-  return draw("water-chart", { series: lines }, [times(series), area], onPick);
+  const chart = draw("water-chart", { series: lines }, [times(series), area], onPick);
+  document.getElementById("water-chart").dataset.measured = String(area.filter((v) => v !== null).length);
+  return chart;
 }
 
 export function removeChart(id) {
