@@ -117,15 +117,20 @@ def serve(archive: str | None, host: str, port: int, workers: int) -> None:
 @click.option("--demo-dir", envvar="POLYFIS_DEMO_DIR", help="Where to build and cache the demo archive.")
 @click.option("--no-serve", is_flag=True, help="Build the archive, run one example query, print it and exit.")
 def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
-    """Build the demo archive if needed, print a ready curl command and serve it."""
+    """Build the demo archive (and its CLP/CLM cloud layers) if needed, print a ready curl command and serve it."""
     from stats.archive.synthetic import build_demo_archive, demo_polygons
 
     if not no_serve:
         _check_port(host, port)
+    from stats.clouds.store import store_cloud_layers
+
     try:
         root = build_demo_archive(Path(demo_dir) if demo_dir else None, progress=_build_progress)
+        layers = store_cloud_layers(root)  # precomputed CLP/CLM, as Sentinel Hub serves them; kept once stored
     except StatsError as exc:
         raise click.ClickException(str(exc)) from exc
+    if layers.failed:
+        raise click.ClickException(f"demo archive: the cloud layers of {sorted(layers.failed)} failed")
     fields = [f for f in demo_polygons()["features"] if f["properties"].get("kind") == "field"]
     feature = next((f for f in fields if f["properties"].get("name") == "field_small"), fields[0])
     body = {

@@ -20,6 +20,7 @@ call), measured by :func:`stats.water.extent.measure`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 
@@ -30,6 +31,7 @@ from .analytics.series import Observations
 from .archive.catalog import Acquisition, Archive, group_by_date
 from .bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from .clouds.cells import CellRequest, ProbabilityCache, pixel_clouds, resolve_probabilities
+from .clouds.disk import DiskCells
 from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
 from .diagnosis import why_empty
@@ -37,18 +39,28 @@ from .errors import SceneReadError
 from .raster import Grid, read_date
 from .request import Limits, QueryOptions, TimeSeriesRequest
 from .results import DateResult, PixelCloud, TimeSeriesResult
+from .settings import current
 from .water.extent import measure
 from .water.region import WaterRegion, water_region
 from .zonal import histogram, summarize, weighted_summary
 
 log = logging.getLogger(__name__)
 
-_CACHE = ProbabilityCache()
+_CACHE: ProbabilityCache | None = None
+_CACHE_DIR: str | None = None
+_CACHE_LOCK = threading.Lock()
 
 
 def default_cache() -> ProbabilityCache:
-    """The process-wide cache of cloud-cell probabilities."""
-    return _CACHE
+    """The process-wide cache of cloud-cell probabilities: in memory, and in ``POLYFIS_CLOUD_CACHE_DIR``
+    (shared by every process using that folder) when it is set."""
+    global _CACHE, _CACHE_DIR
+    folder = current().cloud_cache_dir
+    with _CACHE_LOCK:
+        if _CACHE is None or folder != _CACHE_DIR:
+            _CACHE = ProbabilityCache(disk=DiskCells(folder) if folder else None)
+            _CACHE_DIR = folder
+        return _CACHE
 
 
 @dataclass

@@ -86,6 +86,9 @@ class Settings:
     open_datasets: int = field(default=0, metadata=_COUNT)
     #: Memory for the windows already read, MiB; 0 keeps none.
     window_cache_mb: int = field(default=256, metadata=_COUNT)
+    #: Folder of the on-the-fly cloud cells' probabilities, shared by every worker and kept across restarts
+    #: (a SQLite database); None keeps them in each process's memory only.
+    cloud_cache_dir: str | None = None
     #: Threads reading the bands of one date; None uses the CPU count.
     read_threads: int | None = field(default=None, metadata=_POSITIVE)
 

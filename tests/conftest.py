@@ -131,10 +131,16 @@ def fixture_betsiboka_dir() -> Path:
     return BETSIBOKA
 
 
+#: A demo archive folder the user chose for the tests, else each session builds its own.
+_DEMO_DIR = os.environ.get("POLYFIS_DEMO_DIR")
+
+
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Keep tests away from the user's POLYFIS_* settings (and their batch jobs folder)."""
+    """Keep tests away from the user's POLYFIS_* settings (and their batch jobs folder), and from their demo
+    archive cache (which `polyfis clouds` may have given stored cloud layers) unless POLYFIS_DEMO_DIR names one."""
     for key in list(os.environ):
         if key.startswith("POLYFIS_") and key not in ("POLYFIS_DEMO_DIR",):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("POLYFIS_DEMO_DIR", _DEMO_DIR or str(tmp_path_factory.getbasetemp() / "demo-archive"))
     monkeypatch.setenv("POLYFIS_JOBS_DIR", str(tmp_path_factory.getbasetemp() / f"jobs-{os.urandom(8).hex()}"))

@@ -158,3 +158,14 @@ def test_a_misspelt_geometry_file_is_named_as_a_missing_file(simple_archive: Pat
                                        "--from", "2023-01-01", "--to", "2023-01-31"])
     assert result.exit_code == 2
     assert "no file 'field.geojsn'" in result.output and "WKT" in result.output
+
+
+def test_demo_stores_the_cloud_layers_of_its_archive(tmp_path: Path) -> None:
+    """`polyfis demo --no-serve` builds the demo archive with its CLP/CLM layers (as Sentinel Hub precomputes
+    them) and prints the example query's CSV."""
+    result = CliRunner().invoke(main, ["demo", "--no-serve", "--demo-dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    archive = Archive.open(tmp_path / "demo")
+    assert len(archive.acquisitions) == 37
+    assert all(a.cloud_layers is not None and Path(a.cloud_layers.clm).is_file() for a in archive.acquisitions)
+    assert result.stdout.splitlines()[0].startswith("date,cloud_probability,cloudy")

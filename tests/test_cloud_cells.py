@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from affine import Affine
 from conftest import CRS_UTM, band_array, band_transform, utm_box
 
 from stats import Archive, TimeSeriesRequest, query_timeseries
@@ -151,3 +152,97 @@ def test_csv_says_whether_the_averaged_pixel_is_trusted_as_the_json_does(demo_ro
     trusted = [e["cloud"]["trusted"] for e in result.to_dict()["series"]]
     assert [r["cloud_trusted"] == "true" for r in rows] == trusted
     assert False in trusted and True in trusted
+
+
+def _betsiboka_archive(betsiboka_dir: Path, tmp_path: Path) -> tuple[Archive, np.ndarray, Affine]:
+    """The Betsiboka scene (EPSG:4326, about 73 m pixels) written as a 13-band GeoTIFF and ingested."""
+    import rasterio
+
+    z = np.load(betsiboka_dir / "betsiboka_l1c.npz")
+    transform = Affine(*(float(v) for v in z["transform"]))
+    path = tmp_path / "betsiboka_20171215T071203.tif"
+    dn = z["dn"]
+    with rasterio.open(path, "w", driver="GTiff", width=dn.shape[1], height=dn.shape[0], count=13, dtype="uint16",
+                       crs="EPSG:4326", transform=transform) as dst:
+        dst.write(np.moveaxis(dn, -1, 0))
+        for i, name in enumerate(z["band_names"], start=1):
+            dst.set_band_description(i, str(name))
+    ingest([path], tmp_path / "archive", processing_baseline="02.06")
+    return Archive.open(tmp_path / "archive"), dn, transform
+
+
+def test_cloud_cells_are_metres_on_the_ground_in_a_geographic_archive(betsiboka_dir: Path, tmp_path: Path) -> None:
+    """In EPSG:4326 with 73 m pixels, 160 m cells are 2 x 2 pixels (146 m), not 16 x 16 (1.2 km): the cloud
+    fraction of a mixed 32 x 32 px block equals s2cloudless run here on the 2 x 2 cell means of the whole scene."""
+    from s2cloudless import S2PixelCloudDetector
+
+    archive, dn, transform = _betsiboka_archive(betsiboka_dir, tmp_path)
+    valid = (dn > 0).all(axis=-1)
+    rows, cols = valid.shape
+    k = 2  # round(160 m / 73.4 m)
+    crows, ccols = -(-rows // k), -(-cols // k)
+    pad = ((0, crows * k - rows), (0, ccols * k - cols))
+    counts = np.pad(valid, pad).reshape(crows, k, ccols, k).sum(axis=(1, 3))
+    means = np.zeros((crows, ccols, len(MODEL_BANDS)), np.float32)
+    for i, band in enumerate(MODEL_BANDS):
+        values = np.where(valid, dn[..., S2_BANDS.index(band)], 0).astype(np.float64)
+        sums = np.pad(values, pad).reshape(crows, k, ccols, k).sum(axis=(1, 3))
+        means[..., i] = (sums / np.maximum(counts, 1)).astype(np.float32) / np.float32(10000)
+    detector = S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2, all_bands=False)
+    probs = np.where(counts > 0, detector.get_cloud_probability_maps(means[np.newaxis].astype(np.float64))[0], 0)
+    mask = detector.get_mask_from_prob(probs[np.newaxis].astype(np.float32))[0]
+    r0, c0 = 608, 384  # a block the s2cloudless reference calls 56 % cloudy at 10 m
+    block_mask = mask[np.arange(r0, r0 + 32)[:, None] // k, np.arange(c0, c0 + 32)[None, :] // k]
+    expected = float(block_mask[valid[r0:r0 + 32, c0:c0 + 32]].mean())
+    x0, y0 = transform @ (c0, r0)
+    x1, y1 = transform @ (c0 + 32, r0 + 32)
+    wkt = f"POLYGON (({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
+    body = {"geometry": wkt, "time": {"from": "2017-12-15", "to": "2017-12-15"}, "bands": ["B04"],
+            "cloud": {"mode": "pixel"}}
+    result = query_timeseries(TimeSeriesRequest.from_dict(body), archive, cache=ProbabilityCache())
+    (entry,) = result.series
+    assert entry.valid_pixels == 32 * 32
+    assert entry.pixel_cloud is not None
+    assert entry.pixel_cloud.fraction == pytest.approx(expected, abs=1e-12)
+    assert 0.3 < expected < 0.8  # mixed, as the 10 m reference says
+
+
+def test_a_cloud_resolution_finer_than_the_pixels_is_refused(betsiboka_dir: Path, tmp_path: Path) -> None:
+    """cloud.resolution 10 m on 73 m pixels is a 400 naming the pixels' size on the ground."""
+    from stats.errors import InvalidRequestError
+
+    archive, _, _ = _betsiboka_archive(betsiboka_dir, tmp_path)
+    body = {"geometry": "POLYGON ((46.3 -15.9, 46.32 -15.9, 46.32 -15.92, 46.3 -15.92, 46.3 -15.9))",
+            "time": {"from": "2017-12-15", "to": "2017-12-15"}, "bands": ["B04"],
+            "cloud": {"mode": "pixel", "resolution": 10}}
+    with pytest.raises(InvalidRequestError, match=r"about 73 m on the ground; expected at least 74"):
+        query_timeseries(TimeSeriesRequest.from_dict(body), archive)
+
+
+def test_the_cell_cache_on_disk_is_shared_between_processes(tmp_path: Path) -> None:
+    """With POLYFIS_CLOUD_CACHE_DIR, cells scored in another process are read back from the disk: a second
+    process scores no cell and gets the same cloud answer."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from stats.archive.synthetic import build_demo_archive
+    from stats.clouds.disk import DiskCells
+
+    lake = next(f["geometry"] for f in demo_polygons()["features"] if f["properties"]["name"] == "lake")
+    body = {"geometry": lake, "time": {"from": "2023-04-01", "to": "2023-06-30"}, "bands": ["B04"],
+            "cloud": {"mode": "pixel", "source": "model"}}
+    script = ("import json, sys\nfrom stats import Archive, TimeSeriesRequest, query_timeseries\n"
+              "from stats.pipeline import default_cache\n"
+              "r = query_timeseries(TimeSeriesRequest.from_dict(json.loads(sys.argv[1])), Archive.open(sys.argv[2]))\n"
+              "print(json.dumps({'misses': default_cache().misses, 'series': r.to_dict()['series']}))\n")
+    env = {**os.environ, "POLYFIS_CLOUD_CACHE_DIR": str(tmp_path / "cells")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", script, json.dumps(body), str(build_demo_archive())],
+                                      env=env, capture_output=True, text=True, check=True).stdout)
+            for _ in range(2)]
+    assert runs[0]["misses"] > 1000 and runs[1]["misses"] == 0
+    assert runs[0]["series"] == runs[1]["series"]
+    with sqlite3.connect(DiskCells(tmp_path / "cells").path) as db:  # every scored cell is stored once
+        assert db.execute("SELECT count(*) FROM cells").fetchone()[0] == runs[0]["misses"]

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from s2cloudless import S2PixelCloudDetector
@@ -286,3 +287,61 @@ def test_the_cli_refuses_a_remote_archive() -> None:
     proc = subprocess.run([sys.executable, "-m", "polyfis", "clouds", "--archive", "http://127.0.0.1:9/collection.json",
                            "--no-progress"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "local archive folder" in proc.stderr
+
+
+CLOUD_SCRIPT = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["CLP", "CLM", "dataMask"]}],
+          output: [{id: "clouds", bands: 2}, {id: "dataMask", bands: 1}]};
+}
+function evaluatePixel(samples) {
+  return {clouds: [samples.CLP, samples.CLM], dataMask: [samples.dataMask]};
+}
+"""
+
+
+def _statistical(lake: dict) -> dict:
+    utm = mapping(reproject(shape(lake), WGS84, CRS.from_epsg(32633)))
+    return {"input": {"bounds": {"geometry": utm, "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}},
+                      "data": [{"type": "sentinel-2-l1c"}]},
+            "aggregation": {"timeRange": {"from": "2023-03-01T00:00:00Z", "to": "2023-07-31T23:59:59Z"},
+                            "aggregationInterval": {"of": "P1D"}, "resx": 10, "resy": 10, "evalscript": CLOUD_SCRIPT},
+            "calculations": {"default": {"statistics": {"default": {"percentiles": {"k": [50, 90]}}}}}}
+
+
+def test_fis_and_the_statistical_api_read_the_layers(layered: Path) -> None:
+    """FIS's CLP/CLM layers and the Statistical API's CLP/CLM inputs answer the same from the stored layers as
+    from the model: CLP is round(255 p) either way, so the numbers are identical."""
+    from service import create_app
+
+    lake = _lake()
+    stored = create_app({"archive": str(layered)}).test_client()
+    fly = create_app({"archive": str(build_demo_archive())}).test_client()
+    wkt = shape(lake).wkt
+    for layer in ("CLP", "CLM"):
+        params = {"LAYER": layer, "CRS": "CRS:84", "TIME": "2023-03-01/2023-11-30", "GEOMETRY": wkt}
+        a, b = stored.get("/ogc/fis", query_string=params), fly.get("/ogc/fis", query_string=params)
+        assert a.status_code == b.status_code == 200
+        assert a.json == b.json and len(a.json["C0"]) > 10
+    a = stored.post("/api/v1/statistics", json=_statistical(lake))
+    b = fly.post("/api/v1/statistics", json=_statistical(lake))
+    assert a.status_code == b.status_code == 200
+    assert a.json == b.json and len(a.json["data"]) > 5
+    means = [m for d in a.json["data"] if isinstance(m := d["outputs"]["clouds"]["bands"]["B0"]["stats"]["mean"], float)]
+    assert max(means) > 100 and min(means) < 20  # cloudy and clear dates among them
+
+
+def test_a_dask_run_stores_the_same_layers_and_reports_progress(layered: Path, tmp_path: Path) -> None:
+    """Two Dask worker processes store byte-identical layers to the in-process run, and the progress callback
+    counts every item."""
+    root = tmp_path / "archive"
+    shutil.copytree(build_demo_archive(), root)
+    seen: list[tuple[int, int]] = []
+    summary = store_cloud_layers(root, workers=2, progress=lambda done, total: seen.append((done, total)))
+    assert summary.done == 37 and not summary.failed
+    assert seen[0] == (0, 37) and seen[-1] == (37, 37) and len(seen) == 38
+    for item_json in _items(root):
+        for name in ("CLP.tif", "CLM.tif"):
+            with rasterio.open(item_json.parent / name) as a, \
+                    rasterio.open(layered / "items" / item_json.parent.name / name) as b:
+                assert np.array_equal(a.read(1), b.read(1)) and a.transform == b.transform

@@ -42,6 +42,7 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..geometry import cached_crs, crs_name, ground_pixel_size
 from ..raster import Grid, PixelBlock, native_pixel, read_date
 from ..request import Limits, MaskParameters
+from .disk import DiskCells
 from .masks import mask_from_probability
 from .model import CloudModel
 
@@ -102,14 +103,16 @@ def to_clm(mask: np.ndarray, cell_valid: np.ndarray) -> np.ndarray:
 
 
 class ProbabilityCache:
-    """Cell probabilities already computed, keyed by (scenes, resolution, cell row, cell col); LRU-bounded.
+    """Cell probabilities already computed, keyed by (tile CRS, scenes, resolution, cell corner); LRU-bounded
+    in memory, and also kept in ``disk`` (shared between processes) when given.
 
     Cells are anchored at the tile origin, so a cell's probability does not depend on the query polygon
     and a second query over the same scenes costs no model time.
     """
 
-    def __init__(self, max_cells: int = 2_000_000) -> None:
+    def __init__(self, max_cells: int = 2_000_000, disk: DiskCells | None = None) -> None:
         self.max_cells = max_cells
+        self.disk = disk
         self._data: OrderedDict[Hashable, float] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -128,12 +131,22 @@ class ProbabilityCache:
                     values[i] = value
                     self._data.move_to_end(key)
         missing = np.isnan(values)
+        if self.disk is not None and missing.any():
+            before = missing.copy()
+            self.disk.lookup(keys, missing, values)
+            found = before & ~missing
+            self._remember([k for k, f in zip(keys, found) if f], values[found])
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
         return values, missing
 
     def store(self, keys: Sequence[Hashable], values: np.ndarray) -> None:
         """Remember ``values`` for ``keys``, dropping the least recently used beyond ``max_cells``."""
+        self._remember(keys, values)
+        if self.disk is not None:
+            self.disk.store(keys, values)
+
+    def _remember(self, keys: Sequence[Hashable], values: np.ndarray) -> None:
         with self._lock:
             for key, value in zip(keys, values.tolist()):
                 self._data[key] = value
