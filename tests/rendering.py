@@ -4,11 +4,14 @@ render route's tests and the web page's quicklook test."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pystac
+import pytest
 import rasterio
 from PIL import Image
 from rasterio.transform import from_bounds
@@ -21,10 +24,31 @@ from stats.clouds.store import store_cloud_layers
 LAYERED_DATES = ("2023-07-04", "2023-07-14", "2023-07-24", "2023-08-03", "2023-08-13", "2023-08-23")
 
 
-def layered_demo(root: Path) -> Path:
-    """A copy of the demo archive at ``root`` with the CLP/CLM layers of July and August stored."""
-    shutil.copytree(build_demo_archive(), root)
-    assert store_cloud_layers(root, start="2023-07-01", end="2023-08-31").done == len(LAYERED_DATES)
+def session_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's demo archive, the one the tests' environment points POLYFIS_DEMO_DIR at (the folder the user
+    names, else one per session; see conftest), built on first use. For module fixtures, which are set up before
+    that environment is."""
+    named = os.environ.get("POLYFIS_DEMO_DIR")
+    return build_demo_archive(Path(named) if named else tmp_path_factory.getbasetemp() / "demo-archive")
+
+
+def layered_demo(source: Path, root: Path) -> Path:
+    """A copy of the demo archive ``source`` at ``root`` whose items of :data:`LAYERED_DATES`, and only those,
+    have their CLP/CLM layers stored (layers the source already had on other dates are taken out)."""
+    shutil.copytree(source, root)
+    for path in root.glob("items/*/*.json"):
+        item = json.loads(path.read_text())
+        if item["properties"]["datetime"][:10] in LAYERED_DATES or "CLM" not in item["assets"]:
+            continue
+        for key in ("CLP", "CLM"):
+            (path.parent / item["assets"].pop(key)["href"]).unlink()
+        item["properties"].pop("polyfis:clouds", None)
+        path.write_text(json.dumps(item))
+    summary = store_cloud_layers(root, start="2023-07-01", end="2023-08-31")
+    assert summary.done + summary.skipped == len(LAYERED_DATES) and not summary.failed
+    items = [json.loads(p.read_text()) for p in root.glob("items/*/*.json")]
+    layered = sorted(i["properties"]["datetime"][:10] for i in items if "CLM" in i["assets"])
+    assert tuple(layered) == LAYERED_DATES
     return root
 
 

@@ -21,18 +21,18 @@ from rendering import (
     item_of,
     layered_demo,
     png_pixels,
+    session_demo,
 )
 
 from service import create_app
 from stats.archive.catalog import ArchiveWriter
-from stats.archive.synthetic import build_demo_archive
 
 FIELD_BOX = (15.0260, 46.0355, 15.0320, 46.0390)
 
 
 @pytest.fixture(scope="module", name="demo")
-def fixture_demo() -> Path:
-    return build_demo_archive()
+def fixture_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return session_demo(tmp_path_factory)
 
 
 @pytest.fixture(name="client")
@@ -133,9 +133,9 @@ def test_a_date_without_acquisition_is_a_404_naming_the_nearest_dates(client) ->
 
 
 @pytest.fixture(scope="module", name="layered")
-def fixture_layered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the demo archive whose July and August items have their CLP/CLM layers stored."""
-    return layered_demo(tmp_path_factory.mktemp("layered") / "archive")
+def fixture_layered(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo archive whose July and August items, and only those, have their CLP/CLM layers."""
+    return layered_demo(demo, tmp_path_factory.mktemp("layered") / "archive")
 
 
 #: A box well inside the demo tile, over fields and the lake.

@@ -31,9 +31,17 @@ import shapely.geometry
 import shapely.wkt
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Request, sync_playwright
-from rendering import LAYERED_DATES, assert_close, expected_clm_rgba, expected_rgba, item_of, layered_demo, png_pixels
+from rendering import (
+    LAYERED_DATES,
+    assert_close,
+    expected_clm_rgba,
+    expected_rgba,
+    item_of,
+    layered_demo,
+    png_pixels,
+    session_demo,
+)
 
-from stats.archive.synthetic import build_demo_archive
 from stats.archive.synthetic.files import POLYGONS_FILE, fixtures_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,7 +92,7 @@ def serve(env: dict[str, str], log_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module", name="demo")
 def fixture_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo archive with the cloud layers of July and August stored (the other dates have none)."""
-    return layered_demo(tmp_path_factory.mktemp("web-demo") / "archive")
+    return layered_demo(session_demo(tmp_path_factory), tmp_path_factory.mktemp("web-demo") / "archive")
 
 
 @pytest.fixture(scope="module", name="base")
@@ -108,7 +116,7 @@ def fixture_broken_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     """A server on a copy of the demo archive whose B04 of 2023-03-06 is not a readable GeoTIFF."""
     folder = tmp_path_factory.mktemp("web-broken-server")
     root = folder / "archive"
-    shutil.copytree(build_demo_archive(), root)
+    shutil.copytree(session_demo(tmp_path_factory), root)
     band = next(root.glob("items/*_20230306T*/B04.tif"))
     band.write_bytes(b"not a GeoTIFF")
     with serve({"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(folder / "jobs")}, folder) as base:
