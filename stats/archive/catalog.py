@@ -55,6 +55,9 @@ class CloudLayerAssets:
     threshold: float
     average_over: int
     dilation_size: int
+    #: the CLM asset's ``proj:transform`` (6 coefficients) and ``proj:shape``, when the item gives them
+    transform: tuple[float, ...] | None = None
+    shape: tuple[int, int] | None = None
 
     @classmethod
     def from_item(cls, item: pystac.Item) -> CloudLayerAssets | None:
@@ -63,11 +66,14 @@ class CloudLayerAssets:
         clp, clm = item.assets.get(CLP_ASSET), item.assets.get(CLM_ASSET)
         if not isinstance(info, dict) or clp is None or clm is None:
             return None
+        transform, shape = clm.extra_fields.get("proj:transform"), clm.extra_fields.get("proj:shape")
         try:
             return cls(clp=clp.get_absolute_href() or clp.href, clm=clm.get_absolute_href() or clm.href,
                        resolution=int(info["resolution"]), cell_pixels=int(info["cell_pixels"]),
                        threshold=float(info["threshold"]), average_over=int(info["average_over"]),
-                       dilation_size=int(info["dilation_size"]))
+                       dilation_size=int(info["dilation_size"]),
+                       transform=tuple(float(v) for v in transform[:6]) if transform else None,
+                       shape=(int(shape[0]), int(shape[1])) if shape else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArchiveError(f"STAC Item {item.id!r}: malformed {CLOUD_LAYERS_PROPERTY} property: {exc}") from exc
 

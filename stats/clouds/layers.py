@@ -83,7 +83,10 @@ def stored_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_
     assert first is not None and all(layer is not None for layer in layers)
     crs = cached_crs(tiles[0].crs)
     geom = reproject(geometry, geometry_crs, crs)
-    transform, (rows, cols) = _layer_shape(tiles[0], first.clp)
+    if first.transform is not None and first.shape is not None:  # from the item, without opening the file
+        transform, (rows, cols) = Affine(*first.transform), first.shape
+    else:
+        transform, (rows, cols) = _layer_shape(tiles[0], first.clm)
     native = (transform.a / first.cell_pixels, -transform.e / first.cell_pixels)
     same_cells = params.resolution == first.resolution
     if same_cells:
