@@ -40,6 +40,8 @@ FIELDS: dict[str, str] = {
     "cloud.closing_size": "--closing-size",
     "cloud.min_cloud_size": "--min-cloud-size",
     "cloud.erosion_size": "--erosion-size",
+    "cloud.shadows": "--shadows",
+    "cloud.shadow_heights_m": "--shadow-heights",
     "water.method": "--water",
     "water.threshold": "--water-threshold",
     "water.index": "--water-index",
@@ -93,6 +95,9 @@ _DECLARATIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--closing-size",), {"type": int, "help": "Mask closing radius, cells (default 0: none)."}),
     (("--min-cloud-size",), {"type": int, "help": "Drop clouds of fewer cells (default 0: none)."}),
     (("--erosion-size",), {"type": int, "help": "Mask erosion radius, cells (default 0: none)."}),
+    (("--shadows",), {"is_flag": True, "default": None,
+                      "help": "Find cloud shadows (per-pixel mask; with --mask-clouds they are left out too)."}),
+    (("--shadow-heights",), {"help": "Cloud heights shadows are cast from, MIN,MAX metres (default 200,4000)."}),
     (("--water",), {"type": click.Choice(["threshold", "otsu", "canny_otsu"]),
                     "help": "Water method (default canny_otsu when monitoring, else threshold)."}),
     (("--water-threshold",), {"type": float, "help": "Water index threshold, and the fallback (default 0)."}),
@@ -153,6 +158,8 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
             value = [t.strip() for t in str(value).split(",") if t.strip()]
         elif field == "resolution":
             value = int(value)
+        elif field == "cloud.shadow_heights_m":
+            value = _numbers(str(value))
         elif field == "water.outline":
             value = Path(value).read_text(encoding="utf-8")
         group, _, member = field.partition(".")
@@ -161,6 +168,15 @@ def request_options(given: dict[str, Any]) -> dict[str, Any]:
         else:
             body[field] = value
     return body
+
+
+def _numbers(text: str) -> list[Any] | str:
+    """Comma-separated numbers as a list of floats; the text itself when one is not a number (the engine
+    then names what it got)."""
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        return text
 
 
 def option_names(command: click.Command) -> set[str]:

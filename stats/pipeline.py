@@ -12,6 +12,10 @@ For each acquisition date that intersects the polygon, the date's tiles are read
 The model runs once per query: first every date is read and reduced to what the model needs, then all
 averaged pixels and all uncached cloud cells go to s2cloudless in one call, then each date is finished.
 
+With ``cloud.shadows``, the cloud block also reaches towards the sun as far as the highest cloud's shadow,
+and each date gets the share of its pixels in the shadows of the mask's clouds (:mod:`stats.clouds.shadows`),
+which ``cloud.mask`` leaves out too.
+
 With ``water``, each date also gets its water region (:mod:`stats.water.region`: the polygon's own pixels,
 or the outline grown by its buffer, read on its own with its own cloud cells, scored in the same model
 call), measured by :func:`stats.water.extent.measure`.
@@ -34,11 +38,13 @@ from .clouds.cells import CellRequest, ProbabilityCache, pixel_clouds, resolve_p
 from .clouds.disk import DiskCells
 from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
+from .clouds.shadow_masks import block_masks, date_reach, index_of_pixels, shadow_block
+from .clouds.shadows import ShadowInput, shadow_fraction
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .raster import Grid, read_date
 from .request import Limits, QueryOptions, TimeSeriesRequest
-from .results import DateResult, PixelCloud, TimeSeriesResult
+from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current
 from .water.extent import measure
 from .water.region import WaterRegion, water_region
@@ -81,6 +87,8 @@ class _DateWork:
     weights: np.ndarray | None = None  # exact mode: coverage fraction of each valid pixel
     inside_area: float = 0.0  # the polygon's area in pixels (pixels inside, or their coverage in exact mode)
     region: WaterRegion | None = None  # water: the region's pixels (the polygon's own, or read on their own)
+    shadow_input: ShadowInput | None = None  # cloud.shadows: the cloud block's B03, B08 and the sun angles
+    shadow_warning: str | None = None  # cloud.shadows: why the date has no shadow mask
 
     @property
     def valid(self) -> int:
@@ -169,9 +177,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     params = options.cloud.mask_parameters
     date_cells = None
     cloud_block = None
+    reach, shadow_warning = (0, 0, 0, 0), None
+    if options.cloud.shadows:
+        reach, shadow_warning = date_reach(tiles, options.cloud.shadow_parameters)
     if options.pixel_clouds:
         date_cells = cloud_cells(tiles, geom, geom_crs, read_bands, params,
-                                 max_pixels=limits.max_pixels, exact=options.exact, limits=limits)
+                                 max_pixels=limits.max_pixels, exact=options.exact, limits=limits, reach=reach)
         cloud_block = date_cells.block
     if cloud_block is not None and options.resolution == 10:
         block = cloud_block
@@ -192,10 +203,13 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     inside_area = float(block.coverage.sum()) if block.coverage is not None else float(block.inside.sum())
     work = _DateWork(first=tiles[0], scenes=tuple(block.scenes), values=values, averaged=averaged,
                      nodata=block.nodata_count, pixel_area=block.grid.pixel_area, inside=int(block.inside.sum()),
-                     weights=weights, inside_area=inside_area)
+                     weights=weights, inside_area=inside_area, shadow_warning=shadow_warning)
     if date_cells is not None and work.valid:
         work.cells = date_cells.cells
         work.grid, work.valid_mask = block.grid, valid
+        if options.cloud.shadows and shadow_warning is None:
+            work.shadow_input = shadow_block(tiles, geom, geom_crs, cloud_block, params, reach,
+                                             max_pixels=limits.max_pixels, limits=limits)
     if options.water is not None:
         work.region = water_region(options.water, tiles, geom, geom_crs, block, work.cells,
                                    resolution=options.resolution, params=params, limits=limits,
@@ -236,6 +250,10 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         )
     elif work.valid == 0 and work.cells is None and (cloud.pixel or options.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)
+    shadow = None
+    if cloud.shadows:
+        shadow, in_shadow = _shadows(options, work)
+        clear = clear & ~in_shadow
     selected = clear if cloud.mask else np.ones(work.valid, dtype=bool)
     reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE for b, v in work.values.items()}
     reflectance.update({name: layer[selected] for name, layer in layers.items()})
@@ -278,4 +296,17 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         warning=cloud.warning(cloudy, pixel_cloud.fraction if pixel_cloud is not None else None),
         water=water,
         histograms=histograms,
+        shadow=shadow,
     )
+
+
+def _shadows(options: QueryOptions, work: _DateWork) -> tuple[PixelShadow, np.ndarray]:
+    """The shadow result of one date and which of its valid pixels are in shadow (none without a mask)."""
+    none = np.zeros(work.valid, dtype=bool)
+    if work.shadow_input is None or work.cells is None or work.grid is None or work.valid_mask is None:
+        return PixelShadow(None, None if work.shadow_warning else 0, work.shadow_warning), none
+    _, mask = block_masks(work.cells, work.shadow_input, options.cloud.mask_parameters,
+                          options.cloud.shadow_parameters)
+    index = index_of_pixels(work.grid, work.valid_mask, work.shadow_input.grid, 1, mask.shape)
+    in_shadow = mask.ravel()[index]
+    return PixelShadow(shadow_fraction(in_shadow, work.weights), int(in_shadow.sum())), in_shadow

@@ -125,13 +125,17 @@ def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
     return pixel_size_10m(min(shapes, key=lambda s: abs(s.transform.a)).transform)
 
 
+Pad = int | tuple[int, int, int, int]
+
+
 def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseGeometry, *,
-               max_pixels: int, pad: int = 0, snap: int = 1, extent: tuple[int, int] | None = None) -> Grid:
+               max_pixels: int, pad: Pad = 0, snap: int = 1, extent: tuple[int, int] | None = None) -> Grid:
     """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``.
 
-    ``pad`` adds pixels around the polygon's bounds, but not beyond ``extent`` (the tile's (rows, cols) in
-    grid pixels) where the polygon itself does not go; ``snap`` moves the grid's first row and column to a
-    multiple of ``snap`` pixels from the anchor, so that cells of ``snap`` x ``snap`` pixels line up.
+    ``pad`` adds pixels around the polygon's bounds (one number for every side, or (left, top, right,
+    bottom)), but not beyond ``extent`` (the tile's (rows, cols) in grid pixels) where the polygon itself
+    does not go; ``snap`` moves the grid's first row and column to a multiple of ``snap`` pixels from the
+    anchor, so that cells of ``snap`` x ``snap`` pixels line up.
     """
     minx, miny, maxx, maxy = geom.bounds
     x0, y0 = anchor.c, anchor.f
@@ -140,10 +144,11 @@ def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseG
     col1 = math.ceil((maxx - x0) / px - _EPS)
     row0 = math.floor((y0 - maxy) / py + _EPS)
     row1 = math.ceil((y0 - miny) / py - _EPS)
-    if pad:
-        rows_max, cols_max = extent if extent is not None else (row1 + pad, col1 + pad)
-        col0, row0 = min(col0, max(col0 - pad, 0)), min(row0, max(row0 - pad, 0))
-        col1, row1 = max(col1, min(col1 + pad, cols_max)), max(row1, min(row1 + pad, rows_max))
+    left, top, right, bottom = (pad, pad, pad, pad) if isinstance(pad, int) else pad
+    if left or top or right or bottom:
+        rows_max, cols_max = extent if extent is not None else (row1 + bottom, col1 + right)
+        col0, row0 = min(col0, max(col0 - left, 0)), min(row0, max(row0 - top, 0))
+        col1, row1 = max(col1, min(col1 + right, cols_max)), max(row1, min(row1 + bottom, rows_max))
     col0, row0 = (col0 // snap) * snap, (row0 // snap) * snap
     if snap > 1:
         # whole cells only, so that a cell always holds the same pixels whatever the polygon (but at the
@@ -323,7 +328,7 @@ def read_date(
     *,
     resolution: int = 10,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    pad: int = 0,
+    pad: Pad = 0,
     snap: int = 1,
     exact: bool = False,
     limits: Limits | None = None,
@@ -333,7 +338,8 @@ def read_date(
     :param tiles: acquisitions of one date, in priority order.
     :param geometry: the query polygon in ``geometry_crs``.
     :param resolution: nominal grid resolution, 10, 20 or 60 m.
-    :param pad: grid pixels read around the polygon's bounds (within the first tile).
+    :param pad: grid pixels read around the polygon's bounds (within the first tile): one number for every
+        side, or (left, top, right, bottom).
     :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
     :param exact: compute the coverage fraction of every pixel (``inside`` = touched by the polygon).
     :param limits: the request's memory budget, checked (:data:`BAND_PIXEL_BYTES` per band and pixel) once

@@ -28,6 +28,7 @@ from shapely.geometry.base import BaseGeometry
 
 from .analytics.options import AnalyticsOptions
 from .bands import MODEL_BANDS, RESOLUTIONS, S2_BANDS
+from .clouds.shadows import DEFAULT_HEIGHTS_M, SHADOW_BANDS, ShadowParameters, parse_shadows
 from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
 from .fields import flag, integer, known_fields, optional_percent, unit_interval
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
@@ -72,7 +73,7 @@ MAX_MASK_RADIUS = 20
 MAX_MIN_CLOUD_SIZE = 400
 _MORPHOLOGY_FIELDS = ("opening_size", "closing_size", "min_cloud_size", "erosion_size")
 _CLOUD_FIELDS = ("threshold", "max_probability", "mode", "resolution", "average_over", "dilation_size", "mask",
-                 "max_fraction", "source", *_MORPHOLOGY_FIELDS)
+                 "max_fraction", "source", *_MORPHOLOGY_FIELDS, "shadows", "shadow_heights_m")
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,8 @@ class CloudOptions:
     and dilating by ``dilation_size`` cells, see :mod:`stats.clouds.cells`); ``both`` does both and says when
     they disagree (:meth:`warning`). ``mask`` computes the statistics over clear pixels only.
     ``max_probability`` drops dates by the averaged probability, ``max_fraction`` by the cloud fraction
-    (:meth:`drops`).
+    (:meth:`drops`). ``shadows`` also finds the shadows of the mask's clouds cast from ``shadow_heights_m``
+    (:mod:`stats.clouds.shadows`); ``mask`` then leaves them out too.
     """
 
     threshold: float = DEFAULT_THRESHOLD
@@ -315,6 +317,8 @@ class CloudOptions:
     max_fraction: float | None = None
     morphology: Morphology = field(default_factory=Morphology)
     source: CloudSource = "auto"
+    shadows: bool = False
+    shadow_heights_m: tuple[float, float] = DEFAULT_HEIGHTS_M
 
     @property
     def averaged(self) -> bool:
@@ -324,7 +328,12 @@ class CloudOptions:
     @property
     def pixel(self) -> bool:
         """Whether cloud cells are scored and masked."""
-        return self.mode in ("pixel", "both") or self.mask
+        return self.mode in ("pixel", "both") or self.mask or self.shadows
+
+    @property
+    def shadow_parameters(self) -> ShadowParameters:
+        """Parameters of the shadow mask."""
+        return ShadowParameters(*self.shadow_heights_m)
 
     @property
     def mask_parameters(self) -> MaskParameters:
@@ -406,6 +415,7 @@ class CloudOptions:
                               MAX_MIN_CLOUD_SIZE if name == "min_cloud_size" else MAX_MASK_RADIUS, "cells")
                 for name in _MORPHOLOGY_FIELDS}),
             source=source,
+            **parse_shadows(data),
         )
         if options.max_probability is not None and not options.averaged:
             raise InvalidRequestError(
@@ -569,8 +579,10 @@ class QueryOptions:
 
     @property
     def read_bands(self) -> list[str]:
-        """Bands read from the archive (reported, needed by an index, or by the model), in product order."""
+        """Bands read from the archive (reported, needed by an index, by the model or by the shadow mask), in
+        product order."""
         wanted = set(self.bands) | {b for spec in self.specs for b in spec.bands} | set(MODEL_BANDS)
+        wanted |= set(SHADOW_BANDS) if self.cloud.shadows else set()
         return [b for b in S2_BANDS if b in wanted]
 
     @property

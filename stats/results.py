@@ -42,6 +42,28 @@ class PixelCloud:
 
 
 @dataclass(frozen=True)
+class PixelShadow:
+    """Cloud-shadow result of one date over the polygon's valid pixels (:mod:`stats.clouds.shadows`).
+
+    ``fraction`` is the share of valid pixels in shadow and ``pixels`` their number; both are None, and
+    ``warning`` says why, when the date could not be searched for shadows (no sun angles).
+    """
+
+    fraction: float | None
+    pixels: int | None
+    warning: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``cloud`` members of the shadow result."""
+        return {"shadow_fraction": clean(self.fraction), "shadow_pixels": self.pixels,
+                "shadow_warning": self.warning}
+
+    def row(self) -> list[Any]:
+        """The :data:`CSV_SHADOW_COLUMNS` cells."""
+        return [clean(self.fraction), self.pixels, self.warning]
+
+
+@dataclass(frozen=True)
 class DateResult:
     """Statistics of one acquisition date (all tiles of the date mosaicked).
 
@@ -66,6 +88,7 @@ class DateResult:
     warning: str | None = None
     water: Water | None = None
     histograms: Mapping[str, list[dict[str, float]]] = field(default_factory=dict)
+    shadow: PixelShadow | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ISO-8601 date and ``...Z`` date-time)."""
@@ -83,6 +106,8 @@ class DateResult:
             cloud.update(fraction=clean(pc.fraction), probability_mean=clean(pc.probability_mean),
                          clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
                          trusted=self.warning is None, warning=self.warning, source=pc.source)
+        if self.shadow is not None:
+            cloud.update(self.shadow.to_dict())
         out["cloud"] = cloud
         out["pixels"] = {"valid": self.valid_pixels, "nodata": self.nodata_pixels}
         out["bands"] = {b: {k: clean(v) for k, v in s.items()} for b, s in self.bands.items()}
@@ -106,6 +131,7 @@ CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nod
 CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
                      "cloud_trusted", "cloud_source")
 CSV_WATER_COLUMNS = WATER_COLUMNS
+CSV_SHADOW_COLUMNS = ("shadow_fraction", "shadow_pixels", "shadow_warning")
 
 
 @dataclass(frozen=True)
@@ -123,12 +149,14 @@ class TimeSeriesResult:
     water: bool = False
     warnings: tuple[str, ...] = ()  # what the caller should know: a repaired polygon, why the series is empty
     analytics: Analytics | None = None  # intervals, filled curves and season metrics, when asked for
+    shadows: bool = False  # whether cloud shadows were searched for (cloud.shadows)
 
     @classmethod
     def empty(cls, options: QueryOptions) -> TimeSeriesResult:
         """A result with no dates, whose columns are those ``options`` produce."""
         return cls(series=(), bands=options.bands, indices=options.index_names, statistics=options.statistics,
-                   pixel_cloud=options.pixel_clouds, water=options.water is not None)
+                   pixel_cloud=options.pixel_clouds, water=options.water is not None,
+                   shadows=options.cloud.shadows)
 
     @property
     def status(self) -> str:
@@ -173,10 +201,11 @@ class TimeSeriesResult:
         return list(columns), rows_of(columns)
 
     def columns(self) -> list[str]:
-        """CSV header: fixed columns, the pixel-cloud and water columns when computed, ``<band>_<stat>``,
-        ``<index>_<stat>``, then ``error``."""
+        """CSV header: fixed columns, the pixel-cloud, shadow and water columns when computed,
+        ``<band>_<stat>``, ``<index>_<stat>``, then ``error``."""
         cols = list(CSV_FIXED_COLUMNS)
         cols += list(CSV_PIXEL_COLUMNS) if self.pixel_cloud else []
+        cols += list(CSV_SHADOW_COLUMNS) if self.shadows else []
         cols += list(CSV_WATER_COLUMNS) if self.water else []
         cols += [f"{b}_{s}" for b in self.bands for s in self.statistics]
         cols += [f"{i}_{s}" for i in self.indices for s in self.statistics]
@@ -192,6 +221,8 @@ class TimeSeriesResult:
                 pc = d.pixel_cloud
                 row += ([clean(pc.fraction), clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
                          d.warning is None, pc.source] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+            if self.shadows:
+                row += d.shadow.row() if d.shadow is not None else [None] * len(CSV_SHADOW_COLUMNS)
             if self.water:
                 w = d.water
                 row += w.row() if w is not None else [None] * len(CSV_WATER_COLUMNS)

@@ -34,6 +34,7 @@ from ..errors import ArchiveError
 COLLECTION_FILE = "collection.json"
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 EO_V1 = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
+VIEW_V1 = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
 
 
 #: Item property describing the stored CLP/CLM layers (written by ``polyfis clouds``).
@@ -83,7 +84,9 @@ class Acquisition:
     """One acquisition tile of an archive.
 
     ``assets`` maps band name to an absolute href (path or URL). ``footprint`` is the tile's data extent
-    in EPSG:4326 (lon, lat), ``bbox`` its bounds (minx, miny, maxx, maxy).
+    in EPSG:4326 (lon, lat), ``bbox`` its bounds (minx, miny, maxx, maxy). ``sun_azimuth`` (degrees
+    clockwise from north) and ``sun_elevation`` (degrees above the horizon) are the tile's mean sun angles,
+    None when the item does not give them (:func:`sun_angles`).
     """
 
     id: str
@@ -94,6 +97,8 @@ class Acquisition:
     cloud_cover: float | None = None
     processing_baseline: str | None = None
     tile: str | None = None
+    sun_azimuth: float | None = None
+    sun_elevation: float | None = None
     cloud_layers: CloudLayerAssets | None = None
 
     @property
@@ -203,6 +208,37 @@ class Archive:
         return self.acquisitions[0].datetime, self.acquisitions[-1].datetime
 
 
+#: Item properties that give the sun angles: the STAC view extension's, else Earth Search's mean solar angles.
+SUN_PROPERTIES = ("view:sun_azimuth", "view:sun_elevation")
+MEAN_SOLAR_PROPERTIES = ("s2:mean_solar_azimuth", "s2:mean_solar_zenith")
+
+
+def _angle(value: Any, low: float, high: float) -> float | None:
+    """A finite number from ``low`` to ``high`` as a float, else None (a property that cannot be used)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if np.isfinite(number) and low <= number <= high else None
+
+
+def sun_angles(properties: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``(azimuth, elevation)`` of the sun, degrees, from an item's properties: ``view:sun_azimuth`` and
+    ``view:sun_elevation``, else ``s2:mean_solar_azimuth`` and ``90 - s2:mean_solar_zenith``; None for an
+    angle absent or out of range (azimuth 0 to 360, elevation -90 to 90).
+
+    >>> sun_angles({"s2:mean_solar_azimuth": 157.5, "s2:mean_solar_zenith": 50.25})
+    (157.5, 39.75)
+    """
+    azimuth = _angle(properties.get(SUN_PROPERTIES[0]), 0.0, 360.0)
+    elevation = _angle(properties.get(SUN_PROPERTIES[1]), -90.0, 90.0)
+    if azimuth is None:
+        azimuth = _angle(properties.get(MEAN_SOLAR_PROPERTIES[0]), 0.0, 360.0)
+    if elevation is None:
+        zenith = _angle(properties.get(MEAN_SOLAR_PROPERTIES[1]), 0.0, 180.0)
+        elevation = None if zenith is None else 90.0 - zenith
+    return azimuth, elevation
+
+
 def acquisition_from_item(item: pystac.Item) -> Acquisition:
     """Build an :class:`Acquisition` from a STAC Item written by polyfis or any S2 L1C STAC source."""
     props = item.properties
@@ -218,6 +254,7 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
     assets = {key: asset.get_absolute_href() or asset.href for key, asset in item.assets.items() if key in S2_BANDS}
     if item.geometry is None:
         raise ArchiveError(f"STAC Item {item.id!r} has no geometry")
+    azimuth, elevation = sun_angles(props)
     return Acquisition(
         id=item.id,
         datetime=when.astimezone(dt.UTC),
@@ -227,6 +264,8 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
         cloud_cover=props.get("eo:cloud_cover"),
         processing_baseline=props.get("s2:processing_baseline"),
         tile=props.get("s2:mgrs_tile") or props.get("grid:code"),
+        sun_azimuth=azimuth,
+        sun_elevation=elevation,
         cloud_layers=CloudLayerAssets.from_item(item),
     )
 
@@ -331,6 +370,8 @@ class ArchiveWriter:
         """Write the band COGs of one acquisition and add its Item.
 
         :param bands: band name -> (uint16 array (rows, cols), affine transform in ``crs``).
+        :param extra_properties: more Item properties; ``view:`` ones (the sun angles) add the STAC view
+            extension to the Item.
         """
         unknown = sorted(set(bands) - set(S2_BANDS))
         if unknown:
@@ -371,7 +412,8 @@ class ArchiveWriter:
             bbox=list(footprint.bounds),
             datetime=when,
             properties=properties,
-            stac_extensions=[PROJECTION_V1, EO_V1],
+            stac_extensions=[PROJECTION_V1, EO_V1] + ([VIEW_V1] if any(k.startswith("view:") for k in properties)
+                                                      else []),
         )
         for name, (array, transform) in bands.items():
             item.add_asset(

@@ -11,13 +11,18 @@ Accepted sources (files, or folders searched recursively for ``.tif``, ``.tiff``
 The acquisition time comes from the tags (``ACQUISITION``, ``DATETIME``, ``SENSING_TIME``,
 ``TIFFTAG_DATETIME`` …) or else from the file or folder name (``20230105T100031`` or ``2023-01-05``).
 The processing baseline comes from a ``PROCESSING_BASELINE`` tag, a SAFE-style ``_N0400_`` in the path,
-or the ``processing_baseline`` argument.
+or the ``processing_baseline`` argument. The mean sun angles, written as ``view:sun_azimuth`` and
+``view:sun_elevation``, come from the granule's ``MTD_TL.xml`` when the band files sit in a SAFE granule
+(``GRANULE/<g>/IMG_DATA/*.jp2`` beside ``GRANULE/<g>/MTD_TL.xml``: ``Tile_Angles/Mean_Sun_Angle`` with its
+``ZENITH_ANGLE`` and ``AZIMUTH_ANGLE``), else from ``SUN_AZIMUTH`` and ``SUN_ELEVATION`` tags.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +34,7 @@ from affine import Affine
 
 from ..bands import S2_BANDS
 from ..errors import IngestError
-from .catalog import ArchiveWriter
+from .catalog import SUN_PROPERTIES, ArchiveWriter
 
 _SUFFIXES = {".tif", ".tiff", ".jp2"}
 _BAND_IN_NAME = re.compile(r"(?:^|[_\-.])(B0[1-9]|B1[0-2]|B8A)(?=[_\-.]|$)", re.IGNORECASE)
@@ -126,6 +131,60 @@ def _baseline(path: Path, tags: dict[str, str], default: str | None) -> str | No
     return default
 
 
+#: The tile metadata file of a SAFE granule, beside its ``IMG_DATA`` folder.
+TILE_METADATA = "MTD_TL.xml"
+
+
+def _local(tag: str) -> str:
+    """An XML tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _degrees(text: str | None, what: str, source: Path) -> float:
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise IngestError(f"ingest: {what} of {str(source)!r} is {text!r}; expected a number of degrees")
+    return value
+
+
+def granule_sun_angles(path: Path) -> tuple[float, float]:
+    """``(azimuth, elevation)`` (degrees) of a SAFE granule's ``MTD_TL.xml``: its
+    ``Tile_Angles/Mean_Sun_Angle`` ``AZIMUTH_ANGLE`` and 90 - ``ZENITH_ANGLE``.
+
+    :raises IngestError: when the file cannot be read or lacks the angles.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise IngestError(f"ingest: cannot read {str(path)!r}: {exc}") from exc
+    for tile_angles in (e for e in root.iter() if _local(e.tag) == "Tile_Angles"):
+        for mean in (e for e in tile_angles if _local(e.tag) == "Mean_Sun_Angle"):
+            angles = {_local(e.tag): e.text for e in mean}
+            zenith = _degrees(angles.get("ZENITH_ANGLE"), "Mean_Sun_Angle/ZENITH_ANGLE", path)
+            azimuth = _degrees(angles.get("AZIMUTH_ANGLE"), "Mean_Sun_Angle/AZIMUTH_ANGLE", path)
+            return azimuth, 90.0 - zenith
+    raise IngestError(f"ingest: {str(path)!r} has no Tile_Angles/Mean_Sun_Angle; expected the tile metadata of a "
+                      "Sentinel-2 L1C granule")
+
+
+def sun_properties(folder: Path, tags: dict[str, str]) -> dict[str, float]:
+    """The ``view:`` sun-angle properties of an acquisition whose files are in ``folder`` (a granule's
+    ``IMG_DATA``, or any folder) with the tags of its first file; empty when neither gives them."""
+    granule = folder.parent if folder.name.upper() == "IMG_DATA" else None
+    angles: tuple[float, float] | None = None
+    if granule is not None and (granule / TILE_METADATA).is_file():
+        angles = granule_sun_angles(granule / TILE_METADATA)
+    else:
+        upper = {k.upper(): v for k, v in tags.items()}
+        if "SUN_AZIMUTH" in upper and "SUN_ELEVATION" in upper:
+            angles = (_degrees(upper["SUN_AZIMUTH"], "tag SUN_AZIMUTH", folder),
+                      _degrees(upper["SUN_ELEVATION"], "tag SUN_ELEVATION", folder))
+    return {} if angles is None else dict(zip(SUN_PROPERTIES, angles))
+
+
 def _band_name(text: str | None) -> str | None:
     if not text:
         return None
@@ -187,7 +246,7 @@ def ingest(
             crs, bands = _read_stack(path)
             item_id = _unique(_safe_id(path.stem), path, used)
             writer.add(item_id, when, crs, bands, processing_baseline=_baseline(path, tags, processing_baseline),
-                       extra_properties={"polyfis:source": path.name})
+                       extra_properties={"polyfis:source": path.name, **sun_properties(path.parent, tags)})
             written.append(IngestedItem(item_id, when, tuple(bands), (str(path),)))
         for (folder, when), files in sorted(singles.items(), key=lambda kv: kv[0][1]):
             crs, bands = _read_singles(files)
@@ -196,7 +255,8 @@ def ingest(
             item_id = _unique(_safe_id(f"{granule.name}_{when:%Y%m%dT%H%M%S}"), folder, used)
             writer.add(item_id, when, crs, bands,
                        processing_baseline=_baseline(first, meta[first][0], processing_baseline),
-                       extra_properties={"polyfis:source": folder.name})
+                       extra_properties={"polyfis:source": folder.name,
+                                         **sun_properties(folder, meta[first][0])})
             written.append(IngestedItem(item_id, when, tuple(bands), tuple(str(p) for p in files.values())))
     return written
 

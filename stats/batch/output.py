@@ -91,11 +91,12 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     for name in plan.columns()[1:]:
         if name == "date":
             kind = pa.date32()
-        elif name in ("error", "cloud_warning", "cloud_source", "water_status", "water_threshold_method"):
+        elif name in ("error", "cloud_warning", "cloud_source", "shadow_warning", "water_status",
+                      "water_threshold_method"):
             kind = pa.string()
         elif name in ("cloudy", "cloud_trusted"):
             kind = pa.bool_()
-        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels") or (
+        elif name in ("valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels", "shadow_pixels") or (
                 name.endswith("_count") and not plan.options.exact):  # exact mode: count is an area
             kind = pa.int64()
         else:

@@ -171,14 +171,17 @@ def cell_pixels(tile: Acquisition, params: MaskParameters) -> int:
 
 def read_cloud_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str],
                      params: MaskParameters, *, max_pixels: int, exact: bool = False,
-                     limits: Limits | None = None) -> PixelBlock:
+                     limits: Limits | None = None, reach: tuple[int, int, int, int] = (0, 0, 0, 0)) -> PixelBlock:
     """The 10 m block of ``bands`` the cloud cells of one date are computed from: the polygon's bounds
     padded by the mask's margin (:attr:`MaskParameters.margin_cells`) and snapped to whole cells of
     :func:`cell_pixels`, so that a cell holds the same pixels whatever the polygon (see
-    :func:`stats.raster.read_date`)."""
+    :func:`stats.raster.read_date`). ``reach`` adds 10 m pixels (left, top, right, bottom) beyond that margin,
+    e.g. towards the sun for cloud shadows (:func:`stats.clouds.shadows.sun_reach`)."""
     k = cell_pixels(tiles[0], params)
+    margin = params.margin_cells * k
+    pad = (margin + reach[0], margin + reach[1], margin + reach[2], margin + reach[3])
     return read_date(tiles, geometry, geometry_crs, bands, resolution=10, max_pixels=max_pixels,
-                     pad=params.margin_cells * k, snap=k, exact=exact, limits=limits)
+                     pad=pad, snap=k, exact=exact, limits=limits)
 
 
 @dataclass

@@ -53,9 +53,10 @@ class DateCells:
 
 def cloud_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str],
                 params: MaskParameters, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                exact: bool = False, limits: Limits | None = None) -> DateCells:
+                exact: bool = False, limits: Limits | None = None,
+                reach: tuple[int, int, int, int] = (0, 0, 0, 0)) -> DateCells:
     """The cloud cells of one date around ``geometry``, from where ``params.source`` says (see the module
-    docstring).
+    docstring); ``reach`` widens the window by 10 m pixels (left, top, right, bottom), as for cloud shadows.
 
     :param bands: the bands to read, with the model bands, when the cells are scored on the fly (the block is
         returned, so that a 10 m query reads once).
@@ -63,21 +64,23 @@ def cloud_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_c
     """
     source = params.source
     if source != "model" and all(t.cloud_layers is not None for t in tiles):
-        return DateCells(stored_cells(tiles, geometry, geometry_crs, params, max_pixels=max_pixels))
+        return DateCells(stored_cells(tiles, geometry, geometry_crs, params, max_pixels=max_pixels, reach=reach))
     if source == "layers":
         missing = next(t.id for t in tiles if t.cloud_layers is None)
         raise SceneReadError(f"scene {missing}: no stored CLP/CLM layers, and cloud.source is 'layers'; run "
                              "`polyfis clouds` on the archive, or use cloud.source 'auto'")
     read = [*bands, *(b for b in MODEL_BANDS if b not in bands)]
     block = read_cloud_block(tiles, geometry, geometry_crs, read, params, max_pixels=max_pixels, exact=exact,
-                             limits=limits)
+                             limits=limits, reach=reach)
     return DateCells(cell_request(tiles, block, params), block)
 
 
 def stored_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, params: MaskParameters,
-                 *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CellRequest:
-    """The cells of ``params.resolution`` around ``geometry`` (padded by the mask's margin) read from the
-    stored layers of ``tiles`` (the first tile with data wins at each cell, as in a band mosaic)."""
+                 *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 reach: tuple[int, int, int, int] = (0, 0, 0, 0)) -> CellRequest:
+    """The cells of ``params.resolution`` around ``geometry`` (padded by the mask's margin, and by ``reach``
+    10 m pixels (left, top, right, bottom) rounded up to whole cells) read from the stored layers of
+    ``tiles`` (the first tile with data wins at each cell, as in a band mosaic)."""
     layers = [t.cloud_layers for t in tiles]
     first = layers[0]
     assert first is not None and all(layer is not None for layer in layers)
@@ -97,7 +100,8 @@ def stored_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_
     cell = (native[0] * k, native[1] * k)
     extent = (math.ceil(rows * first.cell_pixels / k), math.ceil(cols * first.cell_pixels / k))
     grid = query_grid(Affine(cell[0], 0.0, transform.c, 0.0, -cell[1], transform.f), crs, cell, geom,
-                      max_pixels=max_pixels, pad=params.margin_cells, extent=extent)
+                      max_pixels=max_pixels, extent=extent,
+                      pad=tuple(params.margin_cells + -(-r // k) for r in reach))  # type: ignore[arg-type]
     stored_mask = same_cells and _same_post_processing(first, params)
     clp = np.zeros(grid.shape, dtype=np.uint8)
     clm = np.full(grid.shape, NO_DATA, dtype=np.uint8)

@@ -173,7 +173,8 @@ def _generate(spec: Mapping[str, Any], polygons: Mapping[str, Any], out: Path, d
             item_id, when, grid.crs, band_dns(grid, toa, nodata, offset),
             cloud_cover=round(cloud_cover, 4), processing_baseline=processing_baseline,
             extra_properties={"platform": scene.get("platform", "sentinel-2a"), "s2:mgrs_tile": scene["tile"],
-                              "polyfis:sky": sky.kind},
+                              "polyfis:sky": sky.kind, "view:sun_azimuth": round(azimuth, 3),
+                              "view:sun_elevation": round(elevation, 3)},
         )
         dates[iso] = {
             "item_id": item_id,

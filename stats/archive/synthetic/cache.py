@@ -12,7 +12,7 @@ from typing import Final
 from .files import GROUND_TRUTH_FILE, STAMP_FILE
 
 #: Bump when a change of this package changes the generated archive; cached archives are then rebuilt.
-GENERATOR_VERSION: Final[str] = "2"
+GENERATOR_VERSION: Final[str] = "3"
 
 
 def recipe_digest(recipe_path: Path, polygons_path: Path) -> str:
