@@ -246,4 +246,5 @@ def test_the_contracts_defaults_are_the_engines() -> None:
     assert props["harmonize"]["default"] is parsed.harmonize
     for name, schema in props["cloud"]["properties"].items():
         if "default" in schema and hasattr(parsed.cloud, name):
-            assert getattr(parsed.cloud, name) == schema["default"], name
+            value = getattr(parsed.cloud, name)
+            assert (list(value) if isinstance(value, tuple) else value) == schema["default"], name
