@@ -221,10 +221,8 @@ def test_http_level_errors_name_what_was_received_and_expected(simple_archive: P
 
 
 def test_the_contract_is_read_offline_at_docs(client) -> None:
-    """/ leads to /docs, whose Swagger UI page loads its script and style from this server and the contract
-    from /openapi.yaml; /openapi.json is the same document."""
-    front = client.get("/")
-    assert front.status_code == 302 and front.headers["Location"].endswith("/docs")
+    """/docs is a Swagger UI page that loads its script and style from this server and the contract from
+    /openapi.yaml; /openapi.json is the same document."""
     page = client.get("/docs").get_data(as_text=True)
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert sources and all(s.startswith("/static/swagger-ui/") for s in sources)
@@ -232,3 +230,21 @@ def test_the_contract_is_read_offline_at_docs(client) -> None:
         assert client.get(source).status_code == 200, source
     assert 'url: "/openapi.yaml"' in page
     assert client.get("/openapi.json").json == SPEC
+
+
+def test_the_contracts_defaults_are_the_engines() -> None:
+    """The defaults openapi.yaml states (which the web page's form starts from) are those a request parsed
+    without the field gets."""
+    from stats.request import QueryOptions
+
+    props = SPEC["components"]["schemas"]["TimeSeriesRequest"]["properties"]
+    parsed = QueryOptions.from_dict({})
+    assert tuple(props["bands"]["default"]) == parsed.bands
+    assert list(props["indices"]["default"]) == list(parsed.indices)
+    assert tuple(props["statistics"]["default"]) == parsed.statistics
+    assert props["resolution"]["default"] == parsed.resolution
+    assert props["harmonize"]["default"] is parsed.harmonize
+    for name, schema in props["cloud"]["properties"].items():
+        if "default" in schema and hasattr(parsed.cloud, name):
+            value = getattr(parsed.cloud, name)
+            assert (list(value) if isinstance(value, tuple) else value) == schema["default"], name

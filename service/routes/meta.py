@@ -1,5 +1,5 @@
 """Meta routes: ``/health``, ``/collections``, the contract (``/openapi.yaml``, ``/openapi.json``) and its
-reader (``/docs``, Swagger UI from the vendored ``swagger-ui-dist``, so it works offline; ``/`` leads there)."""
+reader (``/docs``, Swagger UI from the vendored ``swagger-ui-dist``, so it works offline)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from flask import Blueprint, Response, redirect, url_for
-from werkzeug.wrappers import Response as WerkzeugResponse
+from flask import Blueprint, Response, url_for
 
 from stats.bands import S2_BANDS
 from stats.results import format_datetime
@@ -94,8 +93,3 @@ def docs() -> Response:
                         spec=url_for("meta.openapi"))
     return Response(page, mimetype="text/html")
 
-
-@bp.get("/")
-def index() -> WerkzeugResponse:
-    """The service's front door leads to its documentation."""
-    return redirect(url_for("meta.docs"))
