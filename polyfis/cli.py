@@ -148,7 +148,8 @@ def demo(host: str, port: int, demo_dir: str | None, no_serve: bool) -> None:
         sys.stdout.write(result.to_csv())
         return
     url = f"http://{host}:{port}/api/v1/timeseries"
-    click.echo("\nTry (JSON, then CSV):\n", err=True)
+    click.echo(f"\nOpen the web page: http://{host}:{port}/ (draw a field, see its series, download the CSV)", err=True)
+    click.echo("\nOr try (JSON, then CSV):\n", err=True)
     click.echo(f"curl -s -X POST {url} -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n", err=True)
     click.echo(f"curl -s -X POST '{url}?format=csv' -H 'Content-Type: application/json' -d '{json.dumps(body)}'\n",
                err=True)
