@@ -246,3 +246,25 @@ def test_the_cell_cache_on_disk_is_shared_between_processes(tmp_path: Path) -> N
     assert runs[0]["series"] == runs[1]["series"]
     with sqlite3.connect(DiskCells(tmp_path / "cells").path) as db:  # every scored cell is stored once
         assert db.execute("SELECT count(*) FROM cells").fetchone()[0] == runs[0]["misses"]
+
+
+def test_stored_layers_of_a_geographic_archive_give_the_models_answer(betsiboka_dir: Path, tmp_path: Path) -> None:
+    """`polyfis clouds` on the EPSG:4326 scene stores 2 x 2 pixel cells; a query reads from them the fraction
+    the model gives on the fly."""
+    from stats.clouds.store import store_cloud_layers
+
+    archive, _, _ = _betsiboka_archive(betsiboka_dir, tmp_path)
+    assert store_cloud_layers(tmp_path / "archive").done == 1
+    archive = Archive.open(tmp_path / "archive")
+    layers = archive.acquisitions[0].cloud_layers
+    assert layers is not None and layers.cell_pixels == 2
+    body = {"geometry": "POLYGON ((46.3 -15.85, 46.4 -15.85, 46.4 -15.95, 46.3 -15.95, 46.3 -15.85))",
+            "time": {"from": "2017-12-15", "to": "2017-12-15"}, "bands": ["B04"], "cloud": {"mode": "pixel"}}
+    answers = {}
+    for source in ("layers", "model"):
+        body["cloud"]["source"] = source  # type: ignore[index]
+        (entry,) = query_timeseries(TimeSeriesRequest.from_dict(body), archive, cache=ProbabilityCache()).series
+        answers[source] = entry.pixel_cloud
+    assert answers["layers"].source == "layers" and answers["model"].source == "model"
+    assert answers["layers"].cloudy_pixels == answers["model"].cloudy_pixels > 0
+    assert abs(answers["layers"].probability_mean - answers["model"].probability_mean) <= 0.5 / 255 + 1e-9
