@@ -50,7 +50,8 @@ from .errors import error_body
 
 @dataclass(frozen=True)
 class FrontLimits:
-    """What the front allows one connection before the app sees a request."""
+    """What the front allows one connection before the app sees a request (:meth:`from_settings`: the
+    ``POLYFIS_SERVER_THREADS``, ``POLYFIS_HEADER_TIMEOUT_S``, ... settings)."""
 
     #: request threads per worker process
     threads: int = 4
@@ -68,6 +69,14 @@ class FrontLimits:
     max_header_bytes: int = 65_536
     #: open connections per worker; past it the worker stops accepting until some close
     max_connections: int = 1_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FrontLimits:
+        """The limits the settings give."""
+        return cls(threads=settings.server_threads, header_timeout_s=settings.header_timeout_s,
+                   body_timeout_s=settings.body_timeout_s, body_min_rate=settings.body_min_rate,
+                   idle_timeout_s=settings.idle_timeout_s, max_request_line=settings.max_request_line,
+                   max_header_bytes=settings.max_header_bytes, max_connections=settings.max_connections)
 
 
 def uri_too_long(limit: int) -> Any:
@@ -292,7 +301,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     heartbeat before the arbiter kills and replaces it.
     """
     worker_timeout = timeout or int(settings.time_budget_s) + 30
-    worker_class = type("PolyfisWorker", (FrontWorker,), {"settings": settings, "limits": limits or FrontLimits()})
+    worker_class = type("PolyfisWorker", (FrontWorker,),
+                        {"settings": settings, "limits": limits or FrontLimits.from_settings(settings)})
     _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker_class,
                          "preload_app": True, "timeout": worker_timeout, "graceful_timeout": 10,
                          "accesslog": None}).run()

@@ -89,6 +89,21 @@ class Settings:
     #: Folder of the on-the-fly cloud cells' probabilities, shared by every worker and kept across restarts
     #: (a SQLite database); None keeps them in each process's memory only.
     cloud_cache_dir: str | None = None
+    #: The HTTP front of ``polyfis serve`` (per worker process): request threads, seconds for a request's
+    #: headers to arrive, for its body after them (plus one second per ``POLYFIS_BODY_MIN_RATE`` bytes), for an
+    #: idle kept-alive connection; the longest request line (414 above) and headers (431 above), in bytes; and
+    #: the open connections a worker holds before it stops accepting.
+    server_threads: int = field(default=4, metadata=_POSITIVE)
+    header_timeout_s: float = field(default=10.0, metadata={"min": 0, "exclusive": True,
+                                                            "expected": "a positive number of seconds"})
+    body_timeout_s: float = field(default=20.0, metadata={"min": 0, "exclusive": True,
+                                                          "expected": "a positive number of seconds"})
+    body_min_rate: int = field(default=50_000, metadata=_POSITIVE)
+    idle_timeout_s: float = field(default=15.0, metadata={"min": 1, "expected": "a number of seconds, at least 1"})
+    max_request_line: int = field(default=16_384, metadata={"min": 256, "expected": "a number of bytes, at least 256"})
+    max_header_bytes: int = field(default=65_536, metadata={"min": 1024,
+                                                            "expected": "a number of bytes, at least 1024"})
+    max_connections: int = field(default=1_000, metadata=_POSITIVE)
     #: Threads reading the bands of one date; None uses the CPU count.
     read_threads: int | None = field(default=None, metadata=_POSITIVE)
 

@@ -154,3 +154,30 @@ def test_a_chunked_body_within_the_limit_is_answered(base: str) -> None:
                                    + _chunked(payload, 50))
     assert status == 200, body[:300]
     assert [d["date"] for d in json.loads(body)["series"]] == ["2023-01-05"]
+
+
+def test_the_front_limits_are_settings(tmp_path: Path) -> None:
+    """POLYFIS_MAX_REQUEST_LINE and POLYFIS_MAX_HEADER_BYTES set the 414 and 431 limits of a live server."""
+    root = tmp_path / "archive"
+    with ArchiveWriter(root) as writer:
+        writer.add("T1", dt.datetime(2023, 1, 5, 10, tzinfo=dt.UTC), "EPSG:32633",
+                   {b: (band_array(b), band_transform(b)) for b in S2_BANDS})
+    env = {"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(tmp_path / "jobs"),
+           "POLYFIS_MAX_REQUEST_LINE": "1024", "POLYFIS_MAX_HEADER_BYTES": "4096"}
+    with polyfis_server(workers=1, env=env, timeout_s=120) as server:
+        status, headers, body = raw_exchange(server.base, b"GET /health?" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert "1024 bytes" in assert_json_error(status, headers, body, 414, "RequestURITooLarge")["message"]
+        request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"b" * 5000 + b"\r\n\r\n"
+        status, headers, body = raw_exchange(server.base, request[:4096])
+        assert "4096 bytes" in assert_json_error(status, headers, body, 431, "RequestHeaderFieldsTooLarge")["message"]
+        status, _, body = raw_exchange(server.base, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 200
+
+
+def test_a_bad_front_setting_stops_the_start_naming_the_variable() -> None:
+    from stats.errors import ConfigError
+    from stats.settings import Settings
+
+    with pytest.raises(ConfigError, match=r"POLYFIS_HEADER_TIMEOUT_S: expected a positive number of seconds, got 0"):
+        Settings.from_env({"POLYFIS_HEADER_TIMEOUT_S": "0"})
+    assert FrontLimits.from_settings(Settings.from_env({"POLYFIS_SERVER_THREADS": "8"})).threads == 8
