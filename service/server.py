@@ -11,8 +11,9 @@
 * **Timeouts**: a request's headers must be complete within :attr:`FrontLimits.header_timeout_s` of its first
   byte; its body must arrive within :attr:`FrontLimits.body_timeout_s` of the headers, plus one second per
   :attr:`FrontLimits.body_min_rate` bytes received; an idle kept-alive connection is closed after
-  :attr:`FrontLimits.idle_timeout_s`. Connections past a deadline are closed.
-* **Limits answered by the front itself**, in the JSON error shape of :mod:`service.errors`: 400 for a
+  :attr:`FrontLimits.idle_timeout_s`. A request past its deadline gets a JSON 408 and its connection is closed.
+* **Limits answered by the front itself**, in the JSON error shape of :mod:`service.errors`: 408 for a late
+  request, 400 for a
   malformed request, 414 for a request line over :attr:`FrontLimits.max_request_line`, 431 for headers over
   :attr:`FrontLimits.max_header_bytes`, 413 for a body over the largest body setting and 501 for a transfer
   coding other than chunked. A chunked body is buffered whole and handed to the app with its length, so the
@@ -101,6 +102,7 @@ class _Request(HTTPRequestParser):  # type: ignore[misc]
         super().__init__(adj)
         self.started = time.monotonic()
         self.headers_done: float | None = None
+        self.timed_out = False  # answered 408: the connection closes once the answer is sent
 
     def received(self, data: bytes) -> int:
         if not self.completed and self.body_rcv is None and not self.headers_finished \
@@ -121,7 +123,7 @@ class _Request(HTTPRequestParser):  # type: ignore[misc]
 
     def overdue(self, now: float) -> bool:
         """Whether the client has taken longer than allowed to send this request."""
-        if self.completed:
+        if self.completed or self.timed_out:
             return False
         if self.headers_done is None:
             return now - self.started > self.limits.header_timeout_s
@@ -136,11 +138,12 @@ _MESSAGES = {
          "POLYFIS_BATCH_MAX_BODY_BYTES); send a smaller body",
     414: "request line: more than the limit of {max_line} bytes; send a shorter URL (a long geometry goes in "
          "a POST body)",
+    408: "request: not received in time ({detail}); send it faster",
     431: "request headers: more than the limit of {max_header} bytes in all; send fewer or smaller headers",
     501: "transfer coding not supported ({detail}); send the body with Content-Length or chunked",
 }
 #: The error code of each status, named as werkzeug names the same HTTP errors inside the app.
-_CODES = {400: "BadRequest", 413: "RequestEntityTooLarge", 414: "RequestURITooLarge",
+_CODES = {400: "BadRequest", 408: "RequestTimeout", 413: "RequestEntityTooLarge", 414: "RequestURITooLarge",
           431: "RequestHeaderFieldsTooLarge", 500: "InternalServerError", 501: "NotImplemented"}
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -186,7 +189,24 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
         for channel in list(self.active_channels.values()):
             request = channel.request
             if isinstance(request, _Request) and request.overdue(clock):
-                channel.will_close = True
+                if channel.requests or not channel.connected:  # an answer is being written: just close
+                    channel.will_close = True
+                    continue
+                request.timed_out = True
+                channel.write_soon(timeout_answer(request, self.adj))
+                channel.close_when_flushed = True
+
+
+def timeout_answer(request: _Request, adj: Adjustments) -> bytes:
+    """The raw JSON 408 of a request that did not arrive in time (its headers, or its body after them)."""
+    limits = request.limits
+    detail = (f"headers within {limits.header_timeout_s:g} s, POLYFIS_HEADER_TIMEOUT_S" if request.headers_done is None
+              else f"body within {limits.body_timeout_s:g} s plus 1 s per {limits.body_min_rate} bytes, "
+                   "POLYFIS_BODY_TIMEOUT_S and POLYFIS_BODY_MIN_RATE")
+    payload = json.dumps(front_error(408, detail, adj, limits)).encode("utf-8")
+    head = (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode("ascii") + payload
 
 
 

@@ -157,14 +157,23 @@ def test_a_chunked_body_within_the_limit_is_answered(base: str) -> None:
 
 
 def test_the_front_limits_are_settings(tmp_path: Path) -> None:
-    """POLYFIS_MAX_REQUEST_LINE and POLYFIS_MAX_HEADER_BYTES set the 414 and 431 limits of a live server."""
+    """POLYFIS_MAX_REQUEST_LINE and POLYFIS_MAX_HEADER_BYTES set the 414 and 431 limits of a live server, and
+    POLYFIS_HEADER_TIMEOUT_S and POLYFIS_BODY_TIMEOUT_S its deadlines: a late request gets a JSON 408."""
     root = tmp_path / "archive"
     with ArchiveWriter(root) as writer:
         writer.add("T1", dt.datetime(2023, 1, 5, 10, tzinfo=dt.UTC), "EPSG:32633",
                    {b: (band_array(b), band_transform(b)) for b in S2_BANDS})
     env = {"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(tmp_path / "jobs"),
-           "POLYFIS_MAX_REQUEST_LINE": "1024", "POLYFIS_MAX_HEADER_BYTES": "4096"}
+           "POLYFIS_MAX_REQUEST_LINE": "1024", "POLYFIS_MAX_HEADER_BYTES": "4096", "POLYFIS_HEADER_TIMEOUT_S": "1",
+           "POLYFIS_BODY_TIMEOUT_S": "1", "POLYFIS_BODY_MIN_RATE": "1000000"}
     with polyfis_server(workers=1, env=env, timeout_s=120) as server:
+        began = time.monotonic()
+        status, headers, body = raw_exchange(server.base, b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never ends
+        message = assert_json_error(status, headers, body, 408, "RequestTimeout")["message"]
+        assert "headers within 1 s, POLYFIS_HEADER_TIMEOUT_S" in message and time.monotonic() - began < 5
+        status, headers, body = raw_exchange(server.base, b"POST /api/v1/timeseries HTTP/1.1\r\nHost: x\r\n"
+                                                          b"Content-Length: 1000\r\n\r\n{\"geometry\"")
+        assert "body within 1 s" in assert_json_error(status, headers, body, 408, "RequestTimeout")["message"]
         status, headers, body = raw_exchange(server.base, b"GET /health?" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert "1024 bytes" in assert_json_error(status, headers, body, 414, "RequestURITooLarge")["message"]
         request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"b" * 5000 + b"\r\n\r\n"
