@@ -13,11 +13,11 @@
   :attr:`FrontLimits.body_min_rate` bytes received; an idle kept-alive connection is closed after
   :attr:`FrontLimits.idle_timeout_s`. A request past its deadline gets a JSON 408 and its connection is closed.
 * **Limits answered by the front itself**, in the JSON error shape of :mod:`service.errors`: 408 for a late
-  request, 400 for a malformed request, 414 for a request line over :attr:`FrontLimits.max_request_line`, 431 for headers over
-  :attr:`FrontLimits.max_header_bytes`, 413 for a body over the largest body setting and 501 for a transfer
-  coding other than chunked. A chunked body is buffered whole and handed to the app with its length, so the
-  app's body limits (``POLYFIS_MAX_BODY_BYTES``, ``POLYFIS_BATCH_MAX_BODY_BYTES``) hold for it as for a body
-  sent with ``Content-Length``.
+  request, 400 for a malformed request, 414 for a request line over :attr:`FrontLimits.max_request_line`, 431
+  for headers over :attr:`FrontLimits.max_header_bytes`, 413 for a body over the largest body setting and 501
+  for a transfer coding other than chunked. A chunked body is buffered whole and handed to the app with its
+  length, so the app's body limits (``POLYFIS_MAX_BODY_BYTES``, ``POLYFIS_BATCH_MAX_BODY_BYTES``) hold for it
+  as for a body sent with ``Content-Length``.
 * Each worker starts its batch job runner right away (:func:`service.resume_jobs`), so jobs left pending by a
   previous run, or by a worker that was killed, resume without waiting for a request.
 """
