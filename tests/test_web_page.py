@@ -11,8 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,9 @@ import shapely.geometry
 import shapely.wkt
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Request, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import polyfis_server  # noqa: E402
 from rendering import (
     LAYERED_DATES,
     assert_close,
@@ -50,43 +51,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 PAYLOAD = '<img src=x onerror="window.__xss=1">'
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def serve(env: dict[str, str], log_dir: Path) -> Iterator[str]:
-    """`polyfis serve` (one worker) on a free 127.0.0.1 port with only ``env`` among the POLYFIS_* variables;
-    its base URL until the block ends, then it is stopped."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("POLYFIS_")}
-    log = (log_dir / f"serve-{port}.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "polyfis", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", "1"], env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT)
+def serve(env: dict[str, str]) -> Iterator[str]:
+    """`polyfis serve` (one worker) on a free 127.0.0.1 port with ``env`` (and none of the user's POLYFIS_*
+    variables); its base URL until the block ends, then it is stopped."""
+    mine = {k: v for k, v in os.environ.items() if k.startswith("POLYFIS_") and k not in env}
+    for key in mine:
+        del os.environ[key]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"polyfis serve exited: {(log_dir / f'serve-{port}.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=5).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("polyfis serve did not answer /health within 120 s") from None
-                time.sleep(0.2)
-        yield base
+        with polyfis_server(workers=1, env=env, timeout_s=120) as server:
+            yield server.base
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
-        log.close()
+        os.environ.update(mine)
 
 
 @pytest.fixture(scope="module", name="demo")
@@ -98,7 +74,7 @@ def fixture_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", name="base")
 def fixture_base(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("web-server")
-    with serve({"POLYFIS_ARCHIVE": str(demo), "POLYFIS_JOBS_DIR": str(folder / "jobs")}, folder) as base:
+    with serve({"POLYFIS_ARCHIVE": str(demo), "POLYFIS_JOBS_DIR": str(folder / "jobs")}) as base:
         yield base
 
 
@@ -107,7 +83,7 @@ def fixture_auth_base(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     folder = tmp_path_factory.mktemp("web-auth-server")
     env = {"POLYFIS_ARCHIVE": str(demo), "POLYFIS_JOBS_DIR": str(folder / "jobs"),
            "POLYFIS_AUTH_CLIENTS": "pageuser:pagesecret"}
-    with serve(env, folder) as base:
+    with serve(env) as base:
         yield base
 
 
@@ -119,7 +95,7 @@ def fixture_broken_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     shutil.copytree(session_demo(tmp_path_factory), root)
     band = next(root.glob("items/*_20230306T*/B04.tif"))
     band.write_bytes(b"not a GeoTIFF")
-    with serve({"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(folder / "jobs")}, folder) as base:
+    with serve({"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(folder / "jobs")}) as base:
         yield base
 
 
