@@ -14,6 +14,14 @@ Tiles of the same date on the same grid are read with plain windows; a tile on a
 warped onto the query grid by nearest neighbour (``rasterio.vrt.WarpedVRT``). The first tile with valid data
 wins at each pixel. A pixel is valid when every band read there is non-zero (DN 0 is no data).
 
+Those are the ``NEAREST`` rules. A request may choose other up- and downsampling methods
+(:class:`stats.sampling.Sampling`, Sentinel Hub's ``BILINEAR``/``BICUBIC``): a band read with one of them is
+warped onto the grid with that rasterio method (``rasterio.warp.reproject``, DN 0 as no data).
+
+Sentinel Hub's own APIs read onto the grid of the request instead of the tile's: :func:`request_grid` is the
+bounding box in the request's CRS cut into ``width`` x ``height`` pixels (or pixels of ``resx`` x ``resy``),
+and :func:`read_grid` mosaics a date's tiles onto any grid with the request's sampling.
+
 Mask convention: ``inside`` is True where the pixel centre lies inside the polygon (``all_touched=False``),
 ``valid`` is True where the pixel is inside and has data in every band.
 """
@@ -34,6 +42,8 @@ from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import reproject as warp_reproject
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
@@ -44,6 +54,7 @@ from .datasets import DatasetPool, dataset_key, default_pool, map_threads, windo
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import cached_crs, crs_name, reproject
 from .request import DEFAULT_MAX_PIXELS, Limits
+from .sampling import NEAREST, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +253,23 @@ def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
         return vrt.read(1, out_dtype="float32")
 
 
+def _read_resampled(src: rasterio.io.DatasetReader, grid: Grid, method: Resampling) -> np.ndarray:
+    """Warp ``src`` band 1 onto ``grid`` with ``method`` (DN 0 is no data, left out of the kernels); pixels
+    outside the dataset are 0."""
+    out = np.zeros(grid.shape, dtype=np.float32)
+    warp_reproject(source=rasterio.band(src, 1), destination=out, src_nodata=0, dst_nodata=0,
+                   dst_transform=grid.transform, dst_crs=grid.crs.to_wkt(), resampling=method)
+    return out
+
+
+def band_pixel_area(src: rasterio.io.DatasetReader, grid: Grid, same_crs: bool) -> float:
+    """Area of one pixel of ``src`` in ``grid.crs`` units squared (averaged over the dataset in another CRS)."""
+    if same_crs:
+        return float(abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d))
+    left, bottom, right, top = transform_bounds(src.crs, grid.crs.to_wkt(), *src.bounds)
+    return float(abs((right - left) * (top - bottom)) / (src.width * src.height))
+
+
 def _href(acq: Acquisition, band: str) -> str:
     href = acq.assets.get(band)
     if href is None:
@@ -303,16 +331,28 @@ def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> 
     return shape
 
 
-def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool) -> np.ndarray:
-    """The band on ``grid`` (float32 DN, 0 outside the tile); a window read before comes from the cache."""
-    key = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape, grid.crs.to_wkt())
+def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool, sampling: Sampling = NEAREST) -> np.ndarray:
+    """The band on ``grid`` (float32 DN, 0 outside the tile) by ``sampling``'s rule (see the module docstring);
+    a window read before comes from the cache."""
+    key: tuple[object, ...] = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape,
+                               grid.crs.to_wkt())
+    if not sampling.nearest:
+        key += (sampling.upsampling, sampling.downsampling)
     cache = window_cache()
     cached = cache.get(key)
     if cached is not None:
         return cached
     with open_band(acq, band) as src:
         try:
-            array = _read_aligned(src, grid) if aligned(src.transform, grid, same_crs) else _read_warped(src, grid)
+            method = Resampling.nearest
+            if not sampling.nearest:
+                method = sampling.method(band_pixel_area(src, grid, same_crs), grid.pixel_area)
+            if method != Resampling.nearest:
+                array = _read_resampled(src, grid, method)
+            elif aligned(src.transform, grid, same_crs):
+                array = _read_aligned(src, grid)
+            else:
+                array = _read_warped(src, grid)
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
@@ -332,18 +372,21 @@ def read_date(
     snap: int = 1,
     exact: bool = False,
     limits: Limits | None = None,
+    sampling: Sampling = NEAREST,
 ) -> PixelBlock:
     """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
 
     :param tiles: acquisitions of one date, in priority order.
     :param geometry: the query polygon in ``geometry_crs``.
-    :param resolution: nominal grid resolution, 10, 20 or 60 m.
+    :param resolution: grid resolution in metres: 10, 20 or 60 (the native route), or any whole number of
+        metres (FIS's RESOLUTION; under 10 m the bands are upsampled).
     :param pad: grid pixels read around the polygon's bounds (within the first tile): one number for every
         side, or (left, top, right, bottom).
     :param snap: align the grid's origin to multiples of ``snap`` pixels from the first tile's origin.
     :param exact: compute the coverage fraction of every pixel (``inside`` = touched by the polygon).
     :param limits: the request's memory budget, checked (:data:`BAND_PIXEL_BYTES` per band and pixel) once
         the window is known and before any band is read.
+    :param sampling: the up- and downsampling methods (:mod:`stats.sampling`).
     :raises SceneReadError: when a tile's asset is missing or unreadable.
     """
     if not tiles:
@@ -375,11 +418,75 @@ def read_date(
                 inside = polygon_mask(geom, grid)
             mosaic = Mosaic(grid.shape, bands)
         assert mosaic is not None
-        read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid_crs)
-        mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
+        _lay(mosaic, acq, grid, bands, sampling)
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
                       scenes=mosaic.scenes or [primary.id], coverage=coverage)
+
+
+def _lay(mosaic: Mosaic, acq: Acquisition, grid: Grid, bands: Sequence[str], sampling: Sampling) -> None:
+    """Read ``bands`` of one tile onto ``grid`` and lay them on ``mosaic``."""
+    read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid.crs, sampling=sampling)
+    mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
+
+
+def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: int | None = None,
+                 height: int | None = None, resx: float | None = None, resy: float | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Grid:
+    """The grid of a Sentinel Hub request: the box ``bounds`` (minx, miny, maxx, maxy in ``crs``) cut into
+    ``width`` x ``height`` pixels, or into pixels of about ``resx`` x ``resy`` CRS units (the counts
+    rounded, at least 1; the pixels are stretched to fill the box exactly, as Sentinel Hub does).
+
+    Only ``width`` (or ``height``) keeps the box's aspect; only ``resx`` (or ``resy``) makes square pixels.
+
+    :raises InvalidRequestError: when neither size nor resolution is given, or the grid has more than
+        ``max_pixels`` pixels.
+    """
+    minx, miny, maxx, maxy = bounds
+    dx, dy = maxx - minx, maxy - miny
+    if width is not None and height is not None:
+        cols, rows = width, height
+    elif width is not None:
+        cols, rows = width, max(1, round(width * dy / dx))
+    elif height is not None:
+        cols, rows = max(1, round(height * dx / dy)), height
+    elif resx is not None or resy is not None:
+        rx = resx if resx is not None else resy
+        ry = resy if resy is not None else resx
+        assert rx is not None and ry is not None
+        cols, rows = max(1, round(dx / rx)), max(1, round(dy / ry))
+    else:
+        raise InvalidRequestError("the request gives neither width/height nor resx/resy")
+    if cols * rows > max_pixels:
+        raise InvalidRequestError(
+            f"the output grid is {cols} x {rows} = {cols * rows} pixels, more than the limit of {max_pixels}; "
+            "use a coarser resolution or a smaller area")
+    return Grid(crs, Affine(dx / cols, 0.0, minx, 0.0, -dy / rows, maxy), (rows, cols))
+
+
+def read_grid(tiles: Sequence[Acquisition], grid: Grid, geometry: BaseGeometry, geometry_crs: CRS,
+              bands: Sequence[str], *, sampling: Sampling = NEAREST, limits: Limits | None = None) -> PixelBlock:
+    """Read ``bands`` of the tiles of one date onto ``grid`` (any CRS and pixel size, e.g. a
+    :func:`request_grid`) with ``sampling``, and mosaic them (first valid tile wins at each pixel).
+
+    ``inside`` is :func:`polygon_mask` of ``geometry`` (given in ``geometry_crs``) on the grid. This is the
+    one rule for bringing archive bands onto a request's grid.
+
+    :raises SceneReadError: when a tile's asset is missing or unreadable.
+    :raises InvalidRequestError: when the bands over the grid would pass the request's memory budget.
+    """
+    if not tiles:
+        raise ValueError("read_grid needs at least one tile")
+    rows, cols = grid.shape
+    if limits is not None:
+        limits.check_memory(rows * cols * len(bands), BAND_PIXEL_BYTES,
+                            f"reading {len(bands)} bands over {cols} x {rows} pixels")
+    inside = polygon_mask(reproject(geometry, geometry_crs, grid.crs), grid)
+    mosaic = Mosaic(grid.shape, bands)
+    for acq in tiles:
+        _lay(mosaic, acq, grid, bands, sampling)
+    return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
+                      scenes=mosaic.scenes or [tiles[0].id])
 
 
 class Mosaic:
