@@ -43,7 +43,7 @@ from .clouds.shadows import ShadowInput, shadow_fraction
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .raster import Grid, read_date
-from .request import Limits, QueryOptions, TimeSeriesRequest
+from .request import Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current
 from .water.extent import measure
@@ -102,9 +102,14 @@ def query_timeseries(
     model: CloudModel | None = None,
     limits: Limits | None = None,
     cache: ProbabilityCache | None = None,
+    within_archive: bool = False,
 ) -> TimeSeriesResult:
     """Answer a parsed time-series request from ``archive``; ``limits`` bound the acquisitions read, the
     window of each date and the time spent.
+
+    ``within_archive`` (Sentinel Hub's routes) clips the time range to the archive's first and last
+    acquisitions and lets the number of acquisitions matched bound the work, instead of rejecting a range
+    longer than ``limits.max_days``.
 
     :raises InvalidRequestError: (and subclasses) for a range, a number of acquisitions or a window over
         the limits.
@@ -114,9 +119,14 @@ def query_timeseries(
     limits = limits or Limits()
     cache = default_cache() if cache is None else cache
     options = request.options
-    limits.check_range(request.time)
-    found = archive.search(request.area.wgs84, request.time.start, request.time.end,
-                           max_cloud_cover=options.max_cloud_cover)
+    extent = archive.temporal_extent
+    if not within_archive:
+        limits.check_range(request.time)
+        span: TimeRange | None = request.time
+    else:
+        span = request.time.clip(*extent) if extent is not None else None
+    found = [] if span is None else archive.search(request.area.wgs84, span.start, span.end,
+                                                   max_cloud_cover=options.max_cloud_cover)
     limits.check_acquisitions(len(found))
     deadline = limits.deadline()
 
@@ -184,11 +194,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
         date_cells = cloud_cells(tiles, geom, geom_crs, read_bands, params,
                                  max_pixels=limits.max_pixels, exact=options.exact, limits=limits, reach=reach)
         cloud_block = date_cells.block
-    if cloud_block is not None and options.resolution == 10:
+    if cloud_block is not None and options.resolution == 10 and options.sampling.nearest:
         block = cloud_block
     else:
         block = read_date(tiles, geom, geom_crs, read_bands, resolution=options.resolution,
-                          max_pixels=limits.max_pixels, exact=options.exact, limits=limits)
+                          max_pixels=limits.max_pixels, exact=options.exact, limits=limits,
+                          sampling=options.sampling)
     valid = block.valid
     values = {b: block.dn[b][valid] for b in read_bands}
     weights = block.coverage[valid] if block.coverage is not None else None

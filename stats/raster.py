@@ -16,7 +16,7 @@ wins at each pixel. A pixel is valid when every band read there is non-zero (DN 
 
 Those are the ``NEAREST`` rules. A request may choose other up- and downsampling methods
 (:class:`stats.sampling.Sampling`, Sentinel Hub's ``BILINEAR``/``BICUBIC``): a band read with one of them is
-warped onto the grid with that rasterio method (``rasterio.warp.reproject``, DN 0 as no data).
+warped onto the grid with that rasterio method (``rasterio.warp.reproject`` into float32, DN 0 as no data).
 
 Sentinel Hub's own APIs read onto the grid of the request instead of the tile's: :func:`request_grid` is the
 bounding box in the request's CRS cut into ``width`` x ``height`` pixels (or pixels of ``resx`` x ``resy``),
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ from .request import DEFAULT_MAX_PIXELS, Limits
 from .sampling import NEAREST, Sampling
 
 log = logging.getLogger(__name__)
+# reproject() onto a NumPy array wraps it in a dataset before giving it the grid's transform, and rasterio
+# warns about that moment; the transform is always given here
+warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 _EPS = 1e-6
 #: Bytes a query holds per band and window pixel: the float32 mosaic, the stored uint16 read, and the
@@ -254,8 +258,8 @@ def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
 
 
 def _read_resampled(src: rasterio.io.DatasetReader, grid: Grid, method: Resampling) -> np.ndarray:
-    """Warp ``src`` band 1 onto ``grid`` with ``method`` (DN 0 is no data, left out of the kernels); pixels
-    outside the dataset are 0."""
+    """Warp ``src`` band 1 onto ``grid`` with ``method`` into float32 (DN 0 is no data, left out of the
+    kernels); pixels outside the dataset are 0."""
     out = np.zeros(grid.shape, dtype=np.float32)
     warp_reproject(source=rasterio.band(src, 1), destination=out, src_nodata=0, dst_nodata=0,
                    dst_transform=grid.transform, dst_crs=grid.crs.to_wkt(), resampling=method)

@@ -33,6 +33,7 @@ from .errors import InvalidRequestError, InvalidTimeRangeError, UnknownBandError
 from .fields import flag, integer, known_fields, optional_percent
 from .geometry import DEFAULT_MAX_VERTICES, WGS84, crs_name, parse_geometry, reproject
 from .indices import IndexSpec, resolve_index
+from .sampling import NEAREST, Sampling
 from .water.options import WaterOptions
 from .zonal import DEFAULT_STATISTICS, HISTOGRAM_KINDS, MAX_BINS, HistogramKind, validate_statistics
 
@@ -211,6 +212,12 @@ class TimeRange:
         """Length in days."""
         return (self.end - self.start).total_seconds() / 86400
 
+    def clip(self, first: dt.datetime, last: dt.datetime) -> TimeRange | None:
+        """The part of this range from ``first`` to ``last`` (an archive's first and last acquisition
+        times), or None when they do not overlap."""
+        start, end = max(self.start, first), min(self.end, last)
+        return TimeRange(start, end) if start <= end else None
+
 
 @dataclass(frozen=True)
 class HistogramOptions:
@@ -301,6 +308,7 @@ class QueryOptions:
     in the polygon. ``exact`` weights each pixel by the fraction of its area inside the polygon (every pixel
     the polygon touches counts, ``count`` becomes the covered area in pixels), instead of counting the
     pixels whose centre is inside. ``analytics`` are computed on the finished series (:mod:`stats.analytics`).
+    ``sampling`` brings the bands onto the grid (:mod:`stats.sampling`; FIS's UPSAMPLING/DOWNSAMPLING).
     """
 
     bands: tuple[str, ...] = S2_BANDS
@@ -315,6 +323,7 @@ class QueryOptions:
     histogram: HistogramOptions | None = None
     exact: bool = False
     analytics: AnalyticsOptions = field(default_factory=AnalyticsOptions)
+    sampling: Sampling = NEAREST
 
     @classmethod
     def from_dict(cls, data: Any, name: str = "options", *, crs: Any = "EPSG:4326",

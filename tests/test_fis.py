@@ -33,13 +33,14 @@ def expected(band: str, col0: int, row0: int, col1: int, row1: int) -> np.ndarra
 
 
 def test_get_with_utm_geometry_gives_basic_stats_newest_first(client) -> None:
-    """LAYER=BANDS-S2-L1C answers C0..C12, one entry per date, newest first, B04 stats by hand."""
+    """LAYER=BANDS-S2-L1C answers C0..C12 and the data mask C13, one entry per date, newest first, B04 stats
+    by hand."""
     response = client.get("/ogc/fis/my-instance", query_string={
         "LAYER": "BANDS-S2-L1C", "CRS": CRS_UTM, "TIME": "2023-01-01/2023-12-31",
         "GEOMETRY": wkt(utm_box(6, 1, 10, 5)), "RESOLUTION": "10"})
     assert response.status_code == 200, response.json
     data = response.json
-    assert list(data) == [f"C{i}" for i in range(13)]
+    assert list(data) == [f"C{i}" for i in range(14)]
     assert [e["date"] for e in data["C3"]] == ["2023-08-10", "2023-07-04", "2023-01-05"]
     values = expected("B04", 6, 1, 10, 5)
     stats = data["C3"][-1]["basicStats"]
@@ -73,7 +74,7 @@ def test_post_json_as_sentinelhub_py_sent_it(client) -> None:
     response = client.post("/ogc/fis/instance-id", json=body)
     assert response.status_code == 200, response.json
     data = response.json
-    assert list(data) == ["C0", "C1", "C2"]
+    assert list(data) == ["C0", "C1", "C2", "C3"]
     first = data["C0"][0]
     assert first["date"] == "2023-07-04"
     bins = first["histogram"]["bins"]

@@ -48,8 +48,8 @@ def fis(instance: str | None = None) -> Response:
     """Per-date basic statistics (and histograms with BINS) of a layer over a polygon, newest first."""
     params = _params()
     engine_request, layer = build_request(params, layers(), limits=limits())
-    result = query_timeseries(engine_request, archive(), limits=limits())
-    response = json_response(fis_response(result, layer, histogram=engine_request.options.histogram is not None))
+    result = query_timeseries(engine_request, archive(), limits=limits(), within_archive=True)
+    response = json_response(fis_response(result, layer, histogram=engine_request.options.histogram or False))
     if result.warnings:
         response.headers["X-Polyfis-Warning"] = "; ".join(result.warnings)[:4000]
     failed = [d for d in result.series if d.error]

@@ -2,9 +2,16 @@
 
 A FIS request names a layer (from a YAML configuration, see ``stats/fixtures/layers.yaml``) whose output channels
 ``C0 … Cn`` are expressions over the bands (or the per-pixel cloud layers CLP/CLM), a CRS, a time range, a
-WKT geometry or a bbox, a resolution, and optionally BINS, TYPE and MAXCC. The answer is one list per
-channel of ``{"date", "basicStats": {"min", "max", "mean", "stDev"}, "histogram": {"bins": [...]}}``,
-newest date first, with dates whose polygon has no valid pixel left out, as FIS does.
+WKT geometry or a bbox, a resolution, and optionally BINS, TYPE, MAXCC and UPSAMPLING/DOWNSAMPLING. The
+answer is one list per channel of ``{"date", "basicStats": {"min", "max", "mean", "stDev"}, "histogram":
+{"bins": [...]}}``, newest date first, with dates whose polygon has no valid pixel left out, as FIS does. A
+layer with ``data_mask: true`` (like Sentinel Hub's standard layers) ends with one more channel, the data
+mask, which is 1 at every pixel the statistics use.
+
+The statistics grid is the tile's grid at RESOLUTION metres (whole metres; under 10 m the bands are
+upsampled), read with the UPSAMPLING/DOWNSAMPLING methods (:mod:`stats.sampling`). TIME may be wider than the
+archive (``2000-01-01/2050-01-01``): it is clipped to the archive's dates, and the acquisitions matched are
+what the limits count.
 
 Axis order follows FIS: with ``EPSG:4326`` coordinates (of GEOMETRY and BBOX) are (lat, lon); with
 ``CRS:84`` and every projected CRS they are (x, y) / (lon, lat).
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from shapely.geometry import box
 
@@ -28,32 +36,38 @@ from ..fields import integer, is_finite_number, optional_percent
 from ..geometry import OGC_CRS84, parse_crs
 from ..indices import IndexSpec, compile_index
 from ..request import Area, HistogramOptions, Limits, QueryOptions, TimeRange, TimeSeriesRequest
-from ..results import TimeSeriesResult
+from ..results import DateResult, TimeSeriesResult
+from ..sampling import FIS_DOWNSAMPLING, Sampling
 from ..zonal import MAX_BINS
+from ..zonal import histogram as values_histogram
 
 #: FIS histogram TYPE values and the polyfis histogram kind of each.
 TYPES = {"EQUALFREQUENCY": "equalfrequency", "EQUIDISTANT": "equidistant", "STREAMING": "streaming"}
-#: Largest RESOLUTION accepted, metres.
+#: Smallest and largest RESOLUTION accepted, metres.
+MIN_RESOLUTION_M = 1
 MAX_RESOLUTION_M = 10_000
 _FIS_STATS = ("min", "max", "mean", "std")
 #: Generic OGC parameters that do not change the answer.
 IGNORED = {"service", "request", "version", "warnings", "style", "preview", "showlogo", "format", "srs"}
 #: Parameters whose other values polyfis does not support (value -> accepted values).
-ONLY = {"priority": {"mostrecent"}, "upsampling": {"nearest"}, "downsampling": {"nearest", "box"}}
+ONLY = {"priority": {"mostrecent"}}
 #: FIS parameters polyfis does not support at all.
 UNSUPPORTED = {"evalscript", "evalscripturl", "evalsource", "temporal", "geometry_crs"}
-_KNOWN = {"layer", "crs", "time", "geometry", "bbox", "resolution", "bins", "type", "maxcc"} | IGNORED | set(ONLY)
+_KNOWN = ({"layer", "crs", "time", "geometry", "bbox", "resolution", "bins", "type", "maxcc", "upsampling",
+           "downsampling"} | IGNORED | set(ONLY))
 
 
 @dataclass(frozen=True)
 class Layer:
-    """A FIS layer: its channels (C0 … Cn) as index expressions, or the averaged-pixel probability."""
+    """A FIS layer: its channels (C0 … Cn) as index expressions, or the averaged-pixel probability;
+    ``data_mask`` adds the data-mask channel after them."""
 
     name: str
     title: str
     channels: tuple[IndexSpec, ...] = ()
     kind: str = "channels"
     mask: MaskParameters = field(default_factory=MaskParameters)
+    data_mask: bool = False
 
 
 def load_layers(path: str | os.PathLike[str]) -> dict[str, Layer]:
@@ -82,13 +96,18 @@ def load_layers(path: str | os.PathLike[str]) -> dict[str, Layer]:
         if kind not in ("channels", "cloud_probability") or (kind == "channels" and not channels):
             raise LayerConfigError(
                 f"{str(path)!r}: layer {name!r} needs 'channels' (a list of expressions) or kind: cloud_probability")
+        data_mask = spec.get("data_mask", False)
+        if not isinstance(data_mask, bool) or (data_mask and kind != "channels"):
+            raise LayerConfigError(f"{str(path)!r}: layer {name!r}: data_mask must be true or false (and only "
+                                   f"for a layer of channels), got {data_mask!r}")
         layers[str(name)] = Layer(name=str(name), title=str(spec.get("title", name)), channels=channels,
-                                  kind=kind, mask=mask)
+                                  kind=kind, mask=mask, data_mask=data_mask)
     return layers
 
 
 def _parse_resolution(value: str, geographic: bool) -> int:
-    """RESOLUTION: ``10m`` (metres) or a plain number in CRS units (metres for projected CRSs)."""
+    """RESOLUTION: ``10m`` (metres) or a plain number in CRS units (metres for projected CRSs), rounded to
+    whole metres."""
     text = value.strip().lower()
     match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(m?)", text)
     if match is None:
@@ -97,9 +116,10 @@ def _parse_resolution(value: str, geographic: bool) -> int:
         raise InvalidRequestError(
             f"RESOLUTION: got {value!r} with a geographic CRS; expected metres with an 'm' suffix such as '10m'")
     metres = float(match.group(1))
-    if not 10 <= metres <= MAX_RESOLUTION_M:
-        raise InvalidRequestError(f"RESOLUTION: got {value!r}; expected 10 to {MAX_RESOLUTION_M} metres")
-    return round(metres)
+    if not MIN_RESOLUTION_M <= metres <= MAX_RESOLUTION_M:
+        raise InvalidRequestError(
+            f"RESOLUTION: got {value!r}; expected {MIN_RESOLUTION_M} to {MAX_RESOLUTION_M} metres")
+    return max(MIN_RESOLUTION_M, round(metres))
 
 
 def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
@@ -151,6 +171,8 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
             "missing FIS parameter GEOMETRY or BBOX; expected a WKT polygon or 'minx,miny,maxx,maxy'")
     area = Area.parse(geom, crs, max_vertices=limits.max_vertices, swap_axes=lat_lon)
     resolution = _parse_resolution(str(p.get("resolution") or "10m"), crs.is_geographic)
+    sampling = Sampling.parse(p.get("upsampling") or None, p.get("downsampling") or None,
+                              ("UPSAMPLING", "DOWNSAMPLING"), down_accepted=FIS_DOWNSAMPLING)
     time_range = TimeRange.parse(str(p["time"]), "TIME", single=True)
     histogram = None
     if p.get("bins"):
@@ -167,13 +189,15 @@ def build_request(params: Mapping[str, str], layers: Mapping[str, Layer], *,
     cloud = CloudOptions(mode="averaged", resolution=mask.resolution, threshold=mask.threshold,
                          average_over=mask.average_over, dilation_size=mask.dilation_size)
     options = QueryOptions(bands=(), indices=layer.channels, statistics=_FIS_STATS, resolution=resolution,
-                           cloud=cloud, max_cloud_cover=maxcc, histogram=histogram)
+                           cloud=cloud, max_cloud_cover=maxcc, histogram=histogram, sampling=sampling)
     request = TimeSeriesRequest(area, time_range, options)
     return request, layer
 
 
-def fis_response(result: TimeSeriesResult, layer: Layer, histogram: bool) -> dict[str, list[dict[str, Any]]]:
-    """The FIS answer: ``{"C0": [{date, basicStats, histogram?}, ...], ...}``, newest date first."""
+def fis_response(result: TimeSeriesResult, layer: Layer,
+                 histogram: bool | HistogramOptions) -> dict[str, list[dict[str, Any]]]:
+    """The FIS answer: ``{"C0": [{date, basicStats, histogram?}, ...], ...}``, newest date first; ``histogram``
+    is the request's histogram options (or True/False: whether to give the histograms the series holds)."""
     entries = sorted((d for d in result.series if d.error is None and d.valid_pixels > 0),
                      key=lambda d: d.date, reverse=True)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -200,4 +224,16 @@ def fis_response(result: TimeSeriesResult, layer: Layer, histogram: bool) -> dic
                 row["histogram"] = {"bins": list(d.histograms.get(spec.name, []))}
             rows.append(row)
         out[spec.name] = rows
+    if layer.data_mask:
+        bins = histogram if isinstance(histogram, HistogramOptions) else HistogramOptions() if histogram else None
+        out[f"C{len(layer.channels)}"] = [_mask_row(d, bins) for d in entries]
     return out
+
+
+def _mask_row(entry: DateResult, bins: HistogramOptions | None) -> dict[str, Any]:
+    """The data-mask channel of one date: 1 at each of the date's valid pixels (those the statistics use)."""
+    row: dict[str, Any] = {"date": entry.date.isoformat(),
+                           "basicStats": {"min": 1.0, "max": 1.0, "mean": 1.0, "stDev": 0.0}}
+    if bins is not None:
+        row["histogram"] = {"bins": values_histogram(np.ones(entry.valid_pixels), bins.bins, bins.kind)}
+    return row
