@@ -165,9 +165,9 @@ def test_cloud_masked_ndvi_with_clp(make_archive) -> None:
      (lambda b: b["aggregation"]["aggregationInterval"].update(of="PT1H"), r"aggregationInterval.of: got 'PT1H'"),
      (lambda b: b["aggregation"].update(evalscript="function setup(){"), r"evalscript: error while evaluating"),
      (lambda b: b["aggregation"].update(evalscript="function setup(){return {input:['B04'],output:{bands:1}}}\nfunction evaluatePixel(s){return [s.B04]}"), r"no 'dataMask' output"),
-     (lambda b: b["aggregation"].update(resx=1), r"the resolution is 1 m"),
+     (lambda b: b["aggregation"].update(resx=0), r"aggregation.resx: got 0; expected a positive number"),
      (lambda b: b["input"]["data"][0]["dataFilter"].update(mosaickingOrder="random"), r"mosaickingOrder: got 'random'"),
-     (lambda b: b["input"]["data"][0].update(processing={"upsampling": "BICUBIC"}), r"upsampling: got 'BICUBIC'")],
+     (lambda b: b["input"]["data"][0].update(processing={"upsampling": "LANCZOS"}), r"upsampling: got 'LANCZOS'")],
 )
 def test_bad_statistical_requests_are_400(client, change, match) -> None:
     """Each bad field gets a 400 naming it."""

@@ -67,10 +67,14 @@ class Duration:
 def intervals(start: dt.datetime, end: dt.datetime, of: Any, last: Any = "SKIP", *,
               name: str = "aggregation.aggregationInterval.of",
               last_name: str = "aggregation.aggregationInterval.lastIntervalBehavior",
+              within: tuple[dt.datetime, dt.datetime] | None = None,
               ) -> list[tuple[dt.datetime, dt.datetime]]:
     """Intervals ``[from, to)`` of length ``of`` (a :class:`Duration` or its text) from ``start`` up to
     ``end``; ``last`` says what to do with an interval that would pass ``end`` (``SKIP`` it, ``SHORTEN`` it
     to ``end``, ``EXTEND``: keep it whole). Errors name the fields ``name`` (the step) and ``last_name``.
+
+    ``within`` (an archive's first and last acquisition times) keeps only the intervals that can hold an
+    acquisition, on the same boundaries as the whole range; only those count against :data:`MAX_INTERVALS`.
 
     >>> day = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
     >>> [(a.day, b.day) for a, b in intervals(day, day + dt.timedelta(days=5), "P2D")]
@@ -83,14 +87,22 @@ def intervals(start: dt.datetime, end: dt.datetime, of: Any, last: Any = "SKIP",
         raise InvalidRequestError(f"{last_name}: got {last!r:.80}; expected one of {list(LAST_INTERVAL)}")
     out = []
     current = start
+    if within is not None and step.is_days:
+        # fixed steps: jump to just before the first acquisition, and not past the range's last whole step
+        # (the same boundaries, without walking there)
+        skip = min((within[0] - current).days, (end - current).days) // step.days - 1
+        current += dt.timedelta(days=step.days * max(skip, 0))
     while current < end:
+        if within is not None and current > within[1]:
+            break
         nxt = step.after(current, name)
         if nxt > end:
             if last == "SKIP":
                 break
             if last == "SHORTEN":
                 nxt = end
-        out.append((current, nxt))
+        if within is None or nxt > within[0]:
+            out.append((current, nxt))
         current = nxt
         if len(out) > MAX_INTERVALS:
             raise InvalidRequestError(

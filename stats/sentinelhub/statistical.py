@@ -2,11 +2,15 @@
 
 The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see ``openapi.yaml`` and the
 README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
-(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution, the
-evalscript runs on every pixel of the polygon's bounding box (pixels outside the polygon or without data
-have ``dataMask`` 0 and band values 0), and each output band's statistics are taken over the pixels whose
-output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the box and ``noDataCount`` the
-pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the others are answered.
+(``mosaickingOrder``, first valid tile wins per pixel) on the request's grid: the bounding box (``bbox``, else
+the geometry's) in the request's CRS cut into ``width`` x ``height`` pixels or pixels of ``resx`` x ``resy``
+CRS units (:func:`stats.raster.request_grid`), the bands brought onto it with ``processing.upsampling`` /
+``downsampling`` (:mod:`stats.sampling`). The evalscript runs on every pixel of that grid (pixels outside the
+polygon or without data have ``dataMask`` 0 and band values 0), and each output band's statistics are taken
+over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the grid and
+``noDataCount`` the pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the
+others are answered. Only the intervals that can hold one of the archive's acquisitions are computed (a
+``timeRange`` from 2000 to 2050 is fine), and the acquisitions they match are what the limits count.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pyproj import Transformer
 from shapely.geometry import box
 
 from ..analytics.intervals import intervals
 from ..archive.catalog import Acquisition, Archive
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
-from ..clouds.cells import ProbabilityCache, pixel_clouds, resolve_probabilities
+from ..clouds.cells import ProbabilityCache, point_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
 from ..clouds.options import MaskParameters
@@ -33,8 +38,9 @@ from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, Sc
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
 from ..pipeline import default_cache
-from ..raster import PixelBlock, read_date
+from ..raster import Grid, PixelBlock, read_grid, request_grid
 from ..request import Area, Limits, TimeRange
+from ..sampling import Sampling
 from ..zonal import MAX_BINS
 from .evalscript import Evalscript, compile_evalscript
 
@@ -46,7 +52,6 @@ EVALSCRIPT_VALUE_BYTES = 80
 
 COLLECTIONS = ("sentinel-2-l1c", "s2l1c")
 MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
-_METRES_PER_DEGREE = 111_320.0
 
 
 @dataclass(frozen=True)
@@ -59,14 +64,17 @@ class StatisticalRequest:
     max_cloud_cover: float | None
     mosaicking_order: str
     harmonize: bool
-    resolution: int
+    grid: Grid
     evalscript: Evalscript
     calculations: Mapping[str, Any]
+    sampling: Sampling = Sampling()
 
 
-def parse_request(body: Any, limits: Limits | None = None, deadline: float | None = None) -> StatisticalRequest:
+def parse_request(body: Any, limits: Limits | None = None, deadline: float | None = None, *,
+                  within: tuple[dt.datetime, dt.datetime] | None = None) -> StatisticalRequest:
     """Parse and check a Statistical API body; every error names the field. ``limits`` bound the vertices
-    and the days."""
+    and the pixels. ``within`` (the archive's first and last acquisition times) keeps the intervals that can
+    hold an acquisition; without it, ``limits`` bound the days too."""
     limits = limits or Limits()
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body: expected a JSON object, got {type(body).__name__}")
@@ -78,13 +86,10 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     if bounds.get("geometry") is not None:
         area = Area.parse(bounds["geometry"], crs, max_vertices=limits.max_vertices)
     elif bounds.get("bbox") is not None:
-        bbox = bounds["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox) \
-                or bbox[0] >= bbox[2] or bbox[1] >= bbox[3]:
-            raise InvalidRequestError(f"input.bounds.bbox: got {bbox!r:.80}; expected [minx, miny, maxx, maxy]")
-        area = Area.parse(box(*bbox), crs, max_vertices=limits.max_vertices)
+        area = Area.parse(box(*_bbox(bounds["bbox"])), crs, max_vertices=limits.max_vertices)
     else:
         raise InvalidRequestError("input.bounds: expected 'geometry' (GeoJSON polygon) and/or 'bbox'")
+    grid_bounds = _bbox(bounds["bbox"]) if bounds.get("bbox") is not None else area.geometry.bounds
     data = input_.get("data")
     if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
         raise InvalidRequestError(f"input.data: expected a list with one data source object, got {data!r:.80}")
@@ -102,10 +107,8 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     if data_filter.get("timeRange") is not None:
         filter_range = _time_range(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
     processing = obj(source.get("processing"), "input.data[0].processing")
-    for key in ("upsampling", "downsampling"):
-        if processing.get(key, "NEAREST") != "NEAREST":
-            raise InvalidRequestError(f"input.data[0].processing.{key}: got {processing[key]!r}; polyfis supports "
-                                      "NEAREST (20/60 m bands by nearest neighbour, 10 m bands area-averaged)")
+    sampling = Sampling.parse(processing.get("upsampling"), processing.get("downsampling"),
+                              ("input.data[0].processing.upsampling", "input.data[0].processing.downsampling"))
     harmonize = flag(processing.get("harmonizeValues"), "input.data[0].processing.harmonizeValues", True)
 
     aggregation = obj(body.get("aggregation"), "aggregation")
@@ -115,10 +118,10 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     time_range = _time_range(aggregation["timeRange"], "aggregation.timeRange")
     interval = obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
     spans = tuple(intervals(time_range.start, time_range.end, interval.get("of", ""),
-                            interval.get("lastIntervalBehavior", "SKIP")))
-    if spans:
+                            interval.get("lastIntervalBehavior", "SKIP"), within=within))
+    if spans and within is None:
         limits.check_range(TimeRange(spans[0][0], spans[-1][1]), "aggregation.timeRange")
-    resolution = _resolution(aggregation, area)
+    grid = request_grid(grid_bounds, area.crs, max_pixels=limits.max_pixels, **_grid_size(aggregation))
     if "evalscript" not in aggregation:
         raise InvalidRequestError("aggregation.evalscript: missing; expected a version-3 evalscript")
     script = compile_evalscript(aggregation["evalscript"], deadline)
@@ -128,7 +131,7 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     calculations = obj(body.get("calculations"), "calculations")
     return StatisticalRequest(area=area, intervals=spans, data_filter_range=filter_range,
                               max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
-                              resolution=resolution, evalscript=script, calculations=calculations)
+                              grid=grid, evalscript=script, calculations=calculations, sampling=sampling)
 
 
 def _time_range(value: Any, name: str) -> TimeRange:
@@ -137,28 +140,31 @@ def _time_range(value: Any, name: str) -> TimeRange:
     return TimeRange.parse({k: value[k] for k in ("from", "to") if k in value}, name, strict=True)
 
 
-def _resolution(aggregation: Mapping[str, Any], area: Area) -> int:
-    """Metres per pixel from resx/resy (CRS units) or width/height (pixels over the bbox)."""
-    crs = area.crs
-    minx, miny, maxx, maxy = area.geometry.bounds
-    lat = (miny + maxy) / 2 if crs.is_geographic else 0.0
+def _bbox(value: Any) -> tuple[float, float, float, float]:
+    """``input.bounds.bbox``: four numbers, min before max."""
+    if not isinstance(value, list) or len(value) != 4 or not all(is_finite_number(v) for v in value) \
+            or value[0] >= value[2] or value[1] >= value[3]:
+        raise InvalidRequestError(f"input.bounds.bbox: got {value!r:.80}; expected [minx, miny, maxx, maxy]")
+    return float(value[0]), float(value[1]), float(value[2]), float(value[3])
+
+
+def _grid_size(aggregation: Mapping[str, Any]) -> dict[str, Any]:
+    """``width``/``height`` (pixels, 1..2500) or ``resx``/``resy`` (CRS units), checked, for
+    :func:`stats.raster.request_grid`."""
+    if "width" in aggregation or "height" in aggregation:
+        return {key: integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
+                for key in ("width", "height") if key in aggregation}
     if "resx" in aggregation or "resy" in aggregation:
-        res = aggregation.get("resx", aggregation.get("resy"))
-        if not is_finite_number(res) or res <= 0:
-            raise InvalidRequestError(f"aggregation.resx: got {res!r}; expected a positive number in CRS units")
-        metres = res * _METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01) if crs.is_geographic else res
-    elif "width" in aggregation or "height" in aggregation:
-        key = "width" if "width" in aggregation else "height"
-        size = integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
-        extent = (maxx - minx) if key == "width" else (maxy - miny)
-        scale = (_METRES_PER_DEGREE * (math.cos(math.radians(lat)) if key == "width" else 1.0)
-                 if crs.is_geographic else 1)
-        metres = extent * scale / size
-    else:
-        raise InvalidRequestError("aggregation: expected resx/resy or width/height")
-    if metres < 9.5:
-        raise InvalidRequestError(f"aggregation: the resolution is {metres:.3g} m; polyfis needs at least 10 m")
-    return max(10, round(metres))
+        out = {}
+        for key in ("resx", "resy"):
+            if key in aggregation:
+                res = aggregation[key]
+                if not is_finite_number(res) or res <= 0:
+                    raise InvalidRequestError(
+                        f"aggregation.{key}: got {res!r:.40}; expected a positive number in CRS units")
+                out[key] = float(res)
+        return out
+    raise InvalidRequestError("aggregation: expected resx/resy (CRS units) or width/height (pixels)")
 
 
 def _tiles(found: list[Acquisition], order: str) -> list[Acquisition]:
@@ -174,21 +180,20 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
     """Answer a Statistical API request: ``{"status", "data": [{"interval", "outputs"} | {"interval", "error"}]}``."""
     limits = limits or Limits()
     deadline = limits.deadline()  # compiling the evalscript counts against the budget too
-    request = parse_request(body, limits, deadline)
+    extent = archive.temporal_extent
+    request = parse_request(body, limits, deadline, within=extent)
     model = model or default_model()
     cache = default_cache() if cache is None else cache
-    wgs84 = request.area.wgs84
+    matched = _matched(request, archive) if extent is not None else []
+    limits.check_acquisitions(len(matched))
     data: list[dict[str, Any]] = []
-    acquisitions = 0
     for start, end in request.intervals:
         lo, hi = start, end
         if request.data_filter_range is not None:
             lo, hi = max(lo, request.data_filter_range.start), min(hi, request.data_filter_range.end)
-        found = [a for a in archive.search(wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover) if a.datetime < hi]
+        found = [a for a in matched if lo <= a.datetime < hi]
         if not found:
             continue
-        acquisitions += len(found)
-        limits.check_acquisitions(acquisitions)
         interval = {"from": _iso(start), "to": _iso(end)}
         if time.monotonic() > deadline:
             data.append({"interval": interval, "error": {"type": "TIMEOUT", "message": limits.budget_message}})
@@ -209,6 +214,19 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
     return {"status": status, "data": data}
 
 
+def _matched(request: StatisticalRequest, archive: Archive) -> list[Acquisition]:
+    """The acquisitions the request's intervals (and ``dataFilter``) match, once for all intervals."""
+    if not request.intervals:
+        return []
+    lo, hi = request.intervals[0][0], request.intervals[-1][1]
+    found = archive.search(request.area.wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover)
+    spans = request.intervals
+    window = request.data_filter_range
+    return [a for a in found
+            if any(s <= a.datetime < e for s, e in spans)
+            and (window is None or window.start <= a.datetime < window.end)]
+
+
 def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -218,8 +236,8 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
     script = request.evalscript
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
-    block = read_date(tiles, request.area.geometry, request.area.crs, bands, resolution=request.resolution,
-                      max_pixels=limits.max_pixels, limits=limits)
+    block = read_grid(tiles, request.grid, request.area.geometry, request.area.crs, bands,
+                      sampling=request.sampling, limits=limits)
     values_per_pixel = len(script.inputs) + sum(len(o.bands) for o in script.outputs)
     limits.check_memory(block.valid.size * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
                         f"running the evalscript on {block.valid.size} pixels x {values_per_pixel} inputs and outputs")
@@ -259,7 +277,13 @@ def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block:
     cells = cloud_cells(tiles, request.area.geometry, request.area.crs, MODEL_BANDS, params,
                         max_pixels=limits.max_pixels, limits=limits).cells
     resolve_probabilities([cells], model, cache)
-    layers = pixel_clouds(cells, params, block.grid, np.ones(block.grid.shape, dtype=bool)).layers()
+    grid = block.grid
+    rows, cols = np.indices(grid.shape).reshape(2, -1)
+    t = grid.transform
+    x, y = t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e
+    if cells.grid.crs != grid.crs:  # the request's grid is in its own CRS, the cells on the tile's grid
+        x, y = Transformer.from_crs(grid.crs, cells.grid.crs, always_xy=True).transform(x, y)
+    layers = point_clouds(cells, params, np.asarray(x), np.asarray(y)).layers()
     data = block.valid.ravel()
     return {name: np.where(data, layers[name], 0.0) for name in names}
 
