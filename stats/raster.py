@@ -448,17 +448,21 @@ def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: 
     """
     minx, miny, maxx, maxy = bounds
     dx, dy = maxx - minx, maxy - miny
+
+    def count(value: float) -> int:  # a pixel count, at least 1, kept finite for the limit's message
+        return max(1, round(min(value, max_pixels + 1.0)))
+
     if width is not None and height is not None:
         cols, rows = width, height
     elif width is not None:
-        cols, rows = width, max(1, round(width * dy / dx))
+        cols, rows = width, count(width * dy / dx)
     elif height is not None:
-        cols, rows = max(1, round(height * dx / dy)), height
+        cols, rows = count(height * dx / dy), height
     elif resx is not None or resy is not None:
         rx = resx if resx is not None else resy
         ry = resy if resy is not None else resx
         assert rx is not None and ry is not None
-        cols, rows = max(1, round(dx / rx)), max(1, round(dy / ry))
+        cols, rows = count(dx / rx), count(dy / ry)
     else:
         raise InvalidRequestError("the request gives neither width/height nor resx/resy")
     if cols * rows > max_pixels:

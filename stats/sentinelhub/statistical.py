@@ -15,6 +15,7 @@ others are answered. Only the intervals that can hold one of the archive's acqui
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import math
@@ -180,18 +181,20 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
     """Answer a Statistical API request: ``{"status", "data": [{"interval", "outputs"} | {"interval", "error"}]}``."""
     limits = limits or Limits()
     deadline = limits.deadline()  # compiling the evalscript counts against the budget too
-    extent = archive.temporal_extent
+    # an empty archive has no dates: a range that ends before it starts keeps no interval
+    extent = archive.temporal_extent or (dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC))
     request = parse_request(body, limits, deadline, within=extent)
     model = model or default_model()
     cache = default_cache() if cache is None else cache
-    matched = _matched(request, archive) if extent is not None else []
+    matched = _matched(request, archive)  # in time order
     limits.check_acquisitions(len(matched))
+    times = [a.datetime for a in matched]
     data: list[dict[str, Any]] = []
     for start, end in request.intervals:
         lo, hi = start, end
         if request.data_filter_range is not None:
             lo, hi = max(lo, request.data_filter_range.start), min(hi, request.data_filter_range.end)
-        found = [a for a in matched if lo <= a.datetime < hi]
+        found = matched[bisect.bisect_left(times, lo):bisect.bisect_left(times, hi)]
         if not found:
             continue
         interval = {"from": _iso(start), "to": _iso(end)}
@@ -218,13 +221,16 @@ def _matched(request: StatisticalRequest, archive: Archive) -> list[Acquisition]
     """The acquisitions the request's intervals (and ``dataFilter``) match, once for all intervals."""
     if not request.intervals:
         return []
-    lo, hi = request.intervals[0][0], request.intervals[-1][1]
-    found = archive.search(request.area.wgs84, lo, hi, max_cloud_cover=request.max_cloud_cover)
     spans = request.intervals
+    starts = [start for start, _ in spans]
     window = request.data_filter_range
-    return [a for a in found
-            if any(s <= a.datetime < e for s, e in spans)
-            and (window is None or window.start <= a.datetime < window.end)]
+
+    def matches(when: dt.datetime) -> bool:
+        i = bisect.bisect_right(starts, when) - 1  # the intervals are in order and do not overlap
+        return i >= 0 and when < spans[i][1] and (window is None or window.start <= when < window.end)
+
+    found = archive.search(request.area.wgs84, spans[0][0], spans[-1][1], max_cloud_cover=request.max_cloud_cover)
+    return [a for a in found if matches(a.datetime)]
 
 
 def _iso(when: dt.datetime) -> str:
