@@ -98,7 +98,7 @@ class FieldSelection:
     everything: bool = False
 
     @classmethod
-    def from_json(cls, value: Any, name: str = "fields") -> FieldSelection | None:
+    def from_json(cls, value: Any, name: str = "fields") -> FieldSelection:
         """The POST form ``{"include": [...], "exclude": [...]}``; ``null`` or ``{}`` is the default fields
         (a search without ``fields`` returns every field: :func:`parse_search` gives None then)."""
         if value is None:
@@ -112,7 +112,8 @@ class FieldSelection:
             return cls(include=include + ALWAYS_FIELDS, exclude=exclude)
         if "include" not in value and exclude:
             return cls(exclude=exclude, everything=True)
-        return cls(include=DEFAULT_FIELDS, exclude=exclude)
+        defaults = tuple(f for f in DEFAULT_FIELDS if not any(f == e or f.startswith(e + ".") for e in exclude))
+        return cls(include=defaults, exclude=exclude)
 
     @classmethod
     def from_text(cls, text: str) -> FieldSelection:
@@ -331,10 +332,10 @@ def parse_interval(value: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
         raise InvalidTimeRangeError(f"datetime: expected an RFC 3339 date-time or interval such as "
                                     f"'2023-01-01T00:00:00Z/2023-12-31T23:59:59Z', got {value!r:.80}")
     if "/" not in value:
-        start = parse_datetime(value, "datetime")
-        end = parse_datetime(value, "datetime", end_of_day=True)
-        return start, end
+        return parse_datetime(value, "datetime"), parse_datetime(value, "datetime", end_of_day=True)
     first, _, second = value.partition("/")
+    start: dt.datetime | None
+    end: dt.datetime | None
     start = None if first.strip() in ("", "..") else parse_datetime(first, "datetime")
     end = None if second.strip() in ("", "..") else parse_datetime(second, "datetime", end_of_day=True)
     if start is None and end is None:
