@@ -59,21 +59,24 @@ def issue_token(client_id: str, key: str, ttl: int, now: float | None = None) ->
     return jwt.encode(claims, key, algorithm=ALGORITHM, json_encoder=_PlainBase64Encoder)
 
 
-def token_subject(token: str, key: str) -> str:
-    """The client id (``sub``) of a valid, unexpired token signed with ``key``.
+def token_subject(token: str, key: str, max_age: int) -> str:
+    """The client id (``sub``) of a valid token signed with ``key``, before its ``exp`` and at most
+    ``max_age`` seconds after its ``iat`` (so that lowering ``POLYFIS_TOKEN_TTL`` shortens the tokens given out).
 
     :raises UnauthorizedError: for an expired, malformed or forged token.
     """
+    expired = UnauthorizedError("Authorization: the token has expired; get a new one from POST /oauth/token")
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "iat", "exp"]})
     except jwt.ExpiredSignatureError as exc:
-        raise UnauthorizedError(
-            "Authorization: the token has expired; get a new one from POST /oauth/token") from exc
+        raise expired from exc
     except jwt.InvalidTokenError as exc:
         raise UnauthorizedError("Authorization: invalid token") from exc
     subject = claims.get("sub")
     if not isinstance(subject, str):
         raise UnauthorizedError("Authorization: invalid token")
+    if time.time() > claims["iat"] + max_age:
+        raise expired
     return subject
 
 
@@ -120,7 +123,7 @@ def check_request() -> None:
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("bearer "):
         raise UnauthorizedError("Authorization: missing bearer token; get one from POST /oauth/token")
-    subject = token_subject(header[7:].strip(), settings.auth_key)
+    subject = token_subject(header[7:].strip(), settings.auth_key, settings.token_ttl)
     if subject not in settings.clients:
         # signed with this key, but for no client configured here (removed since, or another server's)
         raise UnauthorizedError("Authorization: invalid token")

@@ -438,3 +438,27 @@ def test_search_answer_is_geojson_with_stac_items(client, archive_root: Path) ->
         item = pystac.Item.from_dict(feature)
         assert item.collection_id == "sentinel-2-l1c" and item.datetime is not None
     assert json.loads(response.data)["numberReturned"] == 2
+
+
+def test_sentinelhub_py_runs_unchanged_with_auth_off(archive_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With auth off, sentinelhub-py still fetches a token (for any client id) and its search works."""
+    import threading
+
+    from sentinelhub import DataCollection, SentinelHubCatalog, SentinelHubSession, SHConfig
+    from werkzeug.serving import make_server
+
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    server = make_server("127.0.0.1", 0, create_app({"archive": str(archive_root)}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        config = SHConfig(sh_base_url=base, sh_token_url=f"{base}/oauth/token", sh_client_id="anyone",
+                          sh_client_secret="anything")
+        assert SentinelHubSession(config=config).info()["sub"] == "anyone"
+        ids = SentinelHubCatalog(config=config).search(DataCollection.SENTINEL2_L1C, time=("2023-01-01", "2023-12-31"),
+                                                       limit=5).get_ids()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ids == [item.id for item in reference_items(archive_root)]
