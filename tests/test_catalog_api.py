@@ -346,6 +346,12 @@ def test_ids_and_aliases_and_missing_things(client, archive_root: Path) -> None:
     ({"filter": "eo:cloud_cover <"}, "filter: cannot parse 'eo:cloud_cover <' as cql2-text (at line:column 1:17"),
     ({"filter": "frobnicate(eo:cloud_cover) = 1"}, "filter: unknown operators ['frobnicate']"),
     ({"filter": {"op": "<"}, "filter-lang": "cql2-text"}, "expected CQL2 text with filter-lang cql2-text"),
+    ({"filter": {"op": "<", "args": "x"}}, "filter: cannot parse {'op': '<', 'args': 'x'} as cql2-json"),
+    # the parser recurses natively: thousands of levels would overflow its stack, and are refused before it
+    ({"filter": "eo:cloud_cover = " + "-" * 4000 + "1"}, "filter: nested more than 100 levels deep"),
+    ({"filter": "(" * 3000 + "eo:cloud_cover = 1" + ")" * 3000}, "filter: nested more than 100 levels deep"),
+    ({"filter": "NOT " * 200 + "eo:cloud_cover = 1"}, "filter: nested more than 100 levels deep"),
+    ({"filter": "eo:cloud_cover = 1 OR " * 2000 + "true"}, "filter: 44004 characters; expected at most 20000"),
     ({"filter": "eo:cloud_cover < 1", "filter-lang": "ecql"}, "filter-lang: got 'ecql'"),
     ({"filter": "eo:cloud_cover < 1", "filter-crs": "EPSG:3857"}, "filter-crs: got 'EPSG:3857'"),
     ({"fields": {"include": "id"}}, "fields.include: expected a list of field names"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,8 @@ ALWAYS_FIELDS = ("type", "id")
 CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "http://www.opengis.net/def/crs/EPSG/0/4326",
          "EPSG:4326")
 FILTER_LANGS = ("cql2-text", "cql2-json")
+#: Longest CQL2 text and deepest nesting (brackets, prefix operators, JSON levels) of a filter.
+MAX_FILTER_CHARS, MAX_FILTER_DEPTH = 20_000, 100
 #: CQL2 operators the ``cql2`` package evaluates on an item; any other is a 400.
 CQL2_OPERATORS = frozenset({
     "and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isNull", "casei", "accenti",
@@ -355,6 +358,7 @@ def parse_filter(value: Any, lang: Any, crs: Any) -> cql2.Expr | None:
     if lang is not None and lang not in FILTER_LANGS:
         raise InvalidRequestError(f"filter-lang: got {lang!r:.80}; expected 'cql2-text' or 'cql2-json'")
     lang = lang or ("cql2-json" if isinstance(value, dict) else "cql2-text")
+    _check_nesting(value)
     try:
         if lang == "cql2-text":
             if not isinstance(value, str):
@@ -366,7 +370,9 @@ def parse_filter(value: Any, lang: Any, crs: Any) -> cql2.Expr | None:
                                           f"got {value!r:.80}")
             expression = cql2.parse_json(json.dumps(value))
         tree = expression.to_json()
-    except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
+    except InvalidRequestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - cql2 raises ParseError, or a bare Exception for a malformed tree
         lines = [line.strip(" =") for line in str(exc).splitlines() if line.strip()]
         where = next((line for line in lines if line.startswith("-->")), "").removeprefix("-->").strip()
         hint = next((line for line in reversed(lines) if "expected" in line), "")
@@ -378,6 +384,31 @@ def parse_filter(value: Any, lang: Any, crs: Any) -> cql2.Expr | None:
         raise InvalidRequestError(f"filter: unknown operators {unknown}; expected CQL2 operators such as "
                                   "'=', '<', 'and', 'between', 'in', 's_intersects'")
     return expression
+
+
+def _check_nesting(value: Any) -> None:
+    """Refuse filters nested deeper than :data:`MAX_FILTER_DEPTH` or longer than :data:`MAX_FILTER_CHARS` before
+    the ``cql2`` parser sees them: it recurses natively, and a few thousand levels overflow its stack."""
+    if isinstance(value, str):
+        if len(value) > MAX_FILTER_CHARS:
+            raise InvalidRequestError(f"filter: {len(value)} characters; expected at most {MAX_FILTER_CHARS}")
+        depth = deepest = 0
+        for char in value:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            deepest = max(deepest, depth)
+        prefixes = max((len(re.findall(r"NOT|-", run, re.IGNORECASE))
+                        for run in re.findall(r"(?:(?:\bNOT\b|-)\s*)+", value, re.IGNORECASE)), default=0)
+        deepest = max(deepest, prefixes)
+    else:
+        deepest, level = 0, [(value, 1)]
+        while level:
+            node, depth = level.pop()
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+            level.extend((child, depth + 1) for child in children if deepest <= MAX_FILTER_DEPTH)
+    if deepest > MAX_FILTER_DEPTH:
+        raise InvalidRequestError(f"filter: nested more than {MAX_FILTER_DEPTH} levels deep; expected a flatter "
+                                  "expression")
 
 
 def _operators(tree: Any) -> set[str]:
