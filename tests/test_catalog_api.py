@@ -127,6 +127,25 @@ def test_sentinelhub_catalog_search_with_bbox_time_cloud_filter_and_fields(confi
                                          "eo:cloud_cover": item.properties["eo:cloud_cover"]}
 
 
+def test_sentinelhub_catalog_search_with_a_utm_geometry(config, archive_root: Path) -> None:
+    """A search geometry in UTM (the client sends it in WGS84 as intersects) finds the items of the place it
+    covers, as the Items' footprints intersected by hand with the polygon reprojected by pyproj."""
+    from pyproj import Transformer
+    from sentinelhub import CRS, DataCollection, Geometry, SentinelHubCatalog
+    from shapely import transform
+    from shapely.geometry import Polygon
+
+    x0, y0 = ORIGINS[1]
+    polygon = Polygon([(x0 + 20, y0 - 100), (x0 + 60, y0 - 100), (x0 + 60, y0 - 20), (x0 + 20, y0 - 20)])
+    found = SentinelHubCatalog(config=config).search(
+        DataCollection.SENTINEL2_L1C, geometry=Geometry(polygon, crs=CRS.UTM_33N), time=("2023-01-01", "2023-12-31"))
+    to_wgs84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    wgs84 = transform(polygon, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+    expected = select(reference_items(archive_root), wgs84)
+    assert expected and {item.id[:2] for item in expected} == {"P1"}
+    assert found.get_ids() == [item.id for item in expected]
+
+
 def test_sentinelhub_catalog_reads_the_collection_and_full_items(config, archive_root: Path) -> None:
     """get_info, get_conformance, get_collections, get_collection and get_feature; full items keep geometry,
     bbox and properties of the archive's Items."""
