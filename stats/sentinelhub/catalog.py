@@ -84,6 +84,9 @@ CONFORMANCE = (
 )
 
 GEOJSON = "application/geo+json"
+#: The search of everything: the whole Earth at any time (the archive is only ever read through its search).
+WORLD = box(-180, -90, 180, 90)
+EARLIEST, LATEST = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -547,7 +550,7 @@ class Catalog:
     def get_item(self, collection: str, item_id: str) -> dict[str, Any]:
         """One item by id, else a 404."""
         self.resolve(collection)
-        for acquisition in self.archive.acquisitions:
+        for acquisition in self.archive.search(WORLD, EARLIEST, LATEST):
             if acquisition.id == item_id:
                 return self.item(acquisition)
         raise NotFoundError(f"item {item_id!r:.80} is not in collection {COLLECTION_ID!r}")
@@ -576,12 +579,8 @@ class Catalog:
         """The matching acquisitions in archive order; as their items when a filter had to read those."""
         if search.collections is not None and not set(search.collections) & set(self.aliases):
             return []
-        candidates: Sequence[Acquisition] = self.archive.acquisitions
-        if search.area is not None or search.start is not None or search.end is not None:
-            start = search.start or dt.datetime.min.replace(tzinfo=dt.UTC)
-            end = search.end or dt.datetime.max.replace(tzinfo=dt.UTC)
-            area = search.area if search.area is not None else box(-180, -90, 180, 90)
-            candidates = self.archive.search(area, start, end)
+        candidates: Sequence[Acquisition] = self.archive.search(
+            search.area if search.area is not None else WORLD, search.start or EARLIEST, search.end or LATEST)
         if search.ids is not None:
             wanted = set(search.ids)
             candidates = [a for a in candidates if a.id in wanted]
