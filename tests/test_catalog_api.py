@@ -201,6 +201,15 @@ def test_byoc_collection_named_after_the_archive(config, archive_root: Path) -> 
     assert catalog.get_collection(byoc)["id"] == "sentinel-2-l1c"
 
 
+def test_sentinelhub_catalog_distinct_dates(config, archive_root: Path) -> None:
+    """search(distinct="date") through the client, over pages of 4, lists each acquisition date once."""
+    from sentinelhub import DataCollection, SentinelHubCatalog
+
+    dates = list(SentinelHubCatalog(config=config).search(DataCollection.SENTINEL2_L1C, time=("2023-01-01", "2023-12-31"),
+                                                          distinct="date", limit=4))
+    assert dates == sorted({item.datetime.date().isoformat() for item in reference_items(archive_root)})
+
+
 def test_session_info_decodes_the_jwt(config) -> None:
     """SentinelHubSession.info() decodes the token: sub and azp are the client id, exp is iat + the TTL; the
     session can be cached (which reads azp) and the token verifies with the server's key."""
