@@ -183,3 +183,13 @@ def test_sentinelhub_py_statistical_with_size_resampling_and_a_long_range(simple
     assert first["sampleCount"] == 64 and first["noDataCount"] == 0
     assert_stats(first, warped(simple_archive, "B05", Affine(38 / 8, 0, X0 + 61, 0, -38 / 8, Y0 - 11), (8, 8),
                                Resampling.bilinear))
+
+
+def test_an_empty_archive_answers_no_interval_for_any_range(make_archive) -> None:
+    """An archive without acquisitions answers a 2000-2050 daily request with no interval (not a 400 for the
+    range)."""
+    client = create_app({"archive": str(make_archive([])), "max_days": 30}).test_client()
+    wide = ("2000-01-01T00:00:00Z", "2050-01-01T00:00:00Z")
+    response = client.post("/api/v1/statistics", json=body(NDVI_SCRIPT, shrunk_box(), wide, resx=10))
+    assert response.status_code == 200, response.json
+    assert response.json == {"status": "OK", "data": []}
