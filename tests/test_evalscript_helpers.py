@@ -314,3 +314,18 @@ def test_unknown_mosaicking_is_refused() -> None:
     with pytest.raises(EvalscriptError, match="mosaicking is 'DAILY'"):
         Evalscript('function setup() { return {input: ["B04"], output: {bands: 1}, mosaicking: "DAILY"}; }\n'
                    "function evaluatePixel(s) { return [0]; }")
+
+
+@pytest.mark.parametrize("tamper", [
+    "globalThis.__polyfisPlan = () => JSON.stringify({kept: [0, 1], outputs: {data: 1, dataMask: 1}});",
+    "Date = function () { return {getTime: () => 0}; };",
+    "JSON.parse = () => ({mosaicking: 'SIMPLE', scenes: [], outputs: {}});",
+])
+def test_the_planning_entry_point_cannot_be_replaced(tamper: str) -> None:
+    """__polyfisPlan is read-only and holds its own JSON and Date, like the other entry points."""
+    script = multi_temporal("ORBIT", "return {data: [0], dataMask: [1]};", tamper + """
+function preProcessScenes(collections) {
+  collections.scenes.orbits = collections.scenes.orbits.filter((o) => o.dateFrom < "2023-01-15");
+  return collections;
+}""")
+    assert script.plan(TILES, T0, T1).groups == ((2,),)

@@ -2,10 +2,12 @@
 
 The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see ``openapi.yaml`` and the
 README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
-(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution, the
-evalscript runs on every pixel of the polygon's bounding box (pixels outside the polygon or without data
-have ``dataMask`` 0 and band values 0), and each output band's statistics are taken over the pixels whose
-output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the box and ``noDataCount`` the
+(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution (with
+the evalscript's ``mosaicking`` ORBIT or TILE, each day's or each tile's mosaic is one sample, in that order,
+all on the grid of the interval's first tile), the evalscript runs on every pixel of the polygon's bounding
+box (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each output
+band's statistics are taken over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the
+number of pixels of the box and ``noDataCount`` the
 pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the others are answered.
 """
 
