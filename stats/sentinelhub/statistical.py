@@ -7,8 +7,8 @@ the evalscript's ``mosaicking`` ORBIT or TILE, each day's or each tile's mosaic 
 all on the grid of the interval's first tile), the evalscript runs on every pixel of the polygon's bounding
 box (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each output
 band's statistics are taken over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the
-number of pixels of the box and ``noDataCount`` the
-pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the others are answered.
+number of pixels of the box and ``noDataCount`` the pixels left out. An interval whose imagery cannot be
+read gets an ``error`` entry; the others are answered.
 """
 
 from __future__ import annotations
