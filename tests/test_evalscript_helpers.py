@@ -329,3 +329,11 @@ function preProcessScenes(collections) {
   return collections;
 }""")
     assert script.plan(TILES, T0, T1).groups == ((2,),)
+
+
+def test_with_no_scene_left_evaluate_pixel_gets_empty_arrays() -> None:
+    script = multi_temporal("TILE", "return {data: [samples.length - 1], dataMask: [0]};",
+                            "function preProcessScenes(c) { c.scenes.tiles = []; return c; }")
+    plan = script.plan(TILES, T0, T1)
+    assert plan.groups == () and plan.scenes == {"tiles": []}
+    assert script.run(plan, [], pixels=3).outputs["data"][:, 0].tolist() == [-1, -1, -1]

@@ -239,13 +239,15 @@ class Evalscript:
         plan = Plan(mosaicking="SIMPLE", tiles=(), groups=((),), outputs=self.outputs, scenes={})
         return self.run(plan, [columns]).outputs
 
-    def run(self, plan: Plan, samples: Sequence[Mapping[str, np.ndarray]]) -> Evaluation:
+    def run(self, plan: Plan, samples: Sequence[Mapping[str, np.ndarray]], pixels: int | None = None) -> Evaluation:
         """Run ``evaluatePixel`` on every pixel, then ``updateOutputMetadata``.
 
         :param plan: from :meth:`plan` (or the SIMPLE plan of :meth:`evaluate`).
         :param samples: one mapping per group of the plan (exactly one for SIMPLE): input name -> 1-D array,
             one value per pixel, every array the same length; a pixel a sample has no data for has
             ``dataMask`` 0 there.
+        :param pixels: the number of pixels, needed only when the plan has no sample (``preProcessScenes``
+            kept none: ``evaluatePixel`` then gets an empty array on every pixel).
         :returns: output id -> float64 array ``(n, len(bands))`` cast to the output's sample type, and
             ``outputMetadata.userData``.
         """
@@ -253,8 +255,8 @@ class Evalscript:
         if len(samples) != (1 if simple else len(plan.groups)):
             raise ValueError(f"run: {len(samples)} samples for a plan of {len(plan.groups)} groups")
         arrays = [c for s in samples for c in s.values()]
-        n = len(arrays[0]) if arrays else 0
-        if any(len(a) != n for a in arrays):
+        n = len(arrays[0]) if arrays else (pixels or 0)
+        if any(len(a) != n for a in arrays) or (pixels is not None and pixels != n):
             raise ValueError("run: every input column needs one value per pixel")
         if n == 0:
             return Evaluation({o.id: np.zeros((0, len(o.bands))) for o in plan.outputs})
