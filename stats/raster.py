@@ -382,7 +382,7 @@ def read_date(
         mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
-                      scenes=mosaic.scenes or [primary.id], coverage=coverage)
+                      scenes=mosaic.scenes or [tiles[0].id], coverage=coverage)
 
 
 class Mosaic:

@@ -198,3 +198,41 @@ def test_a_failing_pre_process_scenes_is_that_interval_s_error(client) -> None:
         broken, "2023-04-01T00:00:00Z", "2023-06-01T00:00:00Z", "P1M")).json
     assert answer["status"] == "FAILED"
     assert all("no scenes today" in d["error"]["message"] for d in answer["data"])
+
+
+def test_tiles_on_other_grids_are_read_on_the_first_tile_s_grid(make_archive) -> None:
+    """Two hand-made tiles holding the same DN, the newer one's grid 4 m east of the older one's. With
+    mostRecent the newer tile's grid is the interval's: 3 x 4 pixel centres fall inside the polygon there (4 x 4
+    on the older grid), and the older tile is sampled at those same centres, where it holds the same DN."""
+    from conftest import S2_BANDS, X0, Y0, band_array, band_transform
+
+    east = {b: (band_array(b), band_transform(b, x0=X0 + 4)) for b in S2_BANDS}
+    root = make_archive([{"id": "old", "when": dt.datetime(2023, 3, 1, 10, tzinfo=dt.UTC)},
+                         {"id": "new", "when": dt.datetime(2023, 3, 11, 10, tzinfo=dt.UTC), "bands": east}])
+    script = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["B04", "dataMask"], units: "DN"}], mosaicking: "TILE",
+          output: [{id: "red", bands: ["newest", "oldest", "difference"]}, {id: "dataMask", bands: 1}]};
+}
+function evaluatePixel(samples) {
+  return {red: [samples[0].B04, samples[1].B04, samples[0].B04 - samples[1].B04],
+          dataMask: [samples[0].dataMask * samples[1].dataMask]};
+}"""
+    x0, x1, y0, y1 = X0 + 61, X0 + 97, Y0 - 49, Y0 - 11  # rows 1..4; columns 6..9 of the old grid
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    request = {"input": {"bounds": {"geometry": {"type": "Polygon", "coordinates": [ring]},
+                                    "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}},
+                         "data": [{"type": "sentinel-2-l1c"}]},
+               "aggregation": {"timeRange": {"from": "2023-03-01T00:00:00Z", "to": "2023-04-01T00:00:00Z"},
+                               "aggregationInterval": {"of": "P1M"}, "resx": 10, "resy": 10, "evalscript": script}}
+    answer = create_app({"archive": str(root)}).test_client().post("/api/v1/statistics", json=request).json
+    assert answer["status"] == "OK", answer
+    bands = answer["data"][0]["outputs"]["red"]["bands"]
+    # the polygon spans x 61..97 m from the old origin: the old grid's centres at 65..95 m would give 4 columns,
+    # the new grid's at 69, 79, 89 m give 3 (new and old columns 6..8)
+    red = band_array("B04").astype(np.float64)[1:5, 6:9]
+    for name in ("newest", "oldest"):
+        stats = bands[name]["stats"]
+        assert stats["sampleCount"] - stats["noDataCount"] == 12
+        assert (stats["mean"], stats["min"], stats["max"]) == pytest.approx((red.mean(), red.min(), red.max()))
+    assert bands["difference"]["stats"]["min"] == bands["difference"]["stats"]["max"] == 0
