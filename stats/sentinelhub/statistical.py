@@ -5,12 +5,14 @@ README's compatibility table). Each aggregation interval ``[from, to)`` mosaics 
 (``mosaickingOrder``, first valid tile wins per pixel) on the request's grid: the bounding box (``bbox``, else
 the geometry's) in the request's CRS cut into ``width`` x ``height`` pixels or pixels of ``resx`` x ``resy``
 CRS units (:func:`stats.raster.request_grid`), the bands brought onto it with ``processing.upsampling`` /
-``downsampling`` (:mod:`stats.sampling`). The evalscript runs on every pixel of that grid (pixels outside the
-polygon or without data have ``dataMask`` 0 and band values 0), and each output band's statistics are taken
-over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the grid and
-``noDataCount`` the pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the
-others are answered. Only the intervals that can hold one of the archive's acquisitions are computed (a
-``timeRange`` from 2000 to 2050 is fine), and the acquisitions they match are what the limits count.
+``downsampling`` (:mod:`stats.sampling`). With the evalscript's ``mosaicking`` ORBIT or TILE, each day's or
+each tile's mosaic is one sample, in that order, each on that same grid. The evalscript runs on every pixel
+of the grid (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each
+output band's statistics are taken over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the
+number of pixels of the grid and ``noDataCount`` the pixels left out. An interval whose imagery cannot be read
+gets an ``error`` entry; the others are answered. Only the intervals that can hold one of the archive's
+acquisitions are computed (a ``timeRange`` from 2000 to 2050 is fine), and the acquisitions they match are
+what the limits count.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..raster import Grid, PixelBlock, read_grid, request_grid
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from ..zonal import MAX_BINS
-from .evalscript import Evalscript, compile_evalscript
+from .evalscript import Evalscript, SceneTile, compile_evalscript
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +204,8 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             data.append({"interval": interval, "error": {"type": "TIMEOUT", "message": limits.budget_message}})
             continue
         try:
-            outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), model, cache, limits)
+            outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), (lo, hi), model, cache,
+                                        limits)
         except SceneReadError as exc:
             log.warning("interval %s: %s", interval, exc)
             data.append({"interval": interval, "error": {"type": "EXECUTION_ERROR", "message": str(exc)}})
@@ -211,7 +214,8 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             kind = "TIMEOUT" if isinstance(exc, EvalscriptTimeout) else "EXECUTION_ERROR"
             data.append({"interval": interval, "error": {"type": kind, "message": str(exc)}})
             continue
-        data.append({"interval": interval, "outputs": outputs})
+        if outputs is not None:
+            data.append({"interval": interval, "outputs": outputs})
     errors = sum(1 for d in data if "error" in d)
     status = "OK" if errors == 0 else ("FAILED" if errors == len(data) else "PARTIAL")
     return {"status": status, "data": data}
@@ -237,16 +241,52 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], model: CloudModel,
-                      cache: ProbabilityCache, limits: Limits) -> dict[str, Any]:
+def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition],
+                      span: tuple[dt.datetime, dt.datetime], model: CloudModel, cache: ProbabilityCache,
+                      limits: Limits) -> dict[str, Any] | None:
+    """The statistics of one interval's tiles (in mosaicking order); None when the script's
+    ``preProcessScenes`` kept no scene of them. SIMPLE mosaics every tile into one sample per pixel; ORBIT
+    (one sample per UTC day) and TILE (one per tile) read each sample on the request's grid."""
     script = request.evalscript
+    plan = script.plan([SceneTile.from_acquisition(a) for a in tiles], *span)
+    if not plan.groups:
+        return None
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
-    block = read_grid(tiles, request.grid, request.area.geometry, request.area.crs, bands,
-                      sampling=request.sampling, limits=limits)
-    values_per_pixel = len(script.inputs) + sum(len(o.bands) for o in script.outputs)
-    limits.check_memory(block.valid.size * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
-                        f"running the evalscript on {block.valid.size} pixels x {values_per_pixel} inputs and outputs")
+    samples = []
+    pixels = 0
+    for group in plan.groups if plan.mosaicking != "SIMPLE" else (tuple(range(len(tiles))),):
+        members = [tiles[i] for i in group]
+        block = read_grid(members, request.grid, request.area.geometry, request.area.crs, bands,
+                          sampling=request.sampling, limits=limits)
+        pixels = block.valid.size
+        values_per_pixel = len(script.inputs) * len(plan.groups) + sum(len(o.bands) for o in plan.outputs)
+        limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
+                            f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
+        samples.append(_columns(request, members, block, model, cache, limits, wants_cloud))
+    outputs = script.run(plan, samples).outputs
+    data_mask = outputs["dataMask"][:, 0]
+    mask = np.isfinite(data_mask) & (data_mask != 0)
+    total = int(mask.size)
+    result: dict[str, Any] = {}
+    for output in plan.outputs:
+        if output.id == "dataMask":
+            continue
+        calc = obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
+        band_results = {}
+        for i, band in enumerate(output.bands):
+            values = outputs[output.id][:, i]
+            values = values[mask & np.isfinite(values)]
+            band_results[band] = _band_result(values, total, calc, band)
+        result[output.id] = {"bands": band_results}
+    return result
+
+
+def _columns(request: StatisticalRequest, tiles: list[Acquisition], block: PixelBlock, model: CloudModel,
+             cache: ProbabilityCache, limits: Limits, wants_cloud: list[str]) -> dict[str, np.ndarray]:
+    """The evalscript's inputs on every pixel of ``block`` (read from ``tiles``): band values in the
+    script's units (0 where there is no data), ``dataMask``, and CLP/CLM when asked for."""
+    script = request.evalscript
     valid = block.valid
     columns: dict[str, np.ndarray] = {}
     for name in script.inputs:
@@ -258,22 +298,7 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
             columns[name] = np.where(valid, values, 0).astype(np.float64).ravel()
     if wants_cloud:
         columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
-    outputs = script.evaluate(columns)
-    data_mask = outputs["dataMask"][:, 0]
-    mask = np.isfinite(data_mask) & (data_mask != 0)
-    total = int(mask.size)
-    result: dict[str, Any] = {}
-    for output in script.outputs:
-        if output.id == "dataMask":
-            continue
-        calc = obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
-        band_results = {}
-        for i, band in enumerate(output.bands):
-            values = outputs[output.id][:, i]
-            values = values[mask & np.isfinite(values)]
-            band_results[band] = _band_result(values, total, calc, band)
-        result[output.id] = {"bands": band_results}
-    return result
+    return columns
 
 
 def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block: PixelBlock, model: CloudModel,
