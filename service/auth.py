@@ -4,9 +4,9 @@ Auth is on when clients are configured (``POLYFIS_AUTH_CLIENTS="id:secret,id2:se
 signed and timestamped with ``itsdangerous`` (key ``POLYFIS_AUTH_KEY``, which every worker behind one
 load balancer must share), expire after ``POLYFIS_TOKEN_TTL`` seconds, name their client (``sub``), which must
 be a client configured on the server that checks them (removing a client revokes its tokens), and are checked on
-``/api/v1/timeseries``, ``/api/v1/statistics``, every ``/api/v1/batch`` route, ``/api/v1/render`` and
-``/ogc/fis``. FIS also accepts a configured instance id (``POLYFIS_FIS_INSTANCES``) in its path as the key,
-as Sentinel Hub's OGC services do. Secrets are compared in constant time.
+``/api/v1/timeseries``, ``/api/v1/statistics``, ``/api/v1/process``, every ``/api/v1/batch`` route,
+``/api/v1/render`` and ``/ogc/fis``. FIS also accepts a configured instance id (``POLYFIS_FIS_INSTANCES``) in
+its path as the key, as Sentinel Hub's OGC services do. Secrets are compared in constant time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .render import json_response
 
 bp = Blueprint("auth", __name__)
 
-PROTECTED = ("timeseries.", "statistical.", "batch.", "fis.", "imagery.")
+PROTECTED = ("timeseries.", "statistical.", "process.", "batch.", "fis.", "imagery.")
 
 
 def _serializer() -> URLSafeTimedSerializer:
