@@ -80,7 +80,7 @@ def grid_ground_size(grid: Grid) -> float:
 def grid_centre_lonlat(grid: Grid) -> tuple[float, float]:
     """The grid's centre in (lon, lat)."""
     rows, cols = grid.shape
-    x, y = grid.transform * (cols / 2.0, rows / 2.0)
+    x, y = grid.transform @ (cols / 2.0, rows / 2.0)
     if grid.crs.is_geographic:
         return float(x), float(y)
     lon, lat = Transformer.from_crs(grid.crs, CRS.from_epsg(4326), always_xy=True).transform(x, y)

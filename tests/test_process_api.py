@@ -1,0 +1,405 @@
+"""Sentinel Hub Process API: sentinelhub-py's SentinelHubRequest against a live server, checked against the archive.
+
+Every array the client receives is compared with values worked out here from the archive's band files:
+rasterio's own reads and warps of the COG onto the same grid, a nearest-neighbour lookup of the pixel centres
+done by hand, and the s2cloudless package on the tile's 160 m cells for CLP and CLM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+from s2cloudless import S2PixelCloudDetector
+
+from service import create_app
+from stats.bands import MODEL_BANDS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import polyfis_server  # noqa: E402
+
+CUMULUS = "2023-07-24"  # a demo date with small clouds, baseline 04.00 (+1000 DN)
+CLEAR = "2023-01-15"  # a clear demo date, baseline 02.09
+#: A box inside the demo tile, in (lon, lat).
+BOX_WGS84 = (15.02, 46.028, 15.036, 46.04)
+CLIENT = ("client-id", "client-secret")
+
+DN_SCRIPT = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["B04", "B08", "B11", "dataMask"], units: "DN"}],
+          output: {id: "default", bands: 4, sampleType: "UINT16"}};
+}
+function evaluatePixel(s) { return [s.B04, s.B08, s.B11, s.dataMask]; }
+"""
+
+TRUE_COLOR = """//VERSION=3
+function setup() {
+  return {input: ["B02", "B03", "B04"], output: {bands: 3, sampleType: "AUTO"}};
+}
+function evaluatePixel(s) { return [2.5 * s.B04, 2.5 * s.B03, 2.5 * s.B02]; }
+"""
+
+MULTI = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["B02", "B8A", "dataMask", "CLP", "CLM"], units: "DN"}],
+          output: [{id: "bands", bands: 2, sampleType: "UINT16"}, {id: "ndvi", bands: 1, sampleType: "FLOAT32"},
+                   {id: "clouds", bands: 3, sampleType: "UINT8"}]};
+}
+function evaluatePixel(s) {
+  return {bands: [s.B02, s.B8A], ndvi: [(s.B8A - s.B02) / (s.B8A + s.B02)], clouds: [s.dataMask, s.CLP, s.CLM]};
+}
+"""
+
+
+@pytest.fixture(scope="module", name="server")
+def fixture_server(demo_root: Path):
+    """A live ``polyfis serve`` over the demo archive, with OAuth on."""
+    env = {"POLYFIS_ARCHIVE": str(demo_root), "POLYFIS_AUTH_CLIENTS": ":".join(CLIENT)}
+    with polyfis_server(workers=1, env=env, timeout_s=120) as server:
+        yield server
+
+
+@pytest.fixture(name="sh")
+def fixture_sh(server, monkeypatch):
+    """sentinelhub-py's config and collection for the live server (base URL, credentials and define_from only)."""
+    from sentinelhub import DataCollection, SHConfig
+
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on 127.0.0.1
+    config = SHConfig(sh_base_url=server.base, sh_token_url=f"{server.base}/oauth/token", sh_client_id=CLIENT[0],
+                      sh_client_secret=CLIENT[1])
+    return config, DataCollection.SENTINEL2_L1C.define_from("POLYFIS_PROCESS", service_url=server.base)
+
+
+def item_dir(root: Path, date: str) -> Path:
+    (folder,) = (root / "items").glob(f"S2A_MSIL1C_{date.replace('-', '')}T*")
+    return folder
+
+
+def grid_transform(bbox: tuple[float, float, float, float], width: int, height: int) -> Affine:
+    return Affine((bbox[2] - bbox[0]) / width, 0, bbox[0], 0, -(bbox[3] - bbox[1]) / height, bbox[3])
+
+
+def warped(path: Path, crs: str, transform: Affine, shape: tuple[int, int], resampling: Resampling) -> np.ndarray:
+    """A band COG warped by rasterio onto the grid (DN, 0 for no data)."""
+    out = np.zeros(shape, dtype=np.float32)
+    with rasterio.open(path) as src:
+        reproject(rasterio.band(src, 1), out, src_transform=src.transform, src_crs=src.crs, src_nodata=0,
+                  dst_transform=transform, dst_crs=crs, dst_nodata=0, resampling=resampling)
+    return out
+
+
+def nearest_by_hand(path: Path, crs: str, transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The band pixel under each output pixel centre, looked up without GDAL's warper, and where that lookup
+    is unambiguous (the centre is more than 0.15 band pixel from the band pixel's edges)."""
+    rows, cols = np.indices(shape)
+    x, y = transform @ (cols + 0.5, rows + 0.5)
+    with rasterio.open(path) as src:
+        data, band = src.read(1), src.transform
+        tx, ty = Transformer.from_crs(crs, src.crs, always_xy=True).transform(x, y)
+    col, row = ~band @ (np.asarray(tx), np.asarray(ty))
+    clear = (np.abs(col - np.round(col)) > 0.15) & (np.abs(row - np.round(row)) > 0.15)
+    return data[np.floor(row).astype(int), np.floor(col).astype(int)], clear
+
+
+def bbox_request(sh, evalscript: str, responses: list, size: tuple[int, int], date: str = CUMULUS,
+                 bbox: tuple[float, float, float, float] = BOX_WGS84, crs=None, **input_args):
+    from sentinelhub import CRS, BBox, SentinelHubRequest
+
+    config, collection = sh
+    return SentinelHubRequest(
+        evalscript=evalscript,
+        input_data=[SentinelHubRequest.input_data(collection, time_interval=(date, date), **input_args)],
+        responses=responses, bbox=BBox(bbox, crs=crs or CRS.WGS84), size=size, config=config)
+
+
+def test_sentinelhub_request_tiff_equals_the_band_cogs_on_the_requested_grid(sh, demo_root: Path) -> None:
+    """A UINT16 TIFF over a lon/lat box equals each band COG read onto that grid: GDAL's nearest warp of the
+    file, and a lookup of the pixel centres by hand; B11 (20 m) is upsampled the same way; the baseline 04.00
+    offset is removed; dataMask is 1 over the tile."""
+    from sentinelhub import MimeType, SentinelHubRequest
+
+    size = (97, 83)
+    request = bbox_request(sh, DN_SCRIPT, [SentinelHubRequest.output_response("default", MimeType.TIFF)], size)
+    (image,) = request.get_data()
+    assert image.shape == (83, 97, 4) and image.dtype == np.uint16
+    transform = grid_transform(BOX_WGS84, *size)
+    folder = item_dir(demo_root, CUMULUS)
+    for i, band in enumerate(("B04", "B08", "B11")):
+        reference = warped(folder / f"{band}.tif", "EPSG:4326", transform, (83, 97), Resampling.nearest)
+        assert np.array_equal(image[..., i], np.maximum(reference - 1000, 0).astype(np.uint16)), band
+        by_hand, clear = nearest_by_hand(folder / f"{band}.tif", "EPSG:4326", transform, (83, 97))
+        assert clear.mean() > 0.4
+        assert np.array_equal(image[..., i][clear], by_hand[clear].astype(np.int64) - 1000), band
+    assert (image[..., 3] == 1).all()
+
+
+@pytest.mark.parametrize("kind", ["BILINEAR", "BICUBIC"])
+def test_upsampling_and_downsampling_follow_rasterio(sh, demo_root: Path, kind: str) -> None:
+    """BILINEAR/BICUBIC upsampling (a 5 m UTM grid) and downsampling (a 30 m grid) give rasterio's bilinear and
+    cubic warps of the COGs onto those grids."""
+    from sentinelhub import CRS, MimeType, ResamplingType, SentinelHubRequest
+
+    bbox = (505003.0, 5090017.0, 506503.0, 5091217.0)
+    resampling = {"BILINEAR": Resampling.bilinear, "BICUBIC": Resampling.cubic}[kind]
+    for size in ((300, 240), (50, 40)):
+        args = {"upsampling": ResamplingType(kind)} if size[0] == 300 else {"downsampling": ResamplingType(kind)}
+        request = bbox_request(sh, DN_SCRIPT.replace('"UINT16"', '"FLOAT32"'),
+                               [SentinelHubRequest.output_response("default", MimeType.TIFF)], size, date=CLEAR,
+                               bbox=bbox, crs=CRS.UTM_33N, **args)
+        (image,) = request.get_data()
+        transform = grid_transform(bbox, *size)
+        for i, band in enumerate(("B04", "B08", "B11")):
+            reference = warped(item_dir(demo_root, CLEAR) / f"{band}.tif", "EPSG:32633", transform,
+                               (size[1], size[0]), resampling)
+            np.testing.assert_allclose(image[..., i], reference, rtol=0, atol=1e-3, err_msg=f"{band} {size}")
+
+
+def test_sentinelhub_request_png_true_colour(sh, demo_root: Path) -> None:
+    """A true-colour PNG (sampleType AUTO): each channel is round(255 x 2.5 x reflectance), clipped to 0..255."""
+    from sentinelhub import MimeType, SentinelHubRequest
+
+    size = (64, 48)
+    request = bbox_request(sh, TRUE_COLOR, [SentinelHubRequest.output_response("default", MimeType.PNG)], size,
+                           date=CLEAR)
+    (image,) = request.get_data()
+    assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+    transform = grid_transform(BOX_WGS84, *size)
+    for i, band in enumerate(("B04", "B03", "B02")):
+        dn = warped(item_dir(demo_root, CLEAR) / f"{band}.tif", "EPSG:4326", transform, (48, 64),
+                    Resampling.nearest).astype(np.float64)
+        expected = np.clip(np.round(np.float32(2.5 * (dn / 10000)).astype(np.float64) * 255), 0, 255)
+        assert np.array_equal(image[..., i], expected.astype(np.uint8)), band
+
+
+def independent_clouds(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CLP (round(255 p)) and CLM of s2cloudless on the tile's 160 m cells (16 x 16 pixels of 10 m from the tile
+    origin), from the band files read with rasterio (Sentinel Hub's parameters: 0.4, disk 4, dilation 2)."""
+    with rasterio.open(folder / "B02.tif") as ref:
+        shape10 = (ref.height, ref.width)
+    item = json.loads(next(folder.glob("*.json")).read_text())
+    offset = 1000 if item["properties"]["s2:processing_baseline"] >= "04.00" else 0
+    stack = []
+    for band in MODEL_BANDS:
+        with rasterio.open(folder / f"{band}.tif") as src:
+            stack.append(src.read(1, out_shape=shape10, resampling=Resampling.nearest).astype(np.float64))
+    dn = np.stack(stack, axis=-1)
+    valid = (dn > 0).all(axis=-1)
+    dn = np.clip(dn - offset, 0, None)
+    k = 16
+    crows, ccols = -(-shape10[0] // k), -(-shape10[1] // k)
+    pad = ((0, crows * k - shape10[0]), (0, ccols * k - shape10[1]))
+    counts = np.pad(valid, pad).reshape(crows, k, ccols, k).sum(axis=(1, 3))
+    means = np.zeros((crows, ccols, len(MODEL_BANDS)), np.float32)
+    for i in range(len(MODEL_BANDS)):
+        sums = np.pad(np.where(valid, dn[..., i], 0), pad).reshape(crows, k, ccols, k).sum(axis=(1, 3))
+        means[..., i] = (sums / np.maximum(counts, 1)).astype(np.float32) / np.float32(10000)
+    detector = S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2, all_bands=False)
+    probs = detector.get_cloud_probability_maps(means[np.newaxis].astype(np.float64))[0]
+    probs = np.where(counts > 0, probs, 0).astype(np.float32)
+    mask = detector.get_mask_from_prob(probs[np.newaxis])[0]
+    return np.round(probs.astype(np.float64) * 255), mask
+
+
+def test_sentinelhub_request_tar_of_several_outputs(sh, demo_root: Path) -> None:
+    """Three outputs come back in one tar: on the tile's own 10 m grid the bands are the stored pixels, NDVI
+    is FLOAT32 of them, and CLP/CLM are s2cloudless's on the 160 m cell holding each pixel's centre."""
+    from sentinelhub import CRS, MimeType, SentinelHubRequest
+
+    x0, y0 = 500040.0 + 10 * 120, 5100000.0 - 10 * 200  # pixel (200, 120) of the tile
+    bbox = (x0, y0 - 10 * 150, x0 + 10 * 180, y0)
+    responses = [SentinelHubRequest.output_response(name, MimeType.TIFF) for name in ("bands", "ndvi")]
+    responses.append(SentinelHubRequest.output_response("clouds", MimeType.PNG))
+    request = bbox_request(sh, MULTI, responses, (180, 150), bbox=bbox, crs=CRS.UTM_33N)
+    assert request.download_list[0].headers["accept"] == "application/x-tar"
+    (answer,) = request.get_data()
+    assert sorted(answer) == ["bands.tif", "clouds.png", "ndvi.tif"]
+    folder = item_dir(demo_root, CUMULUS)
+    window = rasterio.windows.Window(120, 200, 180, 150)
+    with rasterio.open(folder / "B02.tif") as b02, rasterio.open(folder / "B8A.tif") as b8a:
+        blue = b02.read(1, window=window).astype(np.int64) - 1000
+        nir = np.repeat(np.repeat(b8a.read(1, window=rasterio.windows.Window(60, 100, 90, 75)), 2, 0), 2, 1)
+        nir = nir.astype(np.int64) - 1000
+    assert np.array_equal(answer["bands.tif"][..., 0], blue) and np.array_equal(answer["bands.tif"][..., 1], nir)
+    assert answer["ndvi.tif"].dtype == np.float32
+    np.testing.assert_array_equal(answer["ndvi.tif"], ((nir - blue) / (nir + blue)).astype(np.float32))
+    clouds = answer["clouds.png"]
+    clp, clm = independent_clouds(folder)
+    rows, cols = np.indices((150, 180))
+    cells = ((rows + 200) // 16, (cols + 120) // 16)
+    assert (clouds[..., 0] == 1).all()
+    assert np.array_equal(clouds[..., 1], clp[cells]) and np.array_equal(clouds[..., 2], clm[cells])
+    assert 0 < clouds[..., 2].mean() < 1  # the box holds clouds and clear ground
+
+
+def live(server, body: dict, accept: str | None = None):
+    import requests
+
+    token = requests.post(f"{server.base}/oauth/token", data={"grant_type": "client_credentials"}, auth=CLIENT,
+                          timeout=30).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", **({"Accept": accept} if accept else {})}
+    return requests.post(f"{server.base}/api/v1/process", json=body, headers=headers, timeout=120)
+
+
+def body(evalscript: str = DN_SCRIPT, *, bounds: dict | None = None, responses: list | None = None,
+         data_filter: dict | None = None, processing: dict | None = None, **output) -> dict:
+    source = {"type": "sentinel-2-l1c",
+              "dataFilter": data_filter or {"timeRange": {"from": f"{CLEAR}T00:00:00Z", "to": f"{CLEAR}T23:59:59Z"}}}
+    if processing is not None:
+        source["processing"] = processing
+    return {"input": {"bounds": bounds or {"bbox": list(BOX_WGS84)}, "data": [source]}, "evalscript": evalscript,
+            "output": {"width": 40, "height": 30, **output,
+                       "responses": responses or [{"identifier": "default", "format": {"type": "image/tiff"}}]}}
+
+
+@pytest.fixture(name="client")
+def fixture_client(demo_root: Path):
+    return create_app({"archive": str(demo_root)}).test_client()
+
+
+def tiff(data: bytes) -> tuple[np.ndarray, rasterio.Affine, str]:
+    with rasterio.MemoryFile(data) as memfile, memfile.open() as src:
+        return np.moveaxis(src.read(), 0, -1), src.transform, src.crs.to_string()
+
+
+def test_the_tiff_is_georeferenced_on_the_requested_grid(client) -> None:
+    """The TIFF carries the request's CRS and the box's transform; resx/resy give the size."""
+    request = body()
+    _drop_size(request)
+    request["output"].update(resx=0.0004, resy=0.0003)
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 200, response.json
+    assert response.mimetype == "image/tiff"
+    image, transform, crs = tiff(response.data)
+    assert image.shape == (40, 40, 4) and crs == "EPSG:4326"
+    assert transform.almost_equals(grid_transform(BOX_WGS84, 40, 40))
+
+
+def test_a_geometry_clips_the_image(client, demo_root: Path) -> None:
+    """With a polygon, the image covers its bounds and the pixels whose centre is outside it are 0."""
+    x0, y0, x1, y1 = BOX_WGS84
+    triangle = {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x0, y1], [x0, y0]]]}
+    response = client.post("/api/v1/process", json=body(bounds={"geometry": triangle}))
+    assert response.status_code == 200, response.json
+    image, transform, _ = tiff(response.data)
+    rows, cols = np.indices((30, 40))
+    x, y = transform @ (cols + 0.5, rows + 0.5)
+    inside = (x - x0) / (x1 - x0) + (y - y0) / (y1 - y0) < 1
+    reference = warped(item_dir(demo_root, CLEAR) / "B04.tif", "EPSG:4326", transform, (30, 40), Resampling.nearest)
+    assert np.array_equal(image[..., 0], np.where(inside, reference, 0))
+    assert np.array_equal(image[..., 3], inside.astype(np.uint16))
+
+
+def test_simple_mosaicking_takes_the_first_acquisition_in_order(client, demo_root: Path) -> None:
+    """Over a month, mostRecent shows the last acquisition, leastRecent the first, leastCC the least cloudy."""
+    month = {"from": "2023-07-01T00:00:00Z", "to": "2023-07-31T23:59:59Z"}
+    transform = grid_transform(BOX_WGS84, 40, 30)
+    for order, date, offset in (("mostRecent", "2023-07-24", 1000), ("leastRecent", "2023-07-04", 1000)):
+        response = client.post("/api/v1/process", json=body(data_filter={"timeRange": month, "mosaickingOrder": order}))
+        image, _, _ = tiff(response.data)
+        reference = warped(item_dir(demo_root, date) / "B08.tif", "EPSG:4326", transform, (30, 40), Resampling.nearest)
+        assert np.array_equal(image[..., 1], reference - offset), order
+
+
+def test_no_acquisition_gives_an_empty_image_and_says_why(client) -> None:
+    """A range without acquisitions gives zeros (dataMask 0) and a warning header."""
+    empty = {"timeRange": {"from": "2023-01-06T00:00:00Z", "to": "2023-01-07T00:00:00Z"}}
+    response = client.post("/api/v1/process", json=body(data_filter=empty))
+    assert response.status_code == 200
+    assert not tiff(response.data)[0].any()
+    assert "no acquisition" in response.headers["X-Polyfis-Warning"]
+
+
+def test_a_broken_scene_is_left_out_and_named(make_archive) -> None:
+    """A tile whose band cannot be read is left out of the mosaic (the next tile fills in, a warning names it);
+    when no tile can be read the answer is a 502."""
+    from conftest import CRS_UTM, X0, Y0
+
+    root = make_archive([{"id": "old", "when": dt.datetime(2023, 1, 5, 10, tzinfo=dt.UTC)},
+                         {"id": "new", "when": dt.datetime(2023, 1, 9, 10, tzinfo=dt.UTC)}])
+    (root / "items" / "new" / "B04.tif").write_bytes(b"not a tiff")
+    client = create_app({"archive": str(root)}).test_client()
+    request = body(bounds={"bbox": [X0, Y0 - 120, X0 + 120, Y0],
+                           "properties": {"crs": f"http://www.opengis.net/def/crs/EPSG/0/{CRS_UTM[5:]}"}},
+                   data_filter={"timeRange": {"from": "2023-01-01T00:00:00Z", "to": "2023-01-31T00:00:00Z"}},
+                   width=12, height=12)
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 200
+    from conftest import band_array
+
+    assert np.array_equal(tiff(response.data)[0][..., 0], band_array("B04"))
+    assert "scene new: band B04" in response.headers["X-Polyfis-Warning"]
+    (root / "items" / "old" / "B04.tif").write_bytes(b"not a tiff")
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 502 and response.json["error"]["code"] == "SceneRead"
+
+
+def _set(path: str, value):
+    """A change to a request body: ``value`` at the dotted ``path`` (list items by index)."""
+    def change(request: dict) -> None:
+        *parents, last = path.split(".")
+        node = request
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+    return change
+
+
+def _drop_size(request: dict) -> None:
+    del request["output"]["width"], request["output"]["height"]
+
+
+BAD = [
+    (_set("input.bounds.bbox", [1, 2, 0, 3]), "input.bounds.bbox: got [1, 2, 0, 3]"),
+    (_set("output.width", 3000), "output.width"),
+    (_set("evalscript", None), "evalscript"),
+    (_set("output.responses", [{"identifier": "other", "format": {"type": "image/tiff"}}]), "the outputs ['default']"),
+    (_set("output.responses", [{"identifier": "default", "format": {"type": "image/gif"}}]), "image/gif"),
+    (_set("output.responses", [{"identifier": "default", "format": {"type": "image/jpeg"}}]),
+     "image/jpeg holds [1, 3] bands; the evalscript output has 4"),
+    (_set("input.data.0.type", "sentinel-2-l2a"), "'sentinel-2-l2a'"),
+    (_set("input.data.0.processing", {"upsampling": "LANCZOS"}), "expected one of ['NEAREST', 'BILINEAR', 'BICUBIC']"),
+    (_set("input.data.0.dataFilter.mosaickingOrder", "random"), "'random'"),
+    (_set("output.responses", [{"identifier": "default", "format": {"type": "image/png"}}]), "UINT8 or UINT16"),
+    (_drop_size, "output: expected width and height"),
+    (_set("input.data.0.dataFilter.timeRange", {"from": "2023-02-01", "to": "2023-01-01"}), "timeRange"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD)
+def test_bad_input_is_a_400_naming_what_was_received(client, change, message: str) -> None:
+    """Each malformed field gets a 400 whose message names the field and what was expected."""
+    request = body(DN_SCRIPT.replace('"UINT16"', '"FLOAT32"') if "UINT8 or" in message else DN_SCRIPT)
+    change(request)
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 400, response.data[:300]
+    assert message in response.json["error"]["message"], response.json
+
+
+def test_the_route_needs_a_token_when_auth_is_on(server) -> None:
+    """With clients configured, a request without a token is a 401; with one, an image."""
+    import requests
+
+    response = requests.post(f"{server.base}/api/v1/process", json=body(), timeout=60)
+    assert response.status_code == 401
+    assert live(server, body()).headers["Content-Type"] == "image/tiff"
+
+
+def test_a_single_response_comes_as_a_tar_when_asked(server) -> None:
+    """Accept: application/x-tar wraps even one response in a tar, as default.tif."""
+    response = live(server, body(), accept="application/x-tar")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/tar"
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
+        assert tar.getnames() == ["default.tif"]
+    assert os.environ.get("OAUTHLIB_INSECURE_TRANSPORT") is None  # nothing leaks out of the fixtures
