@@ -6,7 +6,8 @@ pixels. Each band of an acquisition is warped from its COG onto that grid with G
 Sentinel Hub's two settings: ``upsampling`` where the output pixel is finer than the band's own pixel (the
 20/60 m bands on a 10 m grid, or any band on a 5 m grid), ``downsampling`` where it is coarser; each is
 ``NEAREST``, ``BILINEAR`` or ``BICUBIC`` (GDAL's nearest, bilinear and cubic kernels). DN 0 is no data in
-the source and in the result, and the kernels leave no-data pixels out.
+the source, the kernels leave no-data pixels out, and a pixel the band does not cover is NaN in the result;
+a cubic kernel's undershoot below 0 next to dark pixels is clipped to 0 (data, not no data).
 
 :func:`read_acquisition` reads the bands of one acquisition; :class:`GridMosaic` lays acquisitions over each
 other, the first with data winning at each pixel (Sentinel Hub's ``SIMPLE`` mosaicking), and remembers which
@@ -31,7 +32,7 @@ from ..archive.catalog import Acquisition
 from ..datasets import map_threads
 from ..errors import InvalidRequestError, SceneReadError
 from ..geometry import cached_crs, ground_pixel_size
-from ..raster import Grid, Mosaic, open_band
+from ..raster import Grid, open_band
 
 log = logging.getLogger(__name__)
 
@@ -99,51 +100,64 @@ def pixel_centres(grid: Grid, where: np.ndarray, crs: CRS) -> tuple[np.ndarray, 
 
 
 def band_on_grid(acq: Acquisition, band: str, grid: Grid, sampling: Sampling, output_m: float) -> np.ndarray:
-    """One band of ``acq`` (stored DN, float32, 0 where there is no data) warped onto ``grid``.
+    """One band of ``acq`` (stored DN, float32 at least 0, NaN where there is no data) warped onto ``grid``.
 
     :param output_m: the grid's pixel size on the ground (:func:`grid_ground_size`), which chooses up- or
         downsampling against the band's own pixel size.
     :raises SceneReadError: when the band cannot be opened or read.
     """
-    out = np.zeros(grid.shape, dtype=np.float32)
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
     with open_band(acq, band) as src:
         centre = acq.footprint.centroid
         band_m = ground_pixel_size(cached_crs(acq.crs), (src.transform.a, -src.transform.e), centre.x, centre.y)
         try:
             reproject(source=rasterio.band(src, 1), destination=out, src_transform=src.transform, src_crs=src.crs,
-                      src_nodata=0, dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=0,
+                      src_nodata=0, dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
                       resampling=sampling.kernel(output_m, band_m))
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
-    return out
+    return np.maximum(out, 0, where=np.isfinite(out), out=out)
 
 
 def read_acquisition(acq: Acquisition, bands: Sequence[str], grid: Grid, sampling: Sampling,
                      output_m: float | None = None) -> dict[str, np.ndarray]:
-    """The ``bands`` of ``acq`` on ``grid`` (see :func:`band_on_grid`), read on parallel threads."""
+    """The ``bands`` of ``acq`` on ``grid`` (stored DN, NaN for no data: see :func:`band_on_grid`), read on
+    parallel threads."""
     size = grid_ground_size(grid) if output_m is None else output_m
     return dict(zip(bands, map_threads(partial(band_on_grid, acq, grid=grid, sampling=sampling, output_m=size),
                                        bands)))
 
 
-class GridMosaic(Mosaic):
-    """Acquisitions laid over each other on one output grid (first with data wins at each pixel), with
-    ``source`` giving, per pixel, the index in :attr:`acquisitions` of the acquisition it came from (-1 for
-    none)."""
+class GridMosaic:
+    """Acquisitions laid over each other on one output grid, the first with data in every band winning at each
+    pixel (Sentinel Hub's ``SIMPLE`` mosaicking).
+
+    ``dn`` holds each band's harmonised DN (float32; the acquisition's baseline offset removed, clipped at 0),
+    ``offset`` the offset removed per pixel, ``filled`` the pixels with data, and ``source`` the index in
+    :attr:`acquisitions` of the acquisition each pixel came from (-1 for none).
+    """
 
     def __init__(self, grid: Grid, bands: Sequence[str]) -> None:
-        super().__init__(grid.shape, bands)
         self.grid = grid
+        self.dn = {band: np.zeros(grid.shape, dtype=np.float32) for band in bands}
+        self.offset = np.zeros(grid.shape, dtype=np.uint16)
+        self.filled = np.zeros(grid.shape, dtype=bool)
         self.source = np.full(grid.shape, -1, dtype=np.int32)
         self.acquisitions: list[Acquisition] = []
 
     def add(self, acq: Acquisition, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
-        """Lay one acquisition's bands where no earlier one has data; returns the pixels it filled."""
-        has = super().add(acq, arrays)
-        if has is not None:
-            self.source[has] = len(self.acquisitions)
-            self.acquisitions.append(acq)
+        """Lay one acquisition's bands (from :func:`read_acquisition`) where no earlier one has data; returns
+        the pixels it filled, or None when it filled none."""
+        has = np.logical_and.reduce([np.isfinite(a) for a in arrays.values()]) & ~self.filled
+        if not has.any():
+            return None
+        for band, array in arrays.items():
+            self.dn[band][has] = np.maximum(array[has] - acq.dn_offset, 0)
+        self.offset[has] = acq.dn_offset
+        self.filled |= has
+        self.source[has] = len(self.acquisitions)
+        self.acquisitions.append(acq)
         return has
 
     @property
