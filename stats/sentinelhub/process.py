@@ -31,7 +31,7 @@ from ..clouds.cells import ProbabilityCache, point_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
 from ..clouds.options import MaskParameters
-from ..errors import InvalidRequestError, SceneReadError, ServiceUnavailableError
+from ..errors import InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import WGS84, parse_crs, reproject
 from ..pipeline import default_cache
@@ -243,7 +243,7 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
     """Answer a Process API request with the image (one response) or the tar (several, or ``accept`` a tar).
 
     :raises SceneReadError: when every acquisition that could fill the image fails to read.
-    :raises ServiceUnavailableError: when the request's time budget runs out before the image is complete.
+    :raises InvalidRequestError: when the request's time budget runs out before the image is complete.
     """
     limits = limits or Limits()
     deadline = limits.deadline()
@@ -295,8 +295,8 @@ def _mosaic(found: list[Acquisition], bands: list[str], request: ProcessRequest,
         if mosaic.complete:
             break
         if time.monotonic() > deadline:
-            raise ServiceUnavailableError(f"process: the image is not complete: {limits.budget_message}; ask for a "
-                                          "smaller image or a shorter time range")
+            raise InvalidRequestError(f"process: the image is not complete: {limits.budget_message}; expected a "
+                                      "smaller image or a shorter time range")
         try:
             arrays = read_acquisition(acq, bands, grid, request.sampling, output_m)
         except SceneReadError as exc:
