@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
 import sys
 import tarfile
@@ -340,3 +341,69 @@ def test_a_single_response_comes_as_a_tar_when_asked(server) -> None:
     with tarfile.open(fileobj=io.BytesIO(response.content)) as tar:
         assert tar.getnames() == ["default.tif"]
     assert os.environ.get("OAUTHLIB_INSECURE_TRANSPORT") is None  # nothing leaks out of the fixtures
+
+
+def test_a_multipart_request_and_a_jpeg(client, demo_root: Path) -> None:
+    """The multipart form (request + evalscript parts) works as JSON does; a JPEG of one UINT8 band decodes to
+    the grey values within JPEG's loss."""
+    script = """//VERSION=3
+function setup() { return {input: ["B08"], output: {bands: 1, sampleType: "UINT8"}}; }
+function evaluatePixel(s) { return [s.B08 * 255]; }"""
+    request = body(script, responses=[{"identifier": "default", "format": {"type": "image/jpeg", "quality": 95}}])
+    del request["evalscript"]
+    response = client.post("/api/v1/process", data={"request": json.dumps(request), "evalscript": script},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200, response.json
+    assert response.mimetype == "image/jpeg" and response.data[:2] == b"\xff\xd8"
+    with rasterio.MemoryFile(response.data) as memfile, memfile.open() as src:
+        image = src.read(1).astype(np.float64)
+    dn = warped(item_dir(demo_root, CLEAR) / "B08.tif", "EPSG:4326", grid_transform(BOX_WGS84, 40, 30), (30, 40),
+                Resampling.nearest).astype(np.float64)
+    expected = np.clip(np.round(dn / 10000 * 255), 0, 255)
+    assert np.abs(image - expected).mean() < 2
+
+
+def test_clouds_come_from_the_stored_layers_when_the_archive_has_them(tmp_path: Path, demo_root: Path,
+                                                                     monkeypatch) -> None:
+    """With CLP/CLM stored for the date (`polyfis clouds`), the Process API reads them without the model: the
+    same values as s2cloudless on the tile's cells."""
+    import shutil
+
+    from stats.clouds.model import CloudModel
+    from stats.clouds.store import store_cloud_layers
+
+    root = tmp_path / "layered"
+    shutil.copytree(demo_root, root)
+    assert store_cloud_layers(root, start=CUMULUS, end=CUMULUS).done == 1
+    script = """//VERSION=3
+function setup() { return {input: [{bands: ["CLP", "CLM", "dataMask"], units: "DN"}],
+                           output: {bands: 3, sampleType: "UINT8"}}; }
+function evaluatePixel(s) { return [s.CLP, s.CLM, s.dataMask]; }"""
+    bbox = [501640.0, 5096600.0, 502840.0, 5097600.0]  # tile pixels rows 240..340, columns 160..280
+    request = body(script, bounds={"bbox": bbox, "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}},
+                   data_filter={"timeRange": {"from": f"{CUMULUS}T00:00:00Z", "to": f"{CUMULUS}T23:59:59Z"}},
+                   width=120, height=100)
+    client = create_app({"archive": str(root)}).test_client()
+
+    def no_model(self, pixels):
+        raise AssertionError("the model was called")
+
+    monkeypatch.setattr(CloudModel, "probability", no_model)
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 200, response.json
+    image = tiff(response.data)[0]
+    clp, clm = independent_clouds(item_dir(root, CUMULUS))
+    rows, cols = np.indices((100, 120))
+    cells = ((rows + 240) // 16, (cols + 160) // 16)
+    assert np.array_equal(image[..., 0], clp[cells]) and np.array_equal(image[..., 1], clm[cells])
+    assert (image[..., 2] == 1).all() and 0 < image[..., 1].mean() < 1
+
+
+def test_the_limits_apply(demo_root: Path) -> None:
+    """The memory budget and the time budget give 400s naming them, before or instead of the work."""
+    small = create_app({"archive": str(demo_root), "max_request_mb": 1}).test_client()
+    response = small.post("/api/v1/process", json=body(width=500, height=400))
+    assert response.status_code == 400 and "POLYFIS_MAX_REQUEST_MB" in response.json["error"]["message"]
+    hurried = create_app({"archive": str(demo_root), "time_budget_s": 1e-6}).test_client()
+    response = hurried.post("/api/v1/process", json=body())
+    assert response.status_code == 400 and "time budget" in response.json["error"]["message"]
