@@ -407,3 +407,49 @@ def test_the_limits_apply(demo_root: Path) -> None:
     hurried = create_app({"archive": str(demo_root), "time_budget_s": 1e-6}).test_client()
     response = hurried.post("/api/v1/process", json=body())
     assert response.status_code == 400 and "time budget" in response.json["error"]["message"]
+
+
+MAX_NDVI = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["B04", "B08", "dataMask"]}], output: {bands: 2, sampleType: "FLOAT32"},
+          mosaicking: "ORBIT"};
+}
+function updateOutputMetadata(scenes, inputMetadata, outputMetadata) {
+  outputMetadata.userData = {dates: scenes.orbits.map(o => o.dateFrom.slice(0, 10))};
+}
+function evaluatePixel(samples) {
+  let best = -1, count = 0;
+  for (const s of samples) {
+    if (s.dataMask === 0) continue;
+    best = Math.max(best, (s.B08 - s.B04) / (s.B08 + s.B04));
+    count += 1;
+  }
+  return [best, count];
+}
+"""
+
+
+def test_orbit_mosaicking_gives_every_date_to_the_script(client, demo_root: Path) -> None:
+    """A multi-temporal script (ORBIT) gets one sample per date: its maximum NDVI over June equals numpy's over
+    the COGs warped onto the grid, and userdata.json lists the dates updateOutputMetadata saw."""
+    june = {"timeRange": {"from": "2023-06-01T00:00:00Z", "to": "2023-06-30T23:59:59Z"}}
+    request = body(MAX_NDVI, data_filter=june, responses=[{"identifier": "default", "format": {"type": "image/tiff"}},
+                                                          {"identifier": "userdata",
+                                                           "format": {"type": "application/json"}}])
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 200, response.json
+    with tarfile.open(fileobj=io.BytesIO(response.data)) as tar:
+        assert sorted(tar.getnames()) == ["default.tif", "userdata.json"]
+        image = tiff(tar.extractfile("default.tif").read())[0]
+        userdata = json.loads(tar.extractfile("userdata.json").read())
+    dates = ["2023-06-04", "2023-06-14", "2023-06-24"]
+    assert sorted(userdata["dates"]) == dates
+    transform = grid_transform(BOX_WGS84, 40, 30)
+    ndvi = []
+    for date in dates:
+        offset = 1000 if date >= "2023-06-24" else 0
+        red, nir = (warped(item_dir(demo_root, date) / f"{b}.tif", "EPSG:4326", transform, (30, 40),
+                           Resampling.nearest).astype(np.float64) - offset for b in ("B04", "B08"))
+        ndvi.append((nir - red) / (nir + red))
+    np.testing.assert_allclose(image[..., 0], np.max(ndvi, axis=0).astype(np.float32), rtol=1e-6)
+    assert (image[..., 1] == 3).all()

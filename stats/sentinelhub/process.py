@@ -4,10 +4,13 @@
 Process API table). The output grid is the request's bounding box (``input.bounds.bbox``, else the bounds of
 ``input.bounds.geometry``) in its CRS, cut into ``output.width`` x ``output.height`` pixels (or pixels of
 ``output.resx`` x ``output.resy`` CRS units). The acquisitions of ``dataFilter.timeRange`` are taken in
-``mosaickingOrder`` and each is warped onto that grid (:mod:`stats.sentinelhub.output_grid`); a pixel takes
-the first acquisition with data there (``SIMPLE`` mosaicking), and reading stops once every pixel has one.
-The evalscript then runs on every pixel of the grid: pixels without data have ``dataMask`` 0 and band values
-0, and with a ``geometry`` the pixels whose centre lies outside it are 0 in every output. ``CLP`` and ``CLM``
+``mosaickingOrder`` and each is warped onto that grid (:mod:`stats.sentinelhub.output_grid`). With ``SIMPLE``
+mosaicking a pixel takes the first acquisition with data there, and reading stops once every pixel has one;
+with ``ORBIT`` each UTC day's acquisitions are mosaicked into one sample, with ``TILE`` each acquisition is a
+sample, and ``evaluatePixel`` gets the array of them. The evalscript runs on every pixel of the grid: pixels
+without data have ``dataMask`` 0 and band values 0, and with a ``geometry`` the pixels whose centre lies
+outside it are 0 in every output. ``userdata`` is ``outputMetadata.userData`` as ``updateOutputMetadata``
+leaves it. ``CLP`` and ``CLM``
 are each pixel's 160 m cloud cell of the acquisition it came from (stored layers or the s2cloudless model,
 :func:`stats.clouds.layers.cloud_cells`), the sun angles that acquisition's mean angles.
 """
@@ -37,8 +40,8 @@ from ..geometry import WGS84, parse_crs, reproject
 from ..pipeline import default_cache
 from ..raster import BAND_PIXEL_BYTES, Grid, polygon_mask
 from ..request import Area, Limits, TimeRange
-from .encode import EXTENSIONS, TAR, TAR_TYPES, Encoded, check_format, encode_image, tar_of, typed
-from .evalscript import Evalscript, compile_evalscript
+from .encode import EXTENSIONS, TAR, TAR_TYPES, Encoded, check_format, encode_image, encode_json, tar_of, typed
+from .evalscript import Evalscript, SceneTile, compile_evalscript
 from .output_grid import GridMosaic, Sampling, grid_from_bounds, grid_ground_size, pixel_centres, read_acquisition
 from .statistical import COLLECTIONS, EVALSCRIPT_VALUE_BYTES, MOSAICKING_ORDERS
 
@@ -49,7 +52,8 @@ MAX_SIDE = 2500
 #: Inputs from the acquisition's mean sun angles, in degrees.
 SUN_INPUTS = ("sunZenithAngles", "sunAzimuthAngles")
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-_USERDATA = "userdata"
+#: The response identifier of ``outputMetadata.userData`` (``updateOutputMetadata``).
+USERDATA = "userdata"
 
 
 @dataclass(frozen=True)
@@ -210,19 +214,18 @@ def _responses(value: Any, script: Evalscript) -> tuple[Response, ...]:
         mime = fmt.get("type", "image/png")
         if not isinstance(identifier, str) or not isinstance(mime, str):
             raise InvalidRequestError(f"{name}: expected a string identifier and format.type, got {item!r:.80}")
-        if identifier == _USERDATA:
+        if identifier == USERDATA:
             if mime != "application/json":
                 raise InvalidRequestError(f"{name}.format.type: got {mime!r:.40}; 'userdata' is application/json")
-            raise InvalidRequestError(f"{name}: 'userdata' (updateOutputMetadata) is not supported by polyfis's "
-                                      "evalscript runtime yet; expected image outputs only")
-        if identifier not in outputs:
+        elif identifier not in outputs:
             raise InvalidRequestError(f"{name}.identifier: got {identifier!r:.40}; the evalscript's setup() declares "
                                       f"the outputs {sorted(outputs)}")
-        if mime not in EXTENSIONS or mime == "application/json":
+        elif mime not in EXTENSIONS or mime == "application/json":
             raise InvalidRequestError(f"{name}.format.type: got {mime!r:.40}; expected image/tiff, image/png or "
                                       "image/jpeg")
-        output = outputs[identifier]
-        check_format(mime, len(output.bands), output.sample_type, identifier)
+        else:
+            output = outputs[identifier]
+            check_format(mime, len(output.bands), output.sample_type, identifier)
         quality = integer(fmt.get("quality", 90), f"{name}.format.quality", 1, 100, got_first=True)
         if any(r.identifier == identifier for r in parsed):
             raise InvalidRequestError(f"{name}.identifier: {identifier!r} is requested twice; expected each once")
@@ -242,7 +245,11 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
                 cache: ProbabilityCache | None = None, limits: Limits | None = None) -> ProcessResult:
     """Answer a Process API request with the image (one response) or the tar (several, or ``accept`` a tar).
 
-    :raises SceneReadError: when every acquisition that could fill the image fails to read.
+    The evalscript's mosaicking decides the samples (:meth:`Evalscript.plan`): one SIMPLE mosaic of every
+    acquisition, one mosaic per UTC day (ORBIT) or one per acquisition (TILE), after ``preProcessScenes``.
+
+    :raises SceneReadError: when, in SIMPLE mosaicking, every acquisition that could fill the image fails to read
+        (in ORBIT and TILE such a sample has no data, and a warning says so).
     :raises InvalidRequestError: when the request's time budget runs out before the image is complete.
     """
     limits = limits or Limits()
@@ -251,28 +258,47 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
     script = request.evalscript
     grid = request.grid
     warnings: list[str] = []
-    start = request.time.start if request.time is not None else dt.datetime.min.replace(tzinfo=dt.UTC)
-    end = request.time.end if request.time is not None else dt.datetime.max.replace(tzinfo=dt.UTC)
-    found = _ordered(archive.search(request.footprint, start, end, max_cloud_cover=request.max_cloud_cover),
-                     request.mosaicking_order)
+    found = _ordered(archive.search(request.footprint, *_span(request, archive),
+                                    max_cloud_cover=request.max_cloud_cover), request.mosaicking_order)
     limits.check_acquisitions(len(found))
+    plan = script.plan([SceneTile.from_acquisition(a) for a in found], *_span(request, archive))
+    by_id = {o.id: o for o in plan.outputs}
+    for response in request.responses:
+        if response.identifier != USERDATA:  # updateOutput may have changed the band counts
+            output = by_id[response.identifier]
+            check_format(response.mime, len(output.bands), output.sample_type, response.identifier)
     bands = [b for b in S2_BANDS if b in script.inputs] or ["B02"]  # B02 tells where there is data
     pixels = grid.shape[0] * grid.shape[1]
-    limits.check_memory(pixels * len(bands), BAND_PIXEL_BYTES,
-                        f"reading {len(bands)} bands over {grid.shape[1]} x {grid.shape[0]} pixels")
-    values_per_pixel = len(script.inputs) + sum(len(o.bands) for o in script.outputs)
+    samples = len(plan.groups)
+    limits.check_memory(pixels * len(bands) * max(samples, 1), BAND_PIXEL_BYTES,
+                        f"reading {len(bands)} bands over {grid.shape[1]} x {grid.shape[0]} pixels for {samples} "
+                        "samples")
+    values_per_pixel = len(script.inputs) * samples + sum(len(o.bands) for o in plan.outputs)
     limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
                         f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
-    mosaic = _mosaic(found, bands, request, deadline, limits, warnings)
     inside = polygon_mask(request.clip, grid) if request.clip is not None else np.ones(grid.shape, dtype=bool)
-    columns = _columns(mosaic, request, inside, model or default_model(),
-                       default_cache() if cache is None else cache, limits)
-    outputs = script.evaluate(columns)
-    by_id = {o.id: o for o in script.outputs}
+    model = model or default_model()
+    cache = default_cache() if cache is None else cache
+    columns = []
+    for group in plan.groups:
+        tiles = [found[i] for i in group]
+        try:
+            mosaic = _mosaic(tiles, bands, request, deadline, limits, warnings)
+        except SceneReadError as exc:
+            if plan.mosaicking == "SIMPLE":
+                raise
+            warnings.append(f"a sample without data (its tiles cannot be read): {exc}")
+            mosaic = GridMosaic(grid, bands)
+        columns.append(_columns(mosaic, request, inside, model, cache, limits))
+    result = script.run(plan, columns, pixels=pixels)
     files = []
     for response in request.responses:
+        if response.identifier == USERDATA:
+            files.append(Encoded(USERDATA, response.mime, encode_json({} if result.user_data is None
+                                                                      else result.user_data)))
+            continue
         output = by_id[response.identifier]
-        values = outputs[output.id].reshape(grid.shape[0], grid.shape[1], len(output.bands))
+        values = result.outputs[output.id].reshape(grid.shape[0], grid.shape[1], len(output.bands))
         image = typed(np.where(inside[..., np.newaxis], values, 0.0), output.sample_type)
         files.append(Encoded(response.identifier, response.mime,
                              encode_image(image, response.mime, grid, response.quality)))
@@ -281,6 +307,16 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
     if len(files) == 1 and not (accept and accept.split(";")[0].strip() in TAR_TYPES):
         return ProcessResult(files[0].data, files[0].mime, warnings)
     return ProcessResult(tar_of(files), TAR, warnings)
+
+
+def _span(request: ProcessRequest, archive: Archive) -> tuple[dt.datetime, dt.datetime]:
+    """The request's time range, or the archive's own when it gives none."""
+    if request.time is not None:
+        return request.time.start, request.time.end
+    times = [a.datetime for a in archive.acquisitions]
+    if not times:
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return min(times), max(times)
 
 
 def _mosaic(found: list[Acquisition], bands: list[str], request: ProcessRequest, deadline: float, limits: Limits,
