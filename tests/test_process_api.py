@@ -453,3 +453,31 @@ def test_orbit_mosaicking_gives_every_date_to_the_script(client, demo_root: Path
         ndvi.append((nir - red) / (nir + red))
     np.testing.assert_allclose(image[..., 0], np.max(ndvi, axis=0).astype(np.float32), rtol=1e-6)
     assert (image[..., 1] == 3).all()
+
+
+def test_tile_mosaicking_with_pre_process_scenes(client, demo_root: Path) -> None:
+    """TILE gives one sample per acquisition after preProcessScenes: keeping July's tiles but the first, the
+    script sees two samples, and its mean B08 is the mean of those two dates' COGs."""
+    script = """//VERSION=3
+function setup() {
+  return {input: [{bands: ["B08", "dataMask"], units: "DN"}], output: {bands: 2, sampleType: "FLOAT32"},
+          mosaicking: "TILE"};
+}
+function preProcessScenes(collections) {
+  collections.scenes.tiles = collections.scenes.tiles.filter(t => !t.date.startsWith("2023-07-04"));
+  return collections;
+}
+function evaluatePixel(samples, scenes) {
+  let sum = 0;
+  for (const s of samples) sum += s.B08;
+  return [sum / samples.length, scenes.tiles.length];
+}"""
+    july = {"timeRange": {"from": "2023-07-01T00:00:00Z", "to": "2023-07-31T23:59:59Z"}}
+    response = client.post("/api/v1/process", json=body(script, data_filter=july))
+    assert response.status_code == 200, response.json
+    image = tiff(response.data)[0]
+    transform = grid_transform(BOX_WGS84, 40, 30)
+    nir = [warped(item_dir(demo_root, date) / "B08.tif", "EPSG:4326", transform, (30, 40),
+                  Resampling.nearest).astype(np.float64) - 1000 for date in ("2023-07-14", "2023-07-24")]
+    np.testing.assert_allclose(image[..., 0], np.mean(nir, axis=0).astype(np.float32), rtol=1e-6)
+    assert (image[..., 1] == 2).all()
