@@ -481,3 +481,23 @@ function evaluatePixel(samples, scenes) {
                   Resampling.nearest).astype(np.float64) - 1000 for date in ("2023-07-14", "2023-07-24")]
     np.testing.assert_allclose(image[..., 0], np.mean(nir, axis=0).astype(np.float32), rtol=1e-6)
     assert (image[..., 1] == 2).all()
+
+
+def test_a_byoc_collection_of_the_archive_id_names_the_archive(sh, demo_root: Path) -> None:
+    """`DataCollection.define_byoc(<archive id>)` sends type byoc-<archive id>, which names the archive as the
+    Catalog API's collection does: the same image as define_from's sentinel-2-l1c."""
+    from sentinelhub import CRS, BBox, DataCollection, MimeType, SentinelHubRequest
+
+    config, collection = sh
+    archive_id = json.loads((demo_root / "collection.json").read_text())["id"]
+    byoc = DataCollection.define_byoc(archive_id, service_url=config.sh_base_url)
+    images = []
+    for source in (collection, byoc):
+        request = SentinelHubRequest(
+            evalscript=DN_SCRIPT, input_data=[SentinelHubRequest.input_data(source, time_interval=(CLEAR, CLEAR))],
+            responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
+            bbox=BBox(BOX_WGS84, crs=CRS.WGS84), size=(30, 20), config=config)
+        assert request.download_list[0].post_values["input"]["data"][0]["type"] in ("sentinel-2-l1c",
+                                                                                     f"byoc-{archive_id}")
+        images.append(request.get_data()[0])
+    assert (images[0][..., 3] == 1).all() and np.array_equal(images[0], images[1])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,8 +101,12 @@ def grid_bounds(grid: Grid) -> tuple[float, float, float, float]:
     return t.c, t.f + rows * t.e, t.c + cols * t.a, t.f
 
 
-def parse_process_request(body: Any, limits: Limits | None = None, deadline: float | None = None) -> ProcessRequest:
-    """Parse and check a Process API body; every error names the field, what it got and what it expects."""
+def parse_process_request(body: Any, limits: Limits | None = None, deadline: float | None = None,
+                          collections: Sequence[str] = COLLECTIONS) -> ProcessRequest:
+    """Parse and check a Process API body; every error names the field, what it got and what it expects.
+
+    :param collections: the ``input.data[0].type`` values that name the archive (:func:`collection_types`).
+    """
     limits = limits or Limits()
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body: expected a JSON object, got {type(body).__name__}")
@@ -133,9 +137,9 @@ def parse_process_request(body: Any, limits: Limits | None = None, deadline: flo
     if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
         raise InvalidRequestError(f"input.data: expected a list with one data source object, got {data!r:.80}")
     source = data[0]
-    if str(source.get("type", "")).lower() not in COLLECTIONS:
+    if str(source.get("type", "")).lower() not in {c.lower() for c in collections}:
         raise InvalidRequestError(f"input.data[0].type: got {source.get('type')!r:.60}; polyfis serves "
-                                  "'sentinel-2-l1c'")
+                                  f"'sentinel-2-l1c' (also named {sorted(set(collections) - {'sentinel-2-l1c'})})")
     data_filter = obj(source.get("dataFilter"), "input.data[0].dataFilter")
     order = data_filter.get("mosaickingOrder", "mostRecent")
     if order not in MOSAICKING_ORDERS:
@@ -159,6 +163,13 @@ def parse_process_request(body: Any, limits: Limits | None = None, deadline: flo
     responses = _responses(output.get("responses"), script)
     return ProcessRequest(grid=grid, clip=clip, time=time_range, max_cloud_cover=max_cc, mosaicking_order=order,
                           sampling=sampling, harmonize=harmonize, evalscript=script, responses=responses)
+
+
+def collection_types(archive: Archive) -> tuple[str, ...]:
+    """The ``input.data[0].type`` values naming ``archive``: ``sentinel-2-l1c`` (``S2L1C``), the archive's id and
+    ``byoc-<archive id>`` (sentinelhub-py's ``DataCollection.define_byoc(<archive id>)``), as the Catalog API
+    names it."""
+    return (*COLLECTIONS, archive.id, f"byoc-{archive.id}")
 
 
 def _size(output: Mapping[str, Any], extent: tuple[float, float, float, float], limits: Limits) -> tuple[int, int]:
@@ -254,7 +265,7 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
     """
     limits = limits or Limits()
     deadline = limits.deadline()
-    request = parse_process_request(body, limits, deadline)
+    request = parse_process_request(body, limits, deadline, collection_types(archive))
     script = request.evalscript
     grid = request.grid
     warnings: list[str] = []
