@@ -71,12 +71,13 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                                                workers=settings.batch_workers, scheduler=settings.dask_scheduler,
                                                limits=settings.limits)
 
-    from .routes import batch, catalog, fis, imagery, meta, page, statistical, timeseries
+    from .routes import batch, catalog, fis, imagery, meta, page, process, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
     app.register_blueprint(fis.bp)
     app.register_blueprint(statistical.bp)
+    app.register_blueprint(process.bp)
     app.register_blueprint(batch.bp)
     app.register_blueprint(imagery.bp)
     app.register_blueprint(page.bp)

@@ -5,10 +5,10 @@ signed with HS256 (PyJWT; key ``POLYFIS_AUTH_KEY``, which every worker behind on
 whose claims are ``sub`` and ``azp`` (the client id), ``iat`` and ``exp`` (``POLYFIS_TOKEN_TTL`` seconds later),
 so that clients which read the token (sentinelhub-py's ``SentinelHubSession.info()``) can. A token's ``sub``
 must be a client configured on the server that checks it (removing a client revokes its tokens). Tokens are
-checked on ``/api/v1/timeseries``, ``/api/v1/statistics``, every ``/api/v1/batch`` route, ``/api/v1/render``,
-``/ogc/fis`` and the Catalog API's collections, items and search. FIS also accepts a configured instance id
-(``POLYFIS_FIS_INSTANCES``) in its path as the key, as Sentinel Hub's OGC services do. Secrets are compared in
-constant time.
+checked on ``/api/v1/timeseries``, ``/api/v1/statistics``, ``/api/v1/process``, every ``/api/v1/batch`` route,
+``/api/v1/render``, ``/ogc/fis`` and the Catalog API's collections, items and search. FIS also accepts a
+configured instance id (``POLYFIS_FIS_INSTANCES``) in its path as the key, as Sentinel Hub's OGC services do.
+Secrets are compared in constant time.
 
 With auth off, ``/oauth/token`` still answers (clients such as sentinelhub-py always fetch a token), with a
 token for whichever client id is given, and no route checks tokens.
@@ -31,7 +31,7 @@ from .render import json_response
 
 bp = Blueprint("auth", __name__)
 
-PROTECTED = ("timeseries.", "statistical.", "batch.", "fis.", "imagery.", "catalog.")
+PROTECTED = ("timeseries.", "statistical.", "process.", "batch.", "fis.", "imagery.", "catalog.")
 #: Endpoints of the protected blueprints open to all (the Catalog API's landing page and conformance, as
 #: Sentinel Hub's are: sentinelhub-py reads them without a token).
 PUBLIC = ("catalog.landing", "catalog.conformance")
