@@ -23,7 +23,7 @@ from .render import json_response
 
 bp = Blueprint("auth", __name__)
 
-PROTECTED = ("timeseries.", "statistical.", "batch.", "fis.", "imagery.")
+PROTECTED = ("timeseries.", "statistical.", "batch.", "batch_statistical.", "fis.", "imagery.")
 
 
 def _serializer() -> URLSafeTimedSerializer:
