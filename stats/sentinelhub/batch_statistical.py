@@ -15,6 +15,7 @@ it has one, else null. The job around it (statuses, analysis, start, stop, resum
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -175,8 +176,8 @@ def read_features(path: Path, given: str, max_features: int) -> tuple[str, list[
         ``max_features``.
     """
     import pyogrio
+    import shapely
     from pyogrio.errors import DataSourceError
-    from shapely.geometry import mapping
 
     try:
         info = pyogrio.read_info(path)
@@ -208,7 +209,8 @@ def read_features(path: Path, given: str, max_features: int) -> tuple[str, list[
             problem = "the feature has no geometry"
         elif geometry.geom_type not in ("Polygon", "MultiPolygon"):
             problem = f"the feature's geometry is a {geometry.geom_type}; expected a Polygon or MultiPolygon"
-        features.append(Feature(int(fid), identifier, None if problem else dict(mapping(geometry)), problem))
+        features.append(Feature(int(fid), identifier, None if problem else json.loads(shapely.to_geojson(geometry)),
+                                problem))
     return crs, sorted(features, key=lambda f: f.id)
 
 

@@ -12,6 +12,7 @@ else AWS's. Errors never carry a server path or a key: they name the location as
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -141,10 +142,16 @@ def _inside(root: Path, path: Path, given: str) -> Path:
 
 
 def _client(location: Location) -> Any:
+    return _cached_client(location.access_key, location.secret_key, location.region)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_client(access_key: str | None, secret_key: str | None, region: str | None) -> Any:
+    """An S3 client of these credentials (boto3 clients are thread-safe; making one costs tens of milliseconds)."""
     import boto3
 
-    session = boto3.session.Session(aws_access_key_id=location.access_key,
-                                    aws_secret_access_key=location.secret_key, region_name=location.region)
+    session = boto3.session.Session(aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                                    region_name=region)
     return session.client("s3")
 
 
