@@ -28,7 +28,7 @@ from typing import Any
 from ..archive.catalog import Archive
 from ..batch.jobs import JobStore, is_job_id
 from ..batch.jobs.records import now_iso
-from ..errors import ConflictError, InvalidRequestError, NotFoundError, StatsError
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, StatsError, StorageError
 from ..request import Limits
 from .batch_statistical import (
     BatchStatisticalRequest,
@@ -38,7 +38,7 @@ from .batch_statistical import (
     output_location,
     read_features,
 )
-from .storage import StorageError, download, write
+from .storage import download, write
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import InvalidRequestError, StatsError
+from ..errors import InvalidRequestError, StorageError
 
 #: Members of an ``s3`` location.
 S3_FIELDS = frozenset({"url", "accessKey", "secretAccessKey", "iamRoleARN", "region"})
 #: Members an S3 location keeps when it is shown back to a client.
 PUBLIC_S3_FIELDS = ("url", "region")
-
-
-class StorageError(StatsError):
-    """A location that cannot be read or written (missing object, access denied, unreachable endpoint)."""
 
 
 @dataclass(frozen=True)
