@@ -129,13 +129,14 @@ def status(request_id: str) -> Response:
     return json_response(status_view(store, _record(store, request_id)))
 
 
-@bp.post(f"{BASE}/<request_id>/<action>")
 def act(request_id: str, action: str) -> Response:
     """``analyse``, ``start``, ``stop`` or ``cancel`` a request: 204, or 409 when its status does not allow it."""
-    if action not in ACTIONS:
-        raise NotFoundError(f"{BASE}/{request_id}/{action:.40}: no such action; expected one of {sorted(ACTIONS)}")
     store = _store()
     _record(store, request_id)
     store.request_action(request_id, action)
     statistical_jobs().wake()
     return Response(status=204)
+
+
+for _name in ACTIONS:
+    bp.add_url_rule(f"{BASE}/<request_id>/{_name}", f"act_{_name}", act, methods=["POST"], defaults={"action": _name})
