@@ -75,7 +75,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         StatisticalJobStore(settings.jobs_path / "statistical", files_root=settings.batch_statistical_path,
                             max_features=settings.batch_max_polygons), holder.get, limits=settings.limits)
 
-    from .routes import batch, batch_statistical, fis, imagery, meta, page, statistical, timeseries
+    from .routes import batch, batch_statistical, catalog, fis, imagery, meta, page, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
@@ -85,6 +85,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(batch_statistical.bp)
     app.register_blueprint(imagery.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(catalog.bp)
     security.register(app, settings)
     auth.register(app)
     errors.register(app)
