@@ -73,6 +73,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                                                limits=settings.limits)
     app.extensions["polyfis.statistical_jobs"] = JobRunner(
         StatisticalJobStore(settings.jobs_path / "statistical", files_root=settings.batch_statistical_path,
+                            server_buckets=settings.batch_statistical_bucket_set,
                             max_features=settings.batch_max_polygons), holder.get, limits=settings.limits)
 
     from .routes import batch, batch_statistical, catalog, fis, imagery, meta, page, statistical, timeseries

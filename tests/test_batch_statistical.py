@@ -420,8 +420,21 @@ def fixture_app_client(archive_root: Path, tmp_path: Path) -> Any:
     root = tmp_path / "files"
     write_gpkg(root / "fields.gpkg", BOXES)
     app = create_app({"archive": str(archive_root), "jobs_dir": str(tmp_path / "jobs"),
-                      "batch_statistical_root": str(root)})
+                      "batch_statistical_root": str(root), "batch_statistical_buckets": "fields, lent"})
     return app.test_client()
+
+
+def test_the_server_lends_its_credentials_to_the_listed_buckets_only(app_client: Any) -> None:
+    """A location without keys is accepted for a bucket of POLYFIS_BATCH_STATISTICAL_BUCKETS, and its GET shows no
+    keys; one with keys is accepted for any bucket, its secret never shown back."""
+    lent = app_client.post("/api/v1/statistics/batch", json=body(output={"s3": {"url": "s3://lent/out"}}))
+    assert lent.status_code == 201, lent.json
+    keyed = app_client.post("/api/v1/statistics/batch", json=body(
+        output={"s3": {"url": "s3://any/out", "accessKey": "AK", "secretAccessKey": "very-secret"}}))
+    assert keyed.status_code == 201, keyed.json
+    shown = app_client.get(f"/api/v1/statistics/batch/{keyed.json['id']}").json
+    assert shown["request"]["output"] == {"s3": {"url": "s3://any/out", "accessKey": "AK"}}
+    assert "very-secret" not in json.dumps(app_client.get("/api/v1/statistics/batch").json)
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -453,8 +466,9 @@ def body(**changes: Any) -> dict[str, Any]:
     ({"input__features": {"s3": {"url": "s3:///x.gpkg"}}}, "names no bucket"),
     ({"input__features": {"s3": {"url": "s3://b/x.gpkg", "iamRoleARN": "arn:aws:iam::1:role/r"}}}, "iamRoleARN"),
     ({"input__features": {"s3": {"url": "s3://b/x.gpkg", "accessKey": "k"}}}, "go together"),
-    ({"output": {"s3": {"url": "s3://b/<REQUEST_ID>.json"}}}, "must hold <ID> or <IDENTIFIER>"),
-    ({"output": {"s3": {"url": "s3://b/<NAME>.json"}}}, "unknown placeholders ['<NAME>']"),
+    ({"input__features": {"s3": {"url": "s3://other/x.gpkg"}}}, "lends its own credentials to no bucket 'other'"),
+    ({"output": {"s3": {"url": "s3://fields/<REQUEST_ID>.json"}}}, "must hold <ID> or <IDENTIFIER>"),
+    ({"output": {"s3": {"url": "s3://fields/<NAME>.json"}}}, "unknown placeholders ['<NAME>']"),
     ({"aggregation__evalscript": "function nope("}, "evalscript"),
     ({"aggregation__evalscript": None}, "aggregation.evalscript: missing"),
     ({"aggregation__evalscriptReference": {"s3": {"url": "s3://b/e.js"}}}, "evalscriptReference"),

@@ -80,7 +80,8 @@ def create() -> Response:
     """Check a Batch Statistical request and store it CREATED: 201 with the request."""
     s = settings()
     request.max_content_length = s.batch_max_body_bytes
-    parsed = BatchStatisticalRequest.from_dict(json_body(), root=s.batch_statistical_path, limits=limits())
+    parsed = BatchStatisticalRequest.from_dict(json_body(), root=s.batch_statistical_path,
+                                               buckets=s.batch_statistical_bucket_set, limits=limits())
     store = _store()
     try:
         record = store.submit(parsed, archive().href or "")

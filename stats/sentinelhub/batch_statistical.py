@@ -57,8 +57,10 @@ class BatchStatisticalRequest:
     template: bool
 
     @classmethod
-    def from_dict(cls, body: Any, *, root: Path | None, limits: Limits | None = None) -> BatchStatisticalRequest:
-        """Parse and check a request body; ``root`` is the server's local folder (None: S3 only).
+    def from_dict(cls, body: Any, *, root: Path | None, buckets: frozenset[str] = frozenset(),
+                  limits: Limits | None = None) -> BatchStatisticalRequest:
+        """Parse and check a request body; ``root`` is the server's local folder (None: S3 only), ``buckets``
+        those an S3 location without keys may use the server's credentials for.
 
         The statistical part (data source, aggregation, evalscript, calculations) is checked as the Statistical
         API checks it, over a stand-in polygon: what depends on the features (their CRS, the resolution in its
@@ -86,8 +88,8 @@ class BatchStatisticalRequest:
                                       "is) and 'data'")
         if "features" not in input_:
             raise InvalidRequestError("input.features: missing; expected {'s3': {'url': 's3://bucket/fields.gpkg'}}")
-        features = parse_location(input_["features"], "input.features", root)
-        output = parse_location(body["output"], "output", root)
+        features = parse_location(input_["features"], "input.features", root, buckets)
+        output = parse_location(body["output"], "output", root, buckets)
         template = _output_template(output)
         description = body.get("description")
         if description is not None and not isinstance(description, str):

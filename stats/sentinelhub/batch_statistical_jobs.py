@@ -62,12 +62,14 @@ DONE_FILE = "done"
 
 class StatisticalJobStore(JobStore):
     """Batch Statistical jobs in folders under ``root``; ``files_root`` is the server's local folder for inputs and
-    outputs (None: S3 only) and ``max_features`` the most features of one GeoPackage."""
+    outputs (None: S3 only), ``server_buckets`` the buckets the server's own S3 credentials serve, and
+    ``max_features`` the most features of one GeoPackage."""
 
     def __init__(self, root: str | os.PathLike[str], *, files_root: Path | None = None,
-                 max_features: int = 100_000) -> None:
+                 server_buckets: frozenset[str] = frozenset(), max_features: int = 100_000) -> None:
         super().__init__(root)
         self.files_root = files_root
+        self.server_buckets = server_buckets
         self.max_features = max_features
 
     # ---- records ------------------------------------------------------------------------------
@@ -194,7 +196,8 @@ class StatisticalJobStore(JobStore):
             log.warning("batch statistical request %s: not run here (another archive's, or set aside)", job_id)
             return record
         try:
-            request = BatchStatisticalRequest.from_dict(record["request"], root=self.files_root, limits=limits)
+            request = BatchStatisticalRequest.from_dict(record["request"], root=self.files_root,
+                                                        buckets=self.server_buckets, limits=limits)
             while record["status"] in RUNNING:
                 if record["status"] == "ANALYSING":
                     record = self._analyse(job_id, request, limits)

@@ -5,8 +5,9 @@ A location is given as Sentinel Hub gives it, ``{"s3": {"url": "s3://bucket/key"
 "fields/parcels.gpkg"}}``: a path relative to that root. A local path never leaves the root (no absolute paths, no
 ``..``, no symbolic link out of it); a server without a root refuses local locations.
 
-S3 is reached with boto3: the location's own keys when it has them, else the server's credentials (the usual
-``AWS_*`` variables, profiles or instance roles), at the endpoint of ``AWS_ENDPOINT_URL`` (MinIO, Ceph, ...) when set,
+S3 is reached with boto3: the location's own keys when it has them, else, for the buckets the operator lists
+(``POLYFIS_BATCH_STATISTICAL_BUCKETS``) and only those, the server's credentials (the usual ``AWS_*`` variables,
+profiles or instance roles), at the endpoint of ``AWS_ENDPOINT_URL`` (MinIO, Ceph, ...) when set,
 else AWS's. Errors never carry a server path or a key: they name the location as the client gave it.
 """
 
@@ -69,8 +70,9 @@ class Location:
                         root=self.root)
 
 
-def parse_location(value: Any, name: str, root: Path | None) -> Location:
-    """Parse ``{"s3": {...}}`` or ``{"local": {"path"}}`` (``name`` is the field, for messages).
+def parse_location(value: Any, name: str, root: Path | None, buckets: frozenset[str] = frozenset()) -> Location:
+    """Parse ``{"s3": {...}}`` or ``{"local": {"path"}}`` (``name`` is the field, for messages); ``buckets`` are
+    those an S3 location without keys may use the server's credentials for.
 
     :raises InvalidRequestError: naming the field, what was received and what was expected.
     """
@@ -104,6 +106,10 @@ def parse_location(value: Any, name: str, root: Path | None) -> Location:
     if (access is None) != (secret is None):
         raise InvalidRequestError(f"{name}.s3: 'accessKey' and 'secretAccessKey' go together; give both, or "
                                   "neither to use the server's credentials")
+    if access is None and bucket not in buckets:
+        raise InvalidRequestError(f"{name}.s3: no 'accessKey' and 'secretAccessKey', and the server lends its own "
+                                  f"credentials to no bucket {bucket!r:.80} (POLYFIS_BATCH_STATISTICAL_BUCKETS); give "
+                                  "the keys of the bucket")
     return Location(url, bucket, key, access, secret, keys["region"] or None)
 
 
