@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from stats.archive.catalog import Archive
 from stats.batch.jobs import JobRunner, JobStore
+from stats.sentinelhub.batch_statistical_jobs import StatisticalJobStore
 from stats.sentinelhub.fis import Layer, load_layers
 from stats.settings import Settings, configure
 
@@ -70,8 +71,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.extensions["polyfis.jobs"] = JobRunner(JobStore(settings.jobs_path), holder.get,
                                                workers=settings.batch_workers, scheduler=settings.dask_scheduler,
                                                limits=settings.limits)
+    app.extensions["polyfis.statistical_jobs"] = JobRunner(
+        StatisticalJobStore(settings.jobs_path / "statistical", files_root=settings.batch_statistical_path,
+                            server_buckets=settings.batch_statistical_bucket_set,
+                            max_features=settings.batch_max_polygons), holder.get, limits=settings.limits)
 
-    from .routes import batch, catalog, fis, imagery, meta, page, process, statistical, timeseries
+    from .routes import batch, batch_statistical, catalog, fis, imagery, meta, page, process, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
@@ -79,6 +84,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(statistical.bp)
     app.register_blueprint(process.bp)
     app.register_blueprint(batch.bp)
+    app.register_blueprint(batch_statistical.bp)
     app.register_blueprint(imagery.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(catalog.bp)
@@ -99,8 +105,9 @@ def resume_jobs(app: Flask) -> bool:
     Not done by :func:`create_app` itself, which may run in a process that forks afterwards (gunicorn's
     arbiter): the first request, or the gunicorn worker after the fork, calls it.
     """
-    runner: JobRunner = app.extensions["polyfis.jobs"]
-    return runner.resume()
+    runners: list[JobRunner] = [app.extensions["polyfis.jobs"], app.extensions["polyfis.statistical_jobs"]]
+    resumed = [runner.resume() for runner in runners]  # every runner, not only up to the first that resumes
+    return any(resumed)
 
 
 def settings() -> Settings:
@@ -120,6 +127,12 @@ def layers() -> dict[str, Layer]:
 def jobs() -> JobRunner:
     """Batch job runner (and its store) of the current app."""
     value: JobRunner = current_app.extensions["polyfis.jobs"]
+    return value
+
+
+def statistical_jobs() -> JobRunner:
+    """Batch Statistical job runner (and its :class:`StatisticalJobStore`) of the current app."""
+    value: JobRunner = current_app.extensions["polyfis.statistical_jobs"]
     return value
 
 

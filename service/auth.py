@@ -31,7 +31,8 @@ from .render import json_response
 
 bp = Blueprint("auth", __name__)
 
-PROTECTED = ("timeseries.", "statistical.", "process.", "batch.", "fis.", "imagery.", "catalog.")
+PROTECTED = ("timeseries.", "statistical.", "process.", "batch.", "batch_statistical.", "fis.", "imagery.",
+             "catalog.")
 #: Endpoints of the protected blueprints open to all (the Catalog API's landing page and conformance, as
 #: Sentinel Hub's are: sentinelhub-py reads them without a token).
 PUBLIC = ("catalog.landing", "catalog.conformance")

@@ -94,6 +94,11 @@ class SceneReadError(StatsError):
     """Raised when the imagery of one acquisition cannot be read (missing or corrupt asset)."""
 
 
+class StorageError(StatsError):
+    """Raised when a Batch Statistical location (S3 or the local folder) cannot be read or written; its message
+    names the location as the client gave it."""
+
+
 class CloudModelError(StatsError):
     """Raised when the s2cloudless model cannot be loaded or gets input of the wrong shape."""
 
@@ -109,6 +114,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     ArchiveError: 503,
     LayerConfigError: 503,
     SceneReadError: 502,
+    StorageError: 502,
     CloudModelError: 500,
     ConfigError: 500,
     StatsError: 500,

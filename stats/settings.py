@@ -80,6 +80,12 @@ class Settings:
     #: Dask LocalCluster worker processes per batch job; 0 runs jobs in the server process without Dask.
     batch_workers: int = field(default=0, metadata={"min": 0, "expected": "0 (in-process) or a positive number "
                                                                            "of worker processes"})
+    #: The one local folder Batch Statistical requests may read GeoPackages from and write outputs to (paths
+    #: relative to it); None allows S3 locations only.
+    batch_statistical_root: str | None = None
+    #: Buckets for which a Batch Statistical location without keys uses the server's own S3 credentials,
+    #: comma-separated; None lends them to none (every S3 location must carry its keys).
+    batch_statistical_buckets: str | None = None
     #: Address of a running Dask scheduler for batch jobs (its workers must reach the archive); None for none.
     dask_scheduler: str | None = None
     #: Band datasets kept open between queries (each costs about 1.6 MiB inside GDAL); 0 opens per read.
@@ -154,6 +160,16 @@ class Settings:
         if self.jobs_dir:
             return Path(self.jobs_dir).expanduser()
         return cache_home() / "polyfis" / "jobs"
+
+    @property
+    def batch_statistical_path(self) -> Path | None:
+        """The Batch Statistical local folder in force (resolved), or None when local paths are refused."""
+        return Path(self.batch_statistical_root).expanduser().resolve() if self.batch_statistical_root else None
+
+    @property
+    def batch_statistical_bucket_set(self) -> frozenset[str]:
+        """The buckets of ``POLYFIS_BATCH_STATISTICAL_BUCKETS``."""
+        return frozenset(b.strip() for b in (self.batch_statistical_buckets or "").split(",") if b.strip())
 
     @property
     def demo_path(self) -> Path:

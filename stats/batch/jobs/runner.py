@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ...archive.catalog import Archive
 from ...request import Limits
-from .store import PENDING, JobStore
+from .store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class JobRunner:
                 continue
             try:
                 record = self.store.get(job_id)
-                if record is None or record["status"] not in PENDING or record.get("archive") != href:
+                if record is None or not self.store.is_pending(record) or record.get("archive") != href:
                     continue  # finished (or set aside) by another process between the scan and the claim
                 self.store.run(job_id, archive, workers=self.workers, scheduler=self.scheduler,
                                limits=self.limits)

@@ -173,8 +173,17 @@ class JobStore:
             return None, "it is not UTF-8 text"
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None, "it is not valid JSON"
-        problem = record_problem(record, job_id)
+        problem = self.record_problem(record, job_id)
         return (record, None) if problem is None else (None, problem)
+
+    def record_problem(self, record: Any, job_id: str) -> str | None:
+        """What makes ``record`` (parsed ``job.json``) no record of job ``job_id`` of this store, or None
+        (:func:`.records.record_problem`; a store of other jobs checks its own records)."""
+        return record_problem(record, job_id)
+
+    def is_pending(self, record: dict[str, Any]) -> bool:
+        """Whether the job of ``record`` still has to run (CREATED or PROCESSING)."""
+        return record["status"] in PENDING
 
     def _quarantine(self, job_id: str, problem: str) -> dict[str, Any]:
         """Set a malformed ``job.json`` aside (its bytes kept in :data:`QUARANTINE_FILE`) and replace it with
@@ -240,7 +249,7 @@ class JobStore:
     def pending(self, archive: str | None = None) -> list[str]:
         """Ids of the jobs still to run (CREATED or PROCESSING), oldest first; with ``archive``, only
         those submitted against that archive."""
-        return [r["id"] for r in self.records(archive) if r["status"] in PENDING]
+        return [r["id"] for r in self.records(archive) if self.is_pending(r)]
 
     # ---- locks --------------------------------------------------------------------------------
 
