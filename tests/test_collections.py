@@ -478,3 +478,40 @@ def test_a_missing_s3_object_is_a_date_error_saying_not_found(demo_root: Path, s
     errors = [e for e in got["series"] if "error" in e]
     assert [e["scenes"] for e in errors] == [[gone.id]]
     assert f"{gone.assets['B04']}: not found" in errors[0]["error"] and "'red'" in errors[0]["error"]
+
+
+def test_a_batch_over_l2a_gives_the_time_series_rows(earth_search_l2a: Path) -> None:
+    from polyfis.api import batch
+
+    archive = Archive.open(earth_search_l2a)
+    options = {"bands": ["B04", "B08"], "indices": ["NDVI"], "statistics": ["mean", "p50"], "cloud": {"mode": "pixel"}}
+    polygons = {"type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {"id": "field"}, "geometry": FIELD}]}
+    rows = batch(polygons, TIME["from"], TIME["to"], archive=archive, **options).table.to_pylist()
+    request = TimeSeriesRequest.from_dict({"geometry": FIELD, "time": TIME, **options})
+    header, want = query_timeseries(request, archive, cache=ProbabilityCache()).table()
+    assert len(rows) == len(want) == len(IDS)
+    for row, expected in zip(rows, want, strict=True):
+        assert row["cloud_source"] == "scl" and row["error"] is None
+        for column, value in zip(header, expected, strict=True):
+            if column != "date":
+                assert row[column] == value, column
+
+
+def test_the_statistical_api_on_l2a_refuses_clp_the_model_cannot_give(earth_search_l2a: Path) -> None:
+    from stats.sentinelhub.statistical import run_statistics
+
+    archive = Archive.open(earth_search_l2a)
+
+    def body(output: str) -> dict[str, Any]:
+        script = ("//VERSION=3\nfunction setup() { return {input: [{bands: ['B04', 'CLP', 'CLM', 'dataMask']}], "
+                  "output: [{id: 'o', bands: 1, sampleType: 'FLOAT32'}, {id: 'dataMask', bands: 1}]}; }\n"
+                  f"function evaluatePixel(s) {{ return {{o: [{output}], dataMask: [s.dataMask]}}; }}")
+        return {"input": {"bounds": {"geometry": FIELD}, "data": [{"type": "sentinel-2-l2a"}]},
+                "aggregation": {"timeRange": {"from": "2023-06-24T00:00:00Z", "to": "2023-06-25T00:00:00Z"},
+                                "aggregationInterval": {"of": "P1D"}, "evalscript": script,
+                                "width": 80, "height": 80},
+                "calculations": {"default": {}}}
+
+    refused = run_statistics(body("s.CLP"), archive)["data"]
+    assert len(refused) == 1 and "B10" in refused[0]["error"]["message"]

@@ -34,6 +34,7 @@ VSI_PREFIXES = {"s3://": "/vsis3/", "http://": "/vsicurl/http://", "https://": "
 _STATUS = re.compile(r"response_code=(\d{3})")
 _APPLIED: dict[str, str] = {}
 _APPLIED_LOCK = threading.Lock()
+_DIAGNOSIS_LOCK = threading.Lock()
 
 
 def endpoint_options(environ: Mapping[str, str]) -> dict[str, str]:
@@ -118,18 +119,18 @@ def http_status(path: str) -> int | None:
         return None
     logger = logging.getLogger("rasterio._env")
     handler = _StatusHandler()
-    level = logger.level
-    logger.addHandler(handler)
-    if not logger.isEnabledFor(logging.DEBUG):
+    with _DIAGNOSIS_LOCK:  # one at a time: the logger's level is raised for the diagnosis and put back after
+        level = logger.level
+        logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
-    try:
-        with rasterio.Env(CPL_DEBUG=True), rasterio.open(path):
+        try:
+            with rasterio.Env(CPL_DEBUG=True), rasterio.open(path):
+                pass
+        except rasterio.errors.RasterioError:
             pass
-    except rasterio.errors.RasterioError:
-        pass
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     errors = [status for status in handler.statuses if status >= 400]
     return errors[-1] if errors else None
 
