@@ -507,7 +507,7 @@ def test_the_statistical_api_on_l2a_refuses_clp_the_model_cannot_give(earth_sear
         script = ("//VERSION=3\nfunction setup() { return {input: [{bands: ['B04', 'CLP', 'CLM', 'dataMask']}], "
                   "output: [{id: 'o', bands: 1, sampleType: 'FLOAT32'}, {id: 'dataMask', bands: 1}]}; }\n"
                   f"function evaluatePixel(s) {{ return {{o: [{output}], dataMask: [s.dataMask]}}; }}")
-        return {"input": {"bounds": {"geometry": FIELD}, "data": [{"type": "sentinel-2-l2a"}]},
+        return {"input": {"bounds": {"geometry": FIELD}, "data": [{"type": "sentinel-2-l1c"}]},
                 "aggregation": {"timeRange": {"from": "2023-06-24T00:00:00Z", "to": "2023-06-25T00:00:00Z"},
                                 "aggregationInterval": {"of": "P1D"}, "evalscript": script,
                                 "width": 80, "height": 80},
