@@ -16,6 +16,10 @@ With ``cloud.shadows``, the cloud block also reaches towards the sun as far as t
 and each date gets the share of its pixels in the shadows of the mask's clouds (:mod:`stats.clouds.shadows`),
 which ``cloud.mask`` leaves out too.
 
+An L2A date has no B10, which s2cloudless needs: it gets no cloud probability, and its cloud mask, cloud
+shadows and snow and water shares come from its scene classification (:mod:`stats.clouds.scl`), computed
+whatever the cloud mode, with ``cloud.source`` ``scl`` and a note saying so.
+
 With ``water``, each date also gets its water region (:mod:`stats.water.region`: the polygon's own pixels,
 or the outline grown by its buffer, read on its own with its own cloud cells, scored in the same model
 call), measured by :func:`stats.water.extent.measure`.
@@ -38,6 +42,8 @@ from .clouds.cells import CellRequest, ProbabilityCache, pixel_clouds, resolve_p
 from .clouds.disk import DiskCells
 from .clouds.layers import cloud_cells
 from .clouds.model import CloudModel, default_model
+from .clouds.scl import NOTE as SCL_NOTE
+from .clouds.scl import class_fractions, classes_at, in_group, statistics_bands, uses_scl
 from .clouds.shadow_masks import block_masks, date_reach, index_of_pixels, shadow_block
 from .clouds.shadows import ShadowInput, shadow_fraction
 from .diagnosis import why_empty
@@ -188,9 +194,12 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     date_cells = None
     cloud_block = None
     reach, shadow_warning = (0, 0, 0, 0), None
-    if options.cloud.shadows:
+    scl = uses_scl(tiles)  # L2A: no model (no B10); clouds, shadows, snow and water from the SCL classes
+    if scl:
+        read_bands = statistics_bands(read_bands)
+    elif options.cloud.shadows:
         reach, shadow_warning = date_reach(tiles, options.cloud.shadow_parameters)
-    if options.pixel_clouds:
+    if options.pixel_clouds or scl:
         date_cells = cloud_cells(tiles, geom, geom_crs, read_bands, params,
                                  max_pixels=limits.max_pixels, exact=options.exact, limits=limits, reach=reach)
         cloud_block = date_cells.block
@@ -204,7 +213,7 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     values = {b: block.dn[b][valid] for b in read_bands}
     weights = block.coverage[valid] if block.coverage is not None else None
     averaged = None
-    if values[read_bands[0]].size and options.cloud.averaged:
+    if values[read_bands[0]].size and options.cloud.averaged and not scl:
         # the model always sees harmonised reflectance, whatever the statistics report
         averaged = np.array([np.average(values[b].astype(np.float64), weights=weights) / QUANTIFICATION_VALUE
                              for b in MODEL_BANDS])
@@ -218,7 +227,7 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     if date_cells is not None and work.valid:
         work.cells = date_cells.cells
         work.grid, work.valid_mask = block.grid, valid
-        if options.cloud.shadows and shadow_warning is None:
+        if options.cloud.shadows and shadow_warning is None and not scl:
             work.shadow_input = shadow_block(tiles, geom, geom_crs, cloud_block, params, reach,
                                              max_pixels=limits.max_pixels, limits=limits)
     if options.water is not None:
@@ -248,22 +257,28 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
     clear = np.ones(work.valid, dtype=bool)
     layers: dict[str, np.ndarray] = {}
     pixel_cloud = None
+    classes = None
     if work.cells is not None and work.grid is not None and work.valid_mask is not None:
         clouds = pixel_clouds(work.cells, cloud.mask_parameters, work.grid, work.valid_mask)
         clear = ~clouds.cloudy
         layers = clouds.layers()
+        scl = work.cells.classes is not None
+        if scl:
+            classes = classes_at(work.cells, work.grid, work.valid_mask)
         pixel_cloud = PixelCloud(
             fraction=float(np.average(clouds.cloudy, weights=work.weights)),
-            probability_mean=float(np.average(clouds.probability, weights=work.weights)),
+            probability_mean=None if scl else float(np.average(clouds.probability, weights=work.weights)),
             clear_pixels=int(clear.sum()),
             cloudy_pixels=int(clouds.cloudy.sum()),
             source=work.cells.source,
+            note=SCL_NOTE if scl else None,
+            classes=class_fractions(classes, work.weights) if classes is not None else None,
         )
     elif work.valid == 0 and work.cells is None and (cloud.pixel or options.water is not None):
         pixel_cloud = PixelCloud(None, None, 0, 0)
     shadow = None
     if cloud.shadows:
-        shadow, in_shadow = _shadows(options, work)
+        shadow, in_shadow = _shadows(options, work) if classes is None else _scl_shadows(classes, work)
         clear = clear & ~in_shadow
     selected = clear if cloud.mask else np.ones(work.valid, dtype=bool)
     reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE for b, v in work.values.items()}
@@ -309,6 +324,12 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         histograms=histograms,
         shadow=shadow,
     )
+
+
+def _scl_shadows(classes: np.ndarray, work: _DateWork) -> tuple[PixelShadow, np.ndarray]:
+    """The shadow result of an L2A date: its pixels of the SCL cloud-shadow class."""
+    in_shadow = in_group(classes, "cloud_shadow")
+    return PixelShadow(shadow_fraction(in_shadow, work.weights), int(in_shadow.sum())), in_shadow
 
 
 def _shadows(options: QueryOptions, work: _DateWork) -> tuple[PixelShadow, np.ndarray]:

@@ -49,6 +49,8 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from .archive.catalog import Acquisition
+from .archive.layouts import SCL_ASSET
+from .archive.storage import gdal_path, open_failure
 from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
 from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
@@ -277,10 +279,10 @@ def band_pixel_area(src: rasterio.io.DatasetReader, grid: Grid, same_crs: bool) 
 def _href(acq: Acquisition, band: str) -> str:
     href = acq.assets.get(band)
     if href is None:
-        raise SceneReadError(f"scene {acq.id}: band {band} is missing from the archive item")
-    if href.startswith(("http://", "https://")):
-        href = "/vsicurl/" + href
-    return href
+        what = "the scene classification" if band == SCL_ASSET else f"band {band}"
+        raise SceneReadError(f"scene {acq.id}: {what} is missing from the archive item (no asset "
+                             f"{acq.asset_key(band)!r}, {acq.layout} layout, {acq.level})")
+    return gdal_path(href)
 
 
 @contextmanager
@@ -304,7 +306,8 @@ def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> I
             src = stack.enter_context((pool or default_pool()).open(href, check))
         except rasterio.errors.RasterioIOError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
-            raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
+            raise SceneReadError(f"scene {acq.id}: band {band} (asset {acq.asset_key(band)!r}) cannot be opened: "
+                                 f"{open_failure(href, str(exc))}") from exc
         yield src
 
 

@@ -31,7 +31,9 @@ class PixelCloud:
 
     ``fraction`` is the share of valid pixels under the cloud mask, ``probability_mean`` the mean CLP
     probability over them; ``clear_pixels + cloudy_pixels`` is the number of valid pixels. ``source`` says
-    where the cloud cells came from: ``layers`` (the stored CLP/CLM) or ``model`` (scored on the fly).
+    where the cloud cells came from: ``layers`` (the stored CLP/CLM), ``model`` (scored on the fly) or
+    ``scl`` (an L2A date's scene classification, which has no probability: ``probability_mean`` is None,
+    ``note`` says why and ``classes`` holds the share of valid pixels in each SCL class group).
     """
 
     fraction: float | None
@@ -39,6 +41,8 @@ class PixelCloud:
     clear_pixels: int
     cloudy_pixels: int
     source: str | None = None
+    note: str | None = None
+    classes: Mapping[str, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class DateResult:
             cloud.update(fraction=clean(pc.fraction), probability_mean=clean(pc.probability_mean),
                          clear_pixels=pc.clear_pixels, cloudy_pixels=pc.cloudy_pixels,
                          trusted=self.warning is None, warning=self.warning, source=pc.source)
+            if pc.note is not None:
+                cloud["note"] = pc.note
+            if pc.classes is not None:
+                cloud["scl"] = {group: clean(value) for group, value in pc.classes.items()}
         if self.shadow is not None:
             cloud.update(self.shadow.to_dict())
         out["cloud"] = cloud
@@ -129,7 +137,7 @@ def format_datetime(value: dt.datetime) -> str:
 TABLES = ("dates", "intervals", "curves", "season")
 CSV_FIXED_COLUMNS = ("date", "cloud_probability", "cloudy", "valid_pixels", "nodata_pixels")
 CSV_PIXEL_COLUMNS = ("cloud_fraction", "cloud_probability_mean", "clear_pixels", "cloudy_pixels", "cloud_warning",
-                     "cloud_trusted", "cloud_source")
+                     "cloud_trusted", "cloud_source", "cloud_note")
 CSV_WATER_COLUMNS = WATER_COLUMNS
 CSV_SHADOW_COLUMNS = ("shadow_fraction", "shadow_pixels", "shadow_warning")
 
@@ -220,7 +228,7 @@ class TimeSeriesResult:
             if self.pixel_cloud:
                 pc = d.pixel_cloud
                 row += ([clean(pc.fraction), clean(pc.probability_mean), pc.clear_pixels, pc.cloudy_pixels, d.warning,
-                         d.warning is None, pc.source] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
+                         d.warning is None, pc.source, pc.note] if pc is not None else [None] * len(CSV_PIXEL_COLUMNS))
             if self.shadows:
                 row += d.shadow.row() if d.shadow is not None else [None] * len(CSV_SHADOW_COLUMNS)
             if self.water:

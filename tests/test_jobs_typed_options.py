@@ -35,7 +35,7 @@ OPTION_SETS = {
                   "histogram": {"bins": 4}},
 }
 
-STRINGS = {"id", "error", "cloud_warning", "cloud_source", "water_status", "water_threshold_method"}
+STRINGS = {"id", "error", "cloud_warning", "cloud_source", "cloud_note", "water_status", "water_threshold_method"}
 BOOLEANS = {"cloudy", "cloud_trusted"}
 PIXEL_COUNTS = {"valid_pixels", "nodata_pixels", "clear_pixels", "cloudy_pixels"}
 
@@ -62,6 +62,7 @@ def json_cells(entry: dict[str, Any]) -> dict[str, Any]:
         "cloud_fraction": cloud.get("fraction"), "cloud_probability_mean": cloud.get("probability_mean"),
         "clear_pixels": cloud.get("clear_pixels"), "cloudy_pixels": cloud.get("cloudy_pixels"),
         "cloud_warning": cloud.get("warning"), "cloud_trusted": cloud.get("trusted"), "cloud_source": cloud.get("source"),
+        "cloud_note": cloud.get("note"),
         "error": entry.get("error")}
     for key, value in entry.get("water", {}).items():
         if key != "extent":

@@ -30,6 +30,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..bands import CENTER_WAVELENGTH_NM, COMMON_NAME, S2_BANDS, baseline_offset
 from ..errors import ArchiveError
+from .layouts import dn_offset, expected_key, item_assets
 
 COLLECTION_FILE = "collection.json"
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
@@ -100,6 +101,12 @@ class Acquisition:
     sun_azimuth: float | None = None
     sun_elevation: float | None = None
     cloud_layers: CloudLayerAssets | None = None
+    #: the item's layout (:mod:`stats.archive.layouts`), processing level (``L1C`` or ``L2A``), the item's own
+    #: asset key of each band, and the DN offset its ``raster:bands`` or baseline give (None: from the baseline)
+    layout: str = "polyfis"
+    level: str = "L1C"
+    asset_keys: Mapping[str, str] = field(default_factory=dict)
+    offset: int | None = None
 
     @property
     def date(self) -> dt.date:
@@ -113,8 +120,13 @@ class Acquisition:
 
     @property
     def dn_offset(self) -> int:
-        """DN offset to remove for harmonisation (1000 from baseline 04.00 on, else 0)."""
-        return baseline_offset(self.processing_baseline)
+        """DN offset to remove for harmonisation: the item's own (:func:`stats.archive.layouts.dn_offset`),
+        else 1000 from baseline 04.00 on and 0 before."""
+        return baseline_offset(self.processing_baseline) if self.offset is None else self.offset
+
+    def asset_key(self, band: str) -> str:
+        """The item's asset key for ``band`` (or ``SCL``), or the one its layout would give it."""
+        return self.asset_keys.get(band) or expected_key(self.layout, band)
 
 
 def group_by_date(acquisitions: Iterable[Acquisition]) -> list[list[Acquisition]]:
@@ -240,7 +252,8 @@ def sun_angles(properties: Mapping[str, Any]) -> tuple[float | None, float | Non
 
 
 def acquisition_from_item(item: pystac.Item) -> Acquisition:
-    """Build an :class:`Acquisition` from a STAC Item written by polyfis or any S2 L1C STAC source."""
+    """Build an :class:`Acquisition` from a STAC Item written by polyfis or any Sentinel-2 L1C/L2A STAC source,
+    its assets read through the item's layout (:mod:`stats.archive.layouts`)."""
     props = item.properties
     when = item.datetime
     if when is None:
@@ -251,7 +264,7 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
     code = props.get("proj:code") or (f"EPSG:{epsg}" if epsg else None)
     if code is None:
         raise ArchiveError(f"STAC Item {item.id!r} has neither proj:epsg nor proj:code")
-    assets = {key: asset.get_absolute_href() or asset.href for key, asset in item.assets.items() if key in S2_BANDS}
+    found = item_assets(item)
     if item.geometry is None:
         raise ArchiveError(f"STAC Item {item.id!r} has no geometry")
     azimuth, elevation = sun_angles(props)
@@ -260,13 +273,17 @@ def acquisition_from_item(item: pystac.Item) -> Acquisition:
         datetime=when.astimezone(dt.UTC),
         crs=str(code),
         footprint=shape(item.geometry),
-        assets=assets,
+        assets=found.hrefs,
         cloud_cover=props.get("eo:cloud_cover"),
         processing_baseline=props.get("s2:processing_baseline"),
         tile=props.get("s2:mgrs_tile") or props.get("grid:code"),
         sun_azimuth=azimuth,
         sun_elevation=elevation,
         cloud_layers=CloudLayerAssets.from_item(item),
+        layout=found.layout,
+        level=found.level,
+        asset_keys=found.keys,
+        offset=dn_offset(item, found),
     )
 
 

@@ -91,7 +91,7 @@ def _schema(plan: BatchPlan) -> pa.Schema:
     for name in plan.columns()[1:]:
         if name == "date":
             kind = pa.date32()
-        elif name in ("error", "cloud_warning", "cloud_source", "shadow_warning", "water_status",
+        elif name in ("error", "cloud_warning", "cloud_source", "cloud_note", "shadow_warning", "water_status",
                       "water_threshold_method"):
             kind = pa.string()
         elif name in ("cloudy", "cloud_trusted"):

@@ -31,6 +31,7 @@ from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..clouds.cells import point_clouds
 from ..clouds.layers import stored_cells
 from ..clouds.model import CloudModel, default_model
+from ..clouds.scl import uses_scl
 from ..datasets import map_threads
 from ..errors import SceneReadError
 from ..geometry import cached_crs
@@ -56,7 +57,10 @@ def _archive(href: str) -> Archive:
 
 
 def vectorised(options: QueryOptions, tiles: Sequence[Acquisition]) -> bool:
-    """Whether the vectorised path answers these options (else the time-series engine, polygon by polygon)."""
+    """Whether the vectorised path answers these options (else the time-series engine, polygon by polygon, as
+    for an L2A date, whose clouds come from its scene classification)."""
+    if uses_scl(tiles):
+        return False
     stored = (options.cloud.source != "model" and all(t.cloud_layers is not None for t in tiles)
               and not any(spec.cloud_layers for spec in options.indices) and not options.cloud.shadows)
     return (options.resolution == 10 and not options.exact and (not options.pixel_clouds or stored)

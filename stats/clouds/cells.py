@@ -192,7 +192,8 @@ class CellRequest:
 
     ``grid`` is the grid the cells are cut from, with a cell corner at its origin: a cell is ``k`` x ``k`` of
     its pixels (the 10 m block read for the model, or the cell grid itself with ``k`` = 1). ``mask``, when
-    set, is the stored CLM of the cells (uint8 0/1), used as it is.
+    set, is the stored CLM of the cells (uint8 0/1), used as it is. ``source`` is ``model``, ``layers`` or
+    ``scl`` (an L2A date's scene classification, :mod:`stats.clouds.scl`).
     """
 
     keys: Sequence[Hashable]
@@ -203,6 +204,7 @@ class CellRequest:
     k: int = 1
     mask: np.ndarray | None = None
     source: str = "model"
+    classes: np.ndarray | None = None  # uint8 (crows, ccols): the SCL classes of cells from an L2A scene
 
     @property
     def cell_grid(self) -> Grid:

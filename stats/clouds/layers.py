@@ -1,4 +1,5 @@
-"""The cloud cells of a date: from the stored CLP/CLM layers when the date has them, else from the model.
+"""The cloud cells of a date: from the stored CLP/CLM layers when the date has them, else from the model
+(an L2A date: from its scene classification, :mod:`stats.clouds.scl`).
 
 ``polyfis clouds`` (:mod:`stats.clouds.store`) stores, for every acquisition, the ``CLP`` and ``CLM`` layers on
 cells of 160 m anchored at the tile origin, exactly as the on-the-fly recipe of :mod:`stats.clouds.cells`
@@ -38,6 +39,7 @@ from ..raster import Grid, PixelBlock, query_grid
 from ..request import DEFAULT_MAX_PIXELS, Limits
 from .cells import NO_DATA, CellRequest, cell_request, read_cloud_block
 from .options import MaskParameters
+from .scl import scl_cells, uses_scl
 
 #: The mask parameters of the stored ``CLM``: Sentinel Hub's (160 m, threshold 0.4, radii 4 and 2 cells).
 LAYER_PARAMETERS = MaskParameters()
@@ -58,11 +60,15 @@ def cloud_cells(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_c
                 reach: tuple[int, int, int, int] = (0, 0, 0, 0)) -> DateCells:
     """The cloud cells of one date around ``geometry``, from where ``params.source`` says (see the module
     docstring); ``reach`` widens the window by 10 m pixels (left, top, right, bottom), as for cloud shadows.
+    An L2A date (which has no B10 for the model) takes its cells from its scene classification instead
+    (:func:`stats.clouds.scl.scl_cells`), whatever ``params.source`` says.
 
     :param bands: the bands to read, with the model bands, when the cells are scored on the fly (the block is
         returned, so that a 10 m query reads once).
     :raises SceneReadError: with ``source="layers"``, when a tile has no stored layers.
     """
+    if uses_scl(tiles):
+        return DateCells(scl_cells(tiles, geometry, geometry_crs, max_pixels=max_pixels, reach=reach))
     source = params.source
     if source != "model" and all(t.cloud_layers is not None for t in tiles):
         return DateCells(stored_cells(tiles, geometry, geometry_crs, params, max_pixels=max_pixels, reach=reach))

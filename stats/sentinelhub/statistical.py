@@ -37,6 +37,7 @@ from ..clouds.cells import ProbabilityCache, point_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
 from ..clouds.options import MaskParameters
+from ..clouds.scl import statistics_bands, uses_scl
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
@@ -253,6 +254,12 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition],
         return None
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
+    if uses_scl(tiles):  # L2A: no B10, so no s2cloudless probability; CLM comes from the scene classification
+        if "CLP" in wants_cloud:
+            raise SceneReadError(f"{tiles[0].date.isoformat()}: the evalscript asks for CLP, the s2cloudless "
+                                 "probability, which needs band B10; this date is an L2A product without B10 (its "
+                                 "CLM comes from the scene classification, SCL)")
+        bands = statistics_bands(bands)
     samples = []
     pixels = 0
     for group in plan.groups if plan.mosaicking != "SIMPLE" else (tuple(range(len(tiles))),):
