@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,7 +126,12 @@ class StacApiSource(ArchiveSource):
         return items
 
     def _convert(self, items: Iterable[pystac.Item]) -> list[Acquisition]:
-        out = [acquisition_from_item(item) for item in items]
+        out = []
+        for item in items:
+            # An API's asset hrefs are absolute: URLs, or the paths of a self-hosted API on this machine, which
+            # pystac would read against the item's own http URL if the item kept its self link.
+            item.remove_links(pystac.RelType.SELF)
+            out.append(acquisition_from_item(item))
         with self._lock:
             for acq in out:
                 self._by_id[acq.id] = acq
@@ -191,7 +197,9 @@ class StacApiSource(ArchiveSource):
         """The API's ``numberMatched`` for the collection, when it gives one."""
         if self._count is None:
             try:
-                matched = self.client.search(collections=[self.collection_id], limit=1, max_items=1).matched()
+                with warnings.catch_warnings():  # pystac-client warns when the API leaves numberMatched out
+                    warnings.simplefilter("ignore", UserWarning)
+                    matched = self.client.search(collections=[self.collection_id], limit=1, max_items=1).matched()
             except (requests.RequestException, APIError, pystac.STACError, ValueError, NotImplementedError):
                 matched = None
             self._count = (matched,)
