@@ -125,8 +125,7 @@ def chunk_table(template: pa.Table, rows: list[tuple[int, int, int, float]]) -> 
     row = np.array([r[1] for r in rows], dtype=np.float64)
     x0, y0 = LON0 + col, LAT0 + row
     x1, y1 = x0 + 1 + OVERLAP, y0 + 1 + OVERLAP
-    dicts = [item_dict((c, r), i, cover) for c, r, i, cover in rows]
-    names = np.array([d["id"] for d in dicts], dtype=object)
+    names = np.array([f"T{c:02d}{r:02d}_{FIRST + i * REVISIT:%Y%m%dT%H%M%S}" for c, r, i, _ in rows], dtype=object)
     schema = table.schema
 
     def put(name: str, values: pa.Array) -> None:
@@ -139,7 +138,7 @@ def chunk_table(template: pa.Table, rows: list[tuple[int, int, int, float]]) -> 
                                            fields=list(schema.field("bbox").type)))
     put("geometry", pa.array(shapely.to_wkb(shapely.box(x0, y0, x1, y1)), schema.field("geometry").type))
     put("eo:cloud_cover", pa.array([r[3] for r in rows], pa.float64()))
-    put("s2:mgrs_tile", pa.array([d["properties"]["s2:mgrs_tile"] for d in dicts], pa.string()))
+    put("s2:mgrs_tile", pa.array([f"{c:02d}{r:02d}" for c, r, _, _ in rows], pa.string()))
     assets = table.column("assets").combine_chunks()
     bands = []
     for field in assets.type:
@@ -148,7 +147,8 @@ def chunk_table(template: pa.Table, rows: list[tuple[int, int, int, float]]) -> 
         bands.append(pa.StructArray.from_arrays([hrefs, *(old.field(i) for i in range(1, old.type.num_fields))],
                                                 fields=list(old.type)))
     put("assets", pa.StructArray.from_arrays(bands, fields=list(assets.type)))
-    put(ITEM_COLUMN, pa.array([json.dumps(d, separators=(",", ":")) for d in dicts], pa.string()))
+    put(ITEM_COLUMN, pa.array([json.dumps(item_dict((c, r), i, cover), separators=(",", ":"))
+                               for c, r, i, cover in rows], pa.string()))
     put(CELL_COLUMN, pa.array(cell_numbers((x0 + x1) / 2, (y0 + y1) / 2)))
     return table
 
@@ -159,6 +159,8 @@ def generate(path: Path, items: int, seed: int) -> tuple[int, float]:
     template = index_table([item_dict((0, 0), i, 0.0) for i in range(CHUNK_ITEMS)])
     template = template.take(pa.array(np.arange(CHUNK_ITEMS)))  # plain, unsorted by the dates it made up
 
+    done = [0]
+
     def chunks() -> Iterator[pa.Table]:
         batch: list[tuple[int, int, int, float]] = []
         for entry in tile_rows(items, seed):
@@ -166,6 +168,9 @@ def generate(path: Path, items: int, seed: int) -> tuple[int, float]:
             if len(batch) == CHUNK_ITEMS:
                 yield chunk_table(template, batch)
                 batch = []
+                done[0] += CHUNK_ITEMS
+                if done[0] % (50 * CHUNK_ITEMS) == 0:
+                    print(f"  {done[0]} items written, {time.perf_counter() - start:.0f} s", file=sys.stderr)
         if batch:
             yield chunk_table(template, batch)
 
