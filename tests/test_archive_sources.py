@@ -149,11 +149,10 @@ def stac_api_url(demo_items: tuple[dict[str, Any], list[dict[str, Any]]]) -> Ite
         if start.returncode != 0:
             pytest.skip(f"PostgreSQL does not start here: {start.stderr.strip()[-300:]}")
         started = True
+        import psycopg
         from pypgstac.db import PgstacDB
         from pypgstac.load import Loader, Methods
         from pypgstac.migrate import Migrate
-
-        import psycopg
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{db_port}/postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE stac")
