@@ -3,8 +3,8 @@
 * :class:`~.static.MemorySource`: a static STAC catalog (local or http(s)), read once, its items fetched
   concurrently, searched through an R-tree of footprints and a sorted time axis;
 * :class:`~.geoparquet.GeoparquetSource`: a stac-geoparquet index (``items.parquet`` beside
-  ``collection.json``, written by every polyfis archive writer), queried through DuckDB with the bbox and
-  time filters pushed down to the Parquet row groups, for local archives of millions of items;
+  ``collection.json``, written by every polyfis archive writer), read with pyarrow: only the row groups whose
+  bbox and time statistics can hold a match, for local archives of millions of items;
 * :class:`~.stac_api.StacApiSource`: a STAC API searched through pystac-client (``/search`` with
   ``intersects``, ``datetime``, the collection, a cloud cover filter, paging), its answers cached.
 

@@ -1,9 +1,10 @@
-"""A stac-geoparquet index of an archive, searched through DuckDB.
+"""A stac-geoparquet index of an archive, searched through pyarrow.
 
 :func:`write_index` writes ``items.parquet`` (stac-geoparquet) beside a local archive's ``collection.json``:
-one row per item, sorted by datetime and written in small row groups, so that a search's time range and bbox
-are answered from the row groups' statistics (DuckDB pushes both filters down into the Parquet scan) and only
-the rows that match are turned back into STAC Items. Asset hrefs are stored relative to the index's folder, so
+one row per item, sorted by a 1-degree cell of the bbox centre then by datetime, in small row groups, so that a
+search's bbox and time range are answered from the row groups' statistics (only the groups that can hold a
+match are read, first their bbox, time and cloud cover columns) and only the rows that match are turned back
+into STAC Items. Asset hrefs are stored relative to the index's folder, so
 the archive can be moved or copied whole.
 
 :class:`GeoparquetSource` answers searches from it; every polyfis writer (``ArchiveWriter.save``,
@@ -21,13 +22,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pystac
 import stac_geoparquet.arrow as sga
+from cachetools import LRUCache
 from shapely.geometry.base import BaseGeometry
 
 from ...errors import ArchiveError
@@ -36,6 +37,9 @@ from . import INDEX_FILE, ArchiveSource, date_summary, missing_ids
 
 #: Rows per Parquet row group: the unit the time and bbox statistics skip.
 ROW_GROUP_ROWS = 1024
+#: Acquisitions kept converted between searches (keyed by the hash of their item's JSON: a changed item is read
+#: anew).
+CACHED_ITEMS = 20_000
 #: The column holding each item's whole JSON (hrefs relative to the index): a search reads it for the rows
 #: that match only, which is much faster than rebuilding items from the stac-geoparquet columns.
 ITEM_COLUMN = "polyfis:item"
@@ -156,14 +160,27 @@ def index_catalog(root: str | os.PathLike[str]) -> Path:
                        title=catalog.get("title"), metadata=dict(catalog.get(METADATA_PROPERTY, {})))
 
 
-def _us(when: dt.datetime) -> dt.datetime:
-    """A bound DuckDB can compare with the index's timestamps (``datetime.min``/``max`` clamped)."""
-    low, high = dt.datetime(1, 1, 2, tzinfo=dt.UTC), dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
-    return min(max(when.astimezone(dt.UTC), low), high)
+#: The columns a search filters on, and the statistics of each row group it prunes with.
+_BOUNDS = ("bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax")
+_FILTER_COLUMNS = ["id", "datetime", "bbox", "eo:cloud_cover"]
+
+
+def _us(when: dt.datetime) -> int:
+    """Microseconds since the epoch (UTC), the unit of the index's timestamps."""
+    delta = when.astimezone(dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _statistic(value: Any) -> float:
+    if isinstance(value, dt.datetime):
+        return float(_us(value if value.tzinfo else value.replace(tzinfo=dt.UTC)))
+    return float(value)
 
 
 class GeoparquetSource(ArchiveSource):
-    """A stac-geoparquet file searched through DuckDB (one connection, a cursor per thread)."""
+    """A stac-geoparquet file searched with pyarrow: the row groups whose bbox and time statistics (read once,
+    from the footer) can hold a match are read, first their filter columns, then the item JSON of the rows that
+    match."""
 
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
@@ -172,21 +189,38 @@ class GeoparquetSource(ArchiveSource):
         self.href = str(self.folder if self.path.name == INDEX_FILE else self.path)
         self.kind = f"stac-geoparquet index {str(self.path)!r}"
         try:
-            parquet = pq.ParquetFile(self.path)
+            self._file = pq.ParquetFile(self.path)
         except (OSError, pa.ArrowException) as exc:
             raise ArchiveError(f"Cannot read the {self.kind}: {exc}; rebuild it with `polyfis index`") from exc
-        stored = json.loads((parquet.schema_arrow.metadata or {}).get(GEOPARQUET_KEY, b"{}"))
+        schema = self._file.schema_arrow
+        stored = json.loads((schema.metadata or {}).get(GEOPARQUET_KEY, b"{}"))
         info: dict[str, Any] = next(iter((stored.get("collections") or {}).values()), {})
         self.id = str(info.get("id", self.path.stem))
         self.title = str(info.get("title", self.id))
         self.metadata = dict(info.get(METADATA_PROPERTY, {}))
-        self._rows = parquet.metadata.num_rows
-        self._columns = set(parquet.schema_arrow.names)
-        self._db = duckdb.connect()
-        # the footer (statistics of every row group) is parsed once, not on every search
-        self._db.execute("SET parquet_metadata_cache = true")
-        self._local = threading.local()
-        self._extents: tuple[Any, Any] | None = None
+        self._columns = set(schema.names)
+        self._rows = self._file.metadata.num_rows
+        self._lock = threading.Lock()
+        self._converted: LRUCache[int, Acquisition] = LRUCache(CACHED_ITEMS)
+        self._stats = self._row_group_statistics()
+
+    def _row_group_statistics(self) -> np.ndarray:
+        """Per row group: xmin, ymin, xmax, ymax (degrees) and the first and last datetime (microseconds);
+        unknown bounds are open (-inf/inf), so such a group is always read."""
+        meta = self._file.metadata
+        paths = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+        wanted = [*_BOUNDS, "datetime", "datetime"]
+        out = np.tile(np.array([-np.inf, -np.inf, np.inf, np.inf, -np.inf, np.inf]), (meta.num_row_groups, 1))
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            for k, name in enumerate(wanted):
+                column = paths.get(name)
+                stats = row_group.column(column).statistics if column is not None else None
+                if stats is None or not stats.has_min_max:
+                    continue
+                # a box overlaps the query when its min corner is below the query's max and its max above its min
+                out[group, k] = _statistic(stats.min if k in (0, 1, 4) else stats.max)
+        return out
 
     @classmethod
     def open(cls, path: Path) -> GeoparquetSource:
@@ -195,61 +229,91 @@ class GeoparquetSource(ArchiveSource):
             raise ArchiveError(f"No stac-geoparquet index at {str(path)!r}; expected a .parquet file")
         return cls(path)
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._local.cursor = self._db.cursor()
-        return cursor
+    def _read(self, groups: Sequence[int], columns: list[str]) -> pa.Table:
+        try:
+            with self._lock:
+                return self._file.read_row_groups(list(groups), columns=columns)
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            raise ArchiveError(f"Cannot read the {self.kind}: {exc}; rebuild it with `polyfis index`") from exc
 
-    def _rows_where(self, where: str, params: list[Any]) -> list[Acquisition]:
-        if self._rows == 0:
+    def _items_of(self, groups: Sequence[int], keep: pa.Array | None, table: pa.Table | None = None
+                  ) -> list[Acquisition]:
+        """The acquisitions of the rows ``keep`` (indices into the groups' rows; None: all), by datetime and id;
+        ``table``: those groups' rows already read with their item JSON."""
+        if not groups:
             return []
         own = ITEM_COLUMN in self._columns
-        column = f'"{ITEM_COLUMN}"' if own else "*"
-        sql = f"SELECT {column} FROM read_parquet(?) WHERE {where} ORDER BY datetime, id"
-        try:
-            result = self._cursor().execute(sql, [str(self.path), *params])
-            if own:
-                return self._acquisitions(row[0] for row in result.fetchall())
-            table = result.to_arrow_table()
-        except duckdb.Error as exc:
-            raise ArchiveError(f"Cannot search the {self.kind}: {exc}; rebuild it with `polyfis index`") from exc
+        if table is None or not own:
+            table = self._read(groups, [ITEM_COLUMN, "datetime", "id"] if own else self._file.schema_arrow.names)
+        if keep is not None:
+            table = table.take(keep)
+        table = table.take(pc.sort_indices(table, sort_keys=[("datetime", "ascending"), ("id", "ascending")]))
+        if own:
+            return self._acquisitions(table.column(ITEM_COLUMN).to_pylist())
         # an index written by another tool: the items rebuilt from the stac-geoparquet columns
         return self._acquisitions(json.dumps(d) for d in sga.stac_table_to_items(table))
 
     def _acquisitions(self, texts: Iterable[str]) -> list[Acquisition]:
+        """The acquisitions of item JSON texts, each converted once while it stays in the bounded cache."""
         out = []
         for text in texts:
-            data = json.loads(text)
-            for asset in data.get("assets", {}).values():
-                asset["href"] = _absolute(asset["href"], self._folder_text)
-            out.append(acquisition_from_item(pystac.Item.from_dict(data, preserve_dict=False, migrate=False)))
+            key = hash(text)
+            with self._lock:
+                cached = self._converted.get(key)
+            if cached is None:
+                data = json.loads(text)
+                for asset in data.get("assets", {}).values():
+                    asset["href"] = _absolute(asset["href"], self._folder_text)
+                cached = acquisition_from_item(pystac.Item.from_dict(data, preserve_dict=False, migrate=False))
+                with self._lock:
+                    self._converted[key] = cached
+            out.append(cached)
         return out
 
     def search(self, geometry_wgs84: BaseGeometry, start: dt.datetime, end: dt.datetime, *,
                max_cloud_cover: float | None = None) -> list[Acquisition]:
-        """See :meth:`ArchiveSource.search`: time and bbox filtered in the Parquet scan, then the exact
-        footprint test on the few rows left."""
+        """See :meth:`ArchiveSource.search`: the row groups pruned by their statistics, their rows by bbox, time
+        and cloud cover, then the exact footprint test on the few rows left."""
+        if self._rows == 0:
+            return []
         minx, miny, maxx, maxy = geometry_wgs84.bounds
-        where = ("datetime >= ? AND datetime <= ? AND bbox.xmin <= ? AND bbox.xmax >= ? AND bbox.ymin <= ? "
-                 "AND bbox.ymax >= ?")
-        params: list[Any] = [_us(start), _us(end), maxx, minx, maxy, miny]
+        lo, hi = _us(start), _us(end)
+        st = self._stats
+        groups = np.nonzero((st[:, 0] <= maxx) & (st[:, 2] >= minx) & (st[:, 1] <= maxy) & (st[:, 3] >= miny)
+                            & (st[:, 4] <= hi) & (st[:, 5] >= lo))[0].tolist()
+        if not groups:
+            return []
+        # one read of the groups: the filter columns and the item JSON (a few groups of ROW_GROUP_ROWS rows)
+        table = self._read(groups, [c for c in [*_FILTER_COLUMNS, ITEM_COLUMN] if c in self._columns])
+        bbox = table.column("bbox")
+        when = pc.cast(table.column("datetime"), pa.int64())
+        mask = pc.and_(pc.and_(pc.less_equal(pc.struct_field(bbox, "xmin"), maxx),
+                               pc.greater_equal(pc.struct_field(bbox, "xmax"), minx)),
+                       pc.and_(pc.less_equal(pc.struct_field(bbox, "ymin"), maxy),
+                               pc.greater_equal(pc.struct_field(bbox, "ymax"), miny)))
+        mask = pc.and_(mask, pc.and_(pc.greater_equal(when, lo), pc.less_equal(when, hi)))
         if max_cloud_cover is not None and "eo:cloud_cover" in self._columns:
-            where += ' AND ("eo:cloud_cover" IS NULL OR "eo:cloud_cover" <= ?)'
-            params.append(float(max_cloud_cover))
-        found = self._rows_where(where, params)
+            cover = table.column("eo:cloud_cover")
+            mask = pc.and_(mask, pc.or_kleene(pc.is_null(cover), pc.less_equal(cover, float(max_cloud_cover))))
+        keep = pc.indices_nonzero(pc.fill_null(mask, False))
+        found = self._items_of(groups, keep, table)
         return [a for a in found if a.footprint.intersects(geometry_wgs84)]
 
     def get(self, ids: Sequence[str]) -> list[Acquisition]:
         """See :meth:`ArchiveSource.get`."""
-        found = {a.id: a for a in self._rows_where("list_contains(?, id)", [list(ids)])} if ids else {}
+        if not ids:
+            return []
+        groups = list(range(self._file.metadata.num_row_groups))
+        names = self._read(groups, ["id"]).column("id")
+        keep = pc.indices_nonzero(pc.is_in(names, value_set=pa.array(list(ids), pa.string())))
+        found = {a.id: a for a in self._items_of(groups, keep)}
         if any(i not in found for i in ids):
             raise missing_ids(ids, found, self.kind)
         return [found[i] for i in ids]
 
     def all(self) -> list[Acquisition]:
         """Every acquisition (reads the whole index: for small archives and tools)."""
-        return self._rows_where("TRUE", [])
+        return self._items_of(list(range(self._file.metadata.num_row_groups)), None) if self._rows else []
 
     def covers(self, geometry_wgs84: BaseGeometry) -> bool:
         """Whether any footprint intersects the geometry."""
@@ -257,13 +321,11 @@ class GeoparquetSource(ArchiveSource):
                                 dt.datetime.max.replace(tzinfo=dt.UTC)))
 
     def bands(self) -> list[str]:
-        """The band assets some item has (from one row: polyfis writes every item with the same bands)."""
+        """The band assets of the first row group's items (polyfis writes every item with the same bands)."""
         if self._rows == 0:
             return []
-        rows = self._cursor().execute(f'SELECT "{ITEM_COLUMN}" FROM read_parquet(?) LIMIT 64',
-                                      [str(self.path)]).fetchall()
         names: set[str] = set()
-        for acq in self._acquisitions(row[0] for row in rows):
+        for acq in self._items_of([0], None):
             names.update(acq.assets)
         return sorted(names)
 
@@ -271,19 +333,11 @@ class GeoparquetSource(ArchiveSource):
         """Every UTC date with its mean cloud cover, from the datetime and cloud cover columns only."""
         if self._rows == 0:
             return []
-        cover = '"eo:cloud_cover"' if "eo:cloud_cover" in self._columns else "NULL::DOUBLE"
-        rows = self._cursor().execute(f"SELECT id, datetime, {cover} FROM read_parquet(?)",
-                                      [str(self.path)]).fetchall()
-        return date_summary((when.astimezone(dt.UTC).date(), cover) for _, when, cover in rows)
-
-    def _extent(self) -> tuple[Any, Any]:
-        if self._extents is None:
-            row = self._cursor().execute(
-                "SELECT min(bbox.xmin), min(bbox.ymin), max(bbox.xmax), max(bbox.ymax), min(datetime), max(datetime) "
-                "FROM read_parquet(?)", [str(self.path)]).fetchone()
-            assert row is not None
-            self._extents = (tuple(float(v) for v in row[:4]), (row[4].astimezone(dt.UTC), row[5].astimezone(dt.UTC)))
-        return self._extents
+        columns = ["datetime"] + (["eo:cloud_cover"] if "eo:cloud_cover" in self._columns else [])
+        table = self._read(list(range(self._file.metadata.num_row_groups)), columns)
+        days = pc.cast(pc.cast(table.column("datetime"), pa.timestamp("us", tz="UTC")), pa.date32()).to_pylist()
+        covers = table.column("eo:cloud_cover").to_pylist() if len(columns) > 1 else [None] * len(days)
+        return date_summary(zip(days, covers))
 
     @property
     def count(self) -> int:
@@ -292,10 +346,17 @@ class GeoparquetSource(ArchiveSource):
 
     @property
     def spatial_extent(self) -> tuple[float, float, float, float] | None:
-        """Bounds of every item's bbox."""
-        return self._extent()[0] if self._rows else None
+        """Bounds of every item's bbox (from the row groups' statistics)."""
+        if self._rows == 0:
+            return None
+        st = self._stats
+        return (float(st[:, 0].min()), float(st[:, 1].min()), float(st[:, 2].max()), float(st[:, 3].max()))
 
     @property
     def temporal_extent(self) -> tuple[dt.datetime, dt.datetime] | None:
-        """First and last datetime."""
-        return self._extent()[1] if self._rows else None
+        """First and last datetime (from the row groups' statistics)."""
+        if self._rows == 0:
+            return None
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return (epoch + dt.timedelta(microseconds=int(self._stats[:, 4].min())),
+                epoch + dt.timedelta(microseconds=int(self._stats[:, 5].max())))
