@@ -1,5 +1,5 @@
-"""``polyfis`` command line: serve | demo | query | batch | ingest. Each command is a thin wrapper over the
-engine (:mod:`stats`) or the service (:mod:`service`); settings are read and validated once, at start-up."""
+"""``polyfis`` command line: serve | demo | query | batch | clouds | ingest | index. Each command is a thin wrapper
+over the engine (:mod:`stats`) or the service (:mod:`service`); settings are read and validated once, at start-up."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from stats.settings import Settings, configure, current
 
 from .options import query_options, request_options
 
-_ARCHIVE_HELP = "Archive folder, collection.json or URL (default: the embedded demo archive, built on first use)."
+_ARCHIVE_HELP = ("Archive folder, collection.json, static catalog URL, items.parquet index, or a STAC API as "
+                 "stac+https://host/path#collection (default: the embedded demo archive, built on first use).")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -106,7 +107,8 @@ def serve(archive: str | None, host: str, port: int, workers: int) -> None:
             raise click.ClickException(str(exc)) from exc
     if not settings.archive and arch.href:
         settings = replace(settings, archive=arch.href)  # the workers open the archive just built
-    click.echo(f"polyfis: serving {len(arch.acquisitions)} acquisitions on http://{host}:{port} "
+    size = "an unknown number of" if arch.count is None else str(arch.count)
+    click.echo(f"polyfis: serving {size} acquisitions ({arch.kind}) on http://{host}:{port} "
                f"with {workers} workers", err=True)
     run_server(settings, host=host, port=port, workers=workers)
 
@@ -282,3 +284,19 @@ def ingest(sources: tuple[str, ...], archive: str, processing_baseline: str | No
     for item in items:
         click.echo(f"{item.datetime:%Y-%m-%dT%H:%M:%SZ}  {item.id}  {len(item.bands)} bands")
     click.echo(f"{len(items)} acquisitions written to {archive}", err=True)
+
+
+@main.command()
+@click.option("--archive", envvar="POLYFIS_ARCHIVE", required=True,
+              help="Local archive folder (or its collection.json) to index.")
+def index(archive: str) -> None:
+    """Write (or rewrite) the stac-geoparquet index (items.parquet) of a local archive's STAC catalog."""
+    from stats.archive.sources.geoparquet import index_catalog
+
+    try:
+        path = index_catalog(archive)
+    except StatsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from stats.archive.catalog import Archive
+
+    click.echo(f"{Archive.open(archive).count} items indexed in {path}", err=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from .archive.catalog import Archive
 from .geometry import WGS84, crs_name, reproject
@@ -21,14 +22,14 @@ def _extent_text(archive: Archive) -> str:
     return (f"lon {extent[0]:.4f}..{extent[2]:.4f}, lat {extent[1]:.4f}..{extent[3]:.4f}")
 
 
-def _covered(archive: Archive, geometry: object) -> bool:
-    footprints = np.array([a.footprint for a in archive.acquisitions], dtype=object)
-    return bool(np.any(shapely.intersects(footprints, geometry)))
+def _covered(archive: Archive, geometry: BaseGeometry) -> bool:
+    return archive.covers(geometry)
 
 
 def why_empty(archive: Archive, area: Area, time_range: TimeRange) -> list[str]:
     """The reasons no acquisition matches ``area`` and ``time_range`` (empty when some do)."""
-    if not archive.acquisitions:
+    interval = archive.temporal_extent
+    if interval is None or archive.spatial_extent is None:
         return ["the archive holds no acquisition"]
     reasons = []
     if not _covered(archive, area.wgs84):
@@ -45,7 +46,7 @@ def why_empty(archive: Archive, area: Area, time_range: TimeRange) -> list[str]:
             reason += (f"; its coordinates look like lon/lat, which lie inside, but crs is {crs_name(area.crs)}: "
                        "send crs EPSG:4326 (or leave it out)")
         reasons.append(reason)
-    first, last = archive.acquisitions[0].datetime, archive.acquisitions[-1].datetime
+    first, last = interval
     if time_range.end < first or time_range.start > last:
         reasons.append(f"the time range {time_range.start.date()}..{time_range.end.date()} holds no acquisition; "
                        f"the archive's run from {first.date()} to {last.date()}")

@@ -58,6 +58,10 @@ class ArchiveError(StatsError):
     """Raised when an archive (STAC catalog) cannot be opened or is malformed."""
 
 
+class ArchiveUnreachableError(ArchiveError):
+    """Raised when an archive's server (a STAC API) cannot be reached or does not answer as one."""
+
+
 class IngestError(ArchiveError):
     """Raised when an image cannot be turned into an archive acquisition."""
 
@@ -111,6 +115,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     ServiceUnavailableError: 503,
+    ArchiveUnreachableError: 502,
     ArchiveError: 503,
     LayerConfigError: 503,
     SceneReadError: 502,

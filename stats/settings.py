@@ -41,7 +41,8 @@ _COUNT = {"min": 0, "expected": "0 or a positive integer"}
 class Settings:
     """Validated settings (each field is the variable ``POLYFIS_<FIELD>``)."""
 
-    #: Archive folder, STAC file or URL; None serves the embedded demo archive.
+    #: Archive folder, STAC file or URL, .parquet index, or a STAC API as ``stac+https://host/path#collection``;
+    #: None serves the embedded demo archive.
     archive: str | None = None
     #: Folder of the demo archive cache; None uses ``$XDG_CACHE_HOME/polyfis/demo`` (``~/.cache/polyfis/demo``).
     demo_dir: str | None = None

@@ -18,12 +18,13 @@ UTC = dt.UTC
 
 
 def test_archive_in_a_folder_with_a_dot_in_its_name(tmp_path: Path) -> None:
-    """A folder named like a file (archive.v1) still gets collection.json and items/ inside it."""
+    """A folder named like a file (archive.v1) still gets collection.json, items/ and the items.parquet index
+    inside it."""
     root = tmp_path / "archive.v1"
     with ArchiveWriter(root) as writer:
         writer.add("a", dt.datetime(2023, 1, 1, 10, tzinfo=UTC), "EPSG:32633",
                    {"B04": (band_array("B04"), band_transform("B04"))})
-    assert sorted(p.name for p in root.iterdir()) == ["collection.json", "items"]
+    assert sorted(p.name for p in root.iterdir()) == ["collection.json", "items", "items.parquet"]
     (acq,) = Archive.open(root).acquisitions
     assert Path(acq.assets["B04"]).is_file()
 

@@ -26,7 +26,7 @@ OPENAPI_PATH = Path(str(resources.files("service") / "openapi.yaml"))
 def health() -> Response:
     """Liveness and the archive's size."""
     arch = archive()
-    return json_response({"status": "ok", "archive": {"id": arch.id, "acquisitions": len(arch.acquisitions)}})
+    return json_response({"status": "ok", "archive": {"id": arch.id, "acquisitions": arch.count}})
 
 
 @bp.get("/collections")
@@ -43,8 +43,8 @@ def collections() -> Response:
             "temporal": {"interval": [[format_datetime(interval[0]), format_datetime(interval[1])]]
                          if interval else []},
         },
-        "acquisitions": len(arch.acquisitions),
-        "bands": [b for b in S2_BANDS if any(b in acq.assets for acq in arch.acquisitions)],
+        "acquisitions": arch.count,
+        "bands": [b for b in S2_BANDS if b in set(arch.bands())],
     }
     return json_response({"collections": [collection]})
 

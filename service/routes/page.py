@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from stats.archive.catalog import Archive, group_by_date
+from stats.archive.catalog import Archive
 from stats.archive.synthetic.files import POLYGONS_FILE
 from stats.archive.synthetic.recipe import read_polygons
 from stats.indices import BUILTIN_INDICES
@@ -63,12 +63,8 @@ def config() -> Response:
 def acquisition_dates(arch: Archive) -> list[dict[str, Any]]:
     """The archive's dates, oldest first, each with the mean ``eo:cloud_cover`` of its tiles (null when none
     has one)."""
-    dates = []
-    for group in group_by_date(arch.acquisitions):
-        covers = [a.cloud_cover for a in group if a.cloud_cover is not None]
-        dates.append({"date": group[0].date.isoformat(),
-                      "cloud_cover": float(sum(covers) / len(covers)) if covers else None})
-    return dates
+    return [{"date": day.isoformat(), "cloud_cover": None if cover is None else float(cover)}
+            for day, cover in arch.dates()]
 
 
 @bp.get("/page/polygons.geojson")

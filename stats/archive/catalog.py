@@ -5,8 +5,9 @@ An archive is a STAC Collection (``collection.json``) whose Items are acquisitio
 single-band uint16 Cloud-Optimised GeoTIFF at the band's native resolution, nodata 0, keyed by the band
 name (``B01`` … ``B12``, ``B8A``). Hrefs may be local paths or http(s) URLs; rasterio reads both.
 
-:class:`Archive` reads a catalog into memory once and answers searches by bbox and time.
-:class:`ArchiveWriter` writes COGs and Items; the demo generator and ``polyfis ingest`` both use it.
+:class:`Archive` is the archive the engine searches, whatever its source (:mod:`stats.archive.sources`: a
+static catalog, its stac-geoparquet index, a STAC API). :class:`ArchiveWriter` writes COGs, Items and the
+index; the demo generator and ``polyfis ingest`` both use it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import datetime as dt
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pystac
@@ -31,6 +32,9 @@ from shapely.geometry.base import BaseGeometry
 from ..bands import CENTER_WAVELENGTH_NM, COMMON_NAME, S2_BANDS, baseline_offset
 from ..errors import ArchiveError
 from .layouts import dn_offset, expected_key, item_assets
+
+if TYPE_CHECKING:
+    from .sources import ArchiveSource
 
 COLLECTION_FILE = "collection.json"
 PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
@@ -138,49 +142,58 @@ def group_by_date(acquisitions: Iterable[Acquisition]) -> list[list[Acquisition]
     return [sorted(groups[day], key=lambda a: (a.datetime, a.id)) for day in sorted(groups)]
 
 
-@dataclass
 class Archive:
-    """An in-memory index of a STAC archive: acquisitions sorted by time."""
+    """An archive of acquisitions, whatever its source (:mod:`stats.archive.sources`): a static STAC catalog in
+    memory, a stac-geoparquet index or a STAC API. The engine searches it; it does not care which it is.
 
-    acquisitions: list[Acquisition]
-    id: str = "sentinel-2-l1c"
-    title: str = "Sentinel-2 L1C"
-    href: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    ``Archive(acquisitions)`` holds the given acquisitions in memory; :meth:`open` opens a reference.
+    """
 
-    def __post_init__(self) -> None:
-        self.acquisitions = sorted(self.acquisitions, key=lambda a: (a.datetime, a.id))
+    def __init__(self, acquisitions: Iterable[Acquisition] = (), *, id: str = "sentinel-2-l1c",
+                 title: str = "Sentinel-2 L1C", href: str | None = None, metadata: Mapping[str, Any] | None = None,
+                 source: ArchiveSource | None = None) -> None:
+        if source is None:
+            from .sources.static import MemorySource
+
+            source = MemorySource(acquisitions, id=id, title=title, href=href, metadata=dict(metadata or {}))
+        self.source = source
+
+    @property
+    def id(self) -> str:
+        """The collection's id."""
+        return self.source.id
+
+    @property
+    def title(self) -> str:
+        """The collection's title."""
+        return self.source.title
+
+    @property
+    def href(self) -> str | None:
+        """The reference the archive was opened from (opens it again), None for one built in memory."""
+        return self.source.href or None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The catalog's ``polyfis:metadata`` (the demo archive's recipe digest ...)."""
+        return self.source.metadata
+
+    @property
+    def kind(self) -> str:
+        """What the source is, for messages."""
+        return self.source.kind
 
     @classmethod
     def open(cls, href: str | os.PathLike[str]) -> Archive:
-        """Read a STAC Collection or Catalog (a folder holding ``collection.json``, or the file or URL itself).
+        """Open an archive reference: a folder holding ``collection.json`` (searched through its
+        ``items.parquet`` index when it has one), a STAC file or URL, a ``.parquet`` stac-geoparquet index, or
+        ``stac+https://host/path#collection`` for a STAC API.
 
-        :raises ArchiveError: when the catalog is missing or malformed.
+        :raises ArchiveError: when the archive is missing, malformed or unreachable, naming it.
         """
-        text = os.fspath(href)
-        if not text.startswith(("http://", "https://")):
-            path = Path(text)
-            if path.is_dir():
-                path = path / COLLECTION_FILE
-            if not path.is_file():
-                raise ArchiveError(
-                    f"No archive at {text!r}: expected a folder with {COLLECTION_FILE} or a STAC JSON file"
-                )
-            text = str(path.resolve())
-        try:
-            root = pystac.read_file(text)
-        except Exception as exc:  # pystac raises many types for unreadable JSON
-            raise ArchiveError(f"Cannot read STAC catalog {text!r}: {exc}") from exc
-        if not isinstance(root, pystac.Catalog):
-            raise ArchiveError(f"{text!r} is a STAC {type(root).__name__}, expected a Collection or Catalog")
-        acquisitions = [acquisition_from_item(item) for item in root.get_items(recursive=True)]
-        return cls(
-            acquisitions,
-            id=root.id,
-            title=root.title or root.id,
-            href=text,
-            metadata=dict(root.extra_fields.get("polyfis:metadata", {})),
-        )
+        from .sources import open_source
+
+        return cls(source=open_source(href))
 
     def search(
         self,
@@ -190,34 +203,54 @@ class Archive:
         *,
         max_cloud_cover: float | None = None,
     ) -> list[Acquisition]:
-        """Acquisitions whose footprint intersects ``geometry_wgs84`` with ``start <= datetime <= end``.
+        """Acquisitions whose footprint intersects ``geometry_wgs84`` with ``start <= datetime <= end``,
+        sorted by (datetime, id).
 
         ``max_cloud_cover`` (percent, 0–100) drops tiles whose ``eo:cloud_cover`` is above it.
         """
-        found = []
-        for acq in self.acquisitions:
-            if not (start <= acq.datetime <= end):
-                continue
-            if max_cloud_cover is not None and acq.cloud_cover is not None and acq.cloud_cover > max_cloud_cover:
-                continue
-            if acq.footprint.intersects(geometry_wgs84):
-                found.append(acq)
-        return found
+        return self.source.search(geometry_wgs84, start, end, max_cloud_cover=max_cloud_cover)
+
+    def get(self, ids: Sequence[str]) -> list[Acquisition]:
+        """The acquisitions of ``ids`` in that order.
+
+        :raises ArchiveError: naming the ids the archive does not hold.
+        """
+        return self.source.get(ids)
+
+    @property
+    def acquisitions(self) -> list[Acquisition]:
+        """Every acquisition, sorted by (datetime, id) (for local archives: a STAC API is searched, not listed).
+
+        :raises ArchiveError: for a STAC API.
+        """
+        return self.source.all()
+
+    @property
+    def count(self) -> int | None:
+        """How many acquisitions the archive holds, None when its source cannot say."""
+        return self.source.count
+
+    def covers(self, geometry_wgs84: BaseGeometry) -> bool:
+        """Whether any acquisition's footprint meets the geometry, at any time."""
+        return self.source.covers(geometry_wgs84)
+
+    def bands(self) -> list[str]:
+        """The band asset names the archive's acquisitions have."""
+        return self.source.bands()
+
+    def dates(self) -> list[tuple[dt.date, float | None]]:
+        """Every date with an acquisition and its tiles' mean ``eo:cloud_cover`` (empty for a STAC API)."""
+        return self.source.dates()
 
     @property
     def spatial_extent(self) -> tuple[float, float, float, float] | None:
         """Union of all footprints' bounds in EPSG:4326, or None for an empty archive."""
-        if not self.acquisitions:
-            return None
-        bounds = np.array([a.bbox for a in self.acquisitions])
-        return (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
+        return self.source.spatial_extent
 
     @property
     def temporal_extent(self) -> tuple[dt.datetime, dt.datetime] | None:
         """First and last acquisition times, or None for an empty archive."""
-        if not self.acquisitions:
-            return None
-        return self.acquisitions[0].datetime, self.acquisitions[-1].datetime
+        return self.source.temporal_extent
 
 
 #: Item properties that give the sun angles: the STAC view extension's, else Earth Search's mean solar angles.
@@ -469,4 +502,9 @@ class ArchiveWriter:
         )
         self.collection.make_all_asset_hrefs_relative()
         self.collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+        from .sources import INDEX_FILE
+        from .sources.geoparquet import write_index
+
+        write_index(items, self.root / INDEX_FILE, collection_id=self.collection.id, title=self.collection.title,
+                    metadata=self.collection.extra_fields.get("polyfis:metadata"))
         return self.root / COLLECTION_FILE

@@ -71,8 +71,7 @@ def run_task(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None = Non
              archive: Archive | None = None) -> pa.Table:
     """Compute one task: a table of rows (``_polygon`` index, ``id``, then the time-series columns)."""
     archive = archive or _archive(plan.archive_href)
-    by_id = {a.id: a for a in archive.acquisitions}
-    tiles = [by_id[t] for t in task.tiles]
+    tiles = archive.get(task.tiles)
     model = model or default_model()
     try:
         results = None

@@ -253,6 +253,11 @@ def store_cloud_layers(archive: str | os.PathLike[str], *, start: str | None = N
             summary.failed[path.parent.name] = message
         report(1)
     report(None)
+    if summary.done:  # the items changed: the archive's stac-geoparquet index follows them
+        from ..archive.sources.geoparquet import index_catalog
+
+        root = Path(archive)
+        index_catalog(root if root.is_dir() else root.parent)
     summary.seconds = time.monotonic() - began
     return summary
 
