@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 from .archive.catalog import Acquisition
 from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
-from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
+from .datasets import DatasetPool, dataset_key, gdal_env, is_remote, map_threads, pool_for, window_cache
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import cached_crs, crs_name, reproject
 from .request import DEFAULT_MAX_PIXELS, Limits
@@ -121,7 +121,7 @@ def pixel_size_10m(finest: Affine) -> tuple[float, float]:
 def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
     """Pixel (width, height), in CRS units, of the 10 m class of ``acq`` (see :func:`pixel_size_10m`), from
     the finest of ``bands``."""
-    shapes = map_threads(partial(band_shape, acq), bands)
+    shapes = map_threads(partial(band_shape, acq), bands, io=remote(acq))
     return pixel_size_10m(min(shapes, key=lambda s: abs(s.transform.a)).transform)
 
 
@@ -251,10 +251,16 @@ def _href(acq: Acquisition, band: str) -> str:
     return href
 
 
+def remote(acq: Acquisition) -> bool:
+    """Whether ``acq``'s bands are read over the network (then on the I/O threads, see :mod:`stats.datasets`)."""
+    return any(is_remote(href) for href in acq.assets.values())
+
+
 @contextmanager
 def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> Iterator[rasterio.io.DatasetReader]:
     """The open dataset of one band of ``acq``, kept open in ``pool`` (default
-    :func:`stats.datasets.default_pool`).
+    :func:`stats.datasets.default_pool`; a remote band in :func:`stats.datasets.remote_pool`, and opened and
+    read with the remote GDAL configuration).
 
     :raises SceneReadError: when the asset is missing, cannot be opened or is not in the catalog's CRS.
     """
@@ -268,8 +274,9 @@ def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> I
                 f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
 
     with ExitStack() as stack:
+        stack.enter_context(gdal_env(href))
         try:
-            src = stack.enter_context((pool or default_pool()).open(href, check))
+            src = stack.enter_context(pool_for(href, pool).open(href, check))
         except rasterio.errors.RasterioIOError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be opened (missing or not a GeoTIFF)") from exc
@@ -357,7 +364,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(partial(band_shape, acq), bands)
+            shapes = map_threads(partial(band_shape, acq), bands, io=remote(acq))
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
             px, py = pixel_size_10m(anchor)
@@ -376,7 +383,7 @@ def read_date(
             mosaic = Mosaic(grid.shape, bands)
         assert mosaic is not None
         read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid_crs)
-        mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
+        mosaic.add(acq, dict(zip(bands, map_threads(read, bands, io=remote(acq)))))
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
                       scenes=mosaic.scenes or [primary.id], coverage=coverage)
