@@ -44,28 +44,33 @@ class Traffic:
     by_path: Counter[str] = field(default_factory=Counter)
     bytes_by_path: Counter[str] = field(default_factory=Counter)
     ranges: list[tuple[str, str]] = field(default_factory=list)
+    #: the most requests being answered at once (since the start, or the last ``/__traffic?reset_peak``)
+    peak_in_flight: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """The counters as JSON-ready values."""
         return {"requests": self.requests, "bytes": self.bytes, "by_path": dict(self.by_path),
-                "bytes_by_path": dict(self.bytes_by_path), "ranges": [list(r) for r in self.ranges]}
+                "bytes_by_path": dict(self.bytes_by_path), "ranges": [list(r) for r in self.ranges],
+                "peak_in_flight": self.peak_in_flight}
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Traffic:
         """The counters :meth:`to_dict` gave."""
         return cls(int(data["requests"]), int(data["bytes"]), Counter(data["by_path"]),  # type: ignore[arg-type]
                    Counter(data["bytes_by_path"]),  # type: ignore[arg-type]
-                   [(str(p), str(r)) for p, r in data["ranges"]])  # type: ignore[attr-defined]
+                   [(str(p), str(r)) for p, r in data["ranges"]],  # type: ignore[attr-defined]
+                   int(data.get("peak_in_flight", 0)))  # type: ignore[call-overload]
 
     def copy(self) -> Traffic:
         """A snapshot of the counters."""
         return Traffic(self.requests, self.bytes, Counter(self.by_path), Counter(self.bytes_by_path),
-                       list(self.ranges))
+                       list(self.ranges), self.peak_in_flight)
 
     def since(self, before: Traffic) -> Traffic:
         """The traffic after the snapshot ``before``."""
         return Traffic(self.requests - before.requests, self.bytes - before.bytes, self.by_path - before.by_path,
-                       self.bytes_by_path - before.bytes_by_path, self.ranges[len(before.ranges):])
+                       self.bytes_by_path - before.bytes_by_path, self.ranges[len(before.ranges):],
+                       self.peak_in_flight)
 
 
 def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
@@ -121,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         srv = self.server
         if path == "/__traffic":
+            if "reset_peak" in self.path:
+                srv.reset_peak()
             payload = json.dumps(srv.snapshot().to_dict()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -128,6 +135,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             return
+        srv.enter()
+        try:
+            self._serve(path, body)
+        finally:
+            srv.leave()
+
+    def _serve(self, path: str, body: bool) -> None:
+        srv = self.server
         time.sleep(srv.delay_s)
         if path in srv.stall:
             time.sleep(srv.stall_s)
@@ -193,6 +208,23 @@ class DelayingServer(ThreadingHTTPServer):
         self.stall: set[str] = set()
         self.traffic = Traffic()
         self._lock = threading.Lock()
+        self._in_flight = 0
+
+    def enter(self) -> None:
+        """A request starts being answered."""
+        with self._lock:
+            self._in_flight += 1
+            self.traffic.peak_in_flight = max(self.traffic.peak_in_flight, self._in_flight)
+
+    def leave(self) -> None:
+        """A request was answered."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def reset_peak(self) -> None:
+        """Count the peak of requests in flight from now on."""
+        with self._lock:
+            self.traffic.peak_in_flight = self._in_flight
 
     @property
     def url(self) -> str:
@@ -241,11 +273,12 @@ class ServerProcess:
     url: str
     process: subprocess.Popen[str]
 
-    def snapshot(self) -> Traffic:
-        """The counters so far."""
+    def snapshot(self, reset_peak: bool = False) -> Traffic:
+        """The counters so far (``reset_peak``: then count the peak of requests in flight afresh)."""
         import urllib.request
 
-        with urllib.request.urlopen(f"{self.url}/__traffic", timeout=30) as answer:
+        query = "?reset_peak" if reset_peak else ""
+        with urllib.request.urlopen(f"{self.url}/__traffic{query}", timeout=30) as answer:
             return Traffic.from_dict(json.loads(answer.read()))
 
 

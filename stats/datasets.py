@@ -79,11 +79,13 @@ def is_remote(href: str) -> bool:
 
 @contextmanager
 def gdal_env(href: str) -> Iterator[None]:
-    """:data:`REMOTE_GDAL_OPTIONS` around an open or read of a remote ``href``; nothing for a local file."""
+    """:data:`REMOTE_GDAL_OPTIONS` (and ``POLYFIS_REMOTE_TIMEOUT_S``) around an open or read of a remote
+    ``href``; nothing for a local file."""
     if not is_remote(href):
         yield
         return
-    with rasterio.Env(**REMOTE_GDAL_OPTIONS):
+    timeout = str(settings.current().remote_timeout_s)
+    with rasterio.Env(**REMOTE_GDAL_OPTIONS, GDAL_HTTP_TIMEOUT=timeout, GDAL_HTTP_CONNECTTIMEOUT=timeout):
         yield
 
 

@@ -110,6 +110,8 @@ class Settings:
     io_threads: int = field(default=64, metadata=_POSITIVE)
     #: Remote band datasets kept open between queries (their headers cost round trips to read again).
     remote_open_datasets: int = field(default=512, metadata=_COUNT)
+    #: Seconds a remote band's request may take (connecting included) before its date gets an error.
+    remote_timeout_s: int = field(default=30, metadata=_POSITIVE)
 
     #: OAuth2 clients "id:secret,..."; auth is on when any is set.
     auth_clients: str | None = None
