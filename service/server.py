@@ -18,6 +18,8 @@
   for a transfer coding other than chunked. A chunked body is buffered whole and handed to the app with its
   length, so the app's body limits (``POLYFIS_MAX_BODY_BYTES``, ``POLYFIS_BATCH_MAX_BODY_BYTES``) hold for it
   as for a body sent with ``Content-Length``.
+* **Lingering close**: a connection the server closes while its client is still sending is drained for a
+  moment after the answer, so the client reads the answer instead of a connection reset.
 * Each worker starts its batch job runner right away (:func:`service.resume_jobs`), so jobs left pending by a
   previous run, or by a worker that was killed, resume without waiting for a request.
 """
@@ -172,9 +174,68 @@ class _JsonAnswerTask(_WaitressAnswerTask):  # type: ignore[misc]
         self.write(payload)
 
 
+#: How long a closing connection keeps reading (and discarding) what its client still sends, seconds, and
+#: the most bytes it reads so.
+LINGER_S = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+
+
 class _Channel(HTTPChannel):  # type: ignore[misc]
+    """waitress's channel with a lingering close.
+
+    When the server closes a connection whose client is still sending (headers over the limit, a body it
+    refused), closing at once would make the kernel answer the unread bytes with a reset, and the client
+    could lose the answer already sent. So the channel first shuts its sending side (the client reads the
+    whole answer, then end of stream) and goes on reading and discarding for up to :data:`LINGER_S` or
+    :data:`LINGER_BYTES`, as Apache and nginx do, before it closes.
+    """
+
     parser_class = _Request
     error_task_class = _JsonAnswerTask
+    linger_deadline: float | None = None
+    lingered_bytes = 0
+
+    def handle_close(self) -> None:
+        if self.linger_deadline is None and self.connected and self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            else:
+                self.linger_deadline = time.monotonic() + LINGER_S
+                self.will_close = self.close_when_flushed = False
+                return
+        super().handle_close()
+
+    def lingering(self) -> bool:
+        """Whether the answer is sent and the channel only drains the client before it closes."""
+        return self.linger_deadline is not None
+
+    def readable(self) -> bool:
+        return True if self.lingering() else bool(super().readable())
+
+    def writable(self) -> bool:
+        return False if self.lingering() else bool(super().writable())
+
+    def handle_read(self) -> None:
+        if not self.lingering():
+            super().handle_read()
+            return
+        try:
+            data = self.socket.recv(self.adj.recv_bytes)
+        except OSError:
+            data = b""
+        self.lingered_bytes += len(data)
+        if not data or self.lingered_bytes > LINGER_BYTES or self.linger_over(time.monotonic()):
+            super().handle_close()
+
+    def linger_over(self, now: float) -> bool:
+        """Whether the lingering close has run out of time."""
+        return self.linger_deadline is not None and now > self.linger_deadline
+
+    def close_lingered(self) -> None:
+        """Close the connection for good, whatever the client still sends."""
+        super().handle_close()
 
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]
@@ -186,6 +247,10 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
         super().maintenance(now)  # idle connections (channel_timeout)
         clock = time.monotonic()
         for channel in list(self.active_channels.values()):
+            if isinstance(channel, _Channel) and channel.lingering():
+                if channel.linger_over(clock):
+                    channel.close_lingered()
+                continue
             request = channel.request
             if isinstance(request, _Request) and request.overdue(clock):
                 if channel.requests or not channel.connected:  # an answer is being written: just close

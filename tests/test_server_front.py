@@ -3,10 +3,12 @@ slow clients do not stall it, its own errors are JSON, and a chunked body is hel
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +123,30 @@ def test_too_large_headers_get_a_json_431(base: str) -> None:
     status, headers, body = raw_exchange(base, request)
     error = assert_json_error(status, headers, body, 431, "RequestHeaderFieldsTooLarge")
     assert "65536 bytes" in error["message"]
+
+
+def test_a_client_still_sending_headers_over_the_limit_reads_the_431_not_a_reset(base: str) -> None:
+    """4 MiB of headers sent while the answer is read: the server stops reading at the limit, answers 431 and
+    drains the rest before closing, so the kernel never resets the connection under the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    filler = b"".join(b"X-Filler-%04d: %s\r\n" % (i, b"b" * 4000) for i in range(1024))
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sender = threading.Thread(target=_send_ignoring_errors, args=(sock, b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                                                                      + filler + b"\r\n"))
+        sender.start()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sender.join(30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert_json_error(int(lines[0].split()[1]), headers, body, 431, "RequestHeaderFieldsTooLarge")
+
+
+def _send_ignoring_errors(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the server may close its side once it has drained enough
+        sock.sendall(data)
 
 
 @pytest.mark.parametrize("request_line", [b"\x01\x02 /health HTTP/1.1", b"GET /health HTTP/1.1\r\nBad header"],
