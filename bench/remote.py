@@ -83,8 +83,9 @@ def _field() -> Any:
     return next(f["geometry"] for f in demo_polygons()["features"] if f["properties"]["name"] == FIELD)
 
 
-def child_polyfis(archive: str, server: str | None, warm: int) -> dict[str, Any]:
-    """Cold then ``warm`` repeated time series of the field."""
+def child_polyfis(archive: str, server: str | None, warm: int, preload: bool = False) -> dict[str, Any]:
+    """Cold then ``warm`` repeated time series of the field (``preload``: the cloud model loaded before the
+    query, timed apart)."""
     import polyfis
     from stats.clouds.model import default_model
 
@@ -94,7 +95,8 @@ def child_polyfis(archive: str, server: str | None, warm: int) -> dict[str, Any]
     opened = polyfis.open_archive(archive)
     t_open = time.perf_counter() - t0
     traffic_open = _traffic(server)
-    default_model()
+    if preload:
+        _ = default_model().detector
     t_model = time.perf_counter() - t0 - t_open
     t1, cpu1 = time.perf_counter(), _cpu_s()
     series = polyfis.timeseries(geometry, *YEAR, archive=opened, **OPTIONS)
@@ -287,8 +289,8 @@ def main() -> None:
     if args.child:
         kind, rest = args.child[0], args.child[1:]
         server = rest[1] if len(rest) > 1 and rest[1] != "-" else None
-        if kind == "polyfis":
-            out = child_polyfis(rest[0], server, int(rest[2]))
+        if kind in ("polyfis", "polyfis-preload"):
+            out = child_polyfis(rest[0], server, int(rest[2]), preload=kind == "polyfis-preload")
         elif kind == "rasterio":
             out = child_rasterio(rest[0], server, int(rest[2]))
         else:
@@ -316,6 +318,9 @@ def main() -> None:
             remote = run_child("polyfis", url, server.url, str(args.warm))
             row["identical_to_local"] = same_answers(remote.pop("answer"), local["answer"])
             row["polyfis"] = remote
+            preloaded = run_child("polyfis-preload", url, server.url, "1")
+            preloaded.pop("answer")
+            row["polyfis_preloaded"] = preloaded
             row["rasterio_tuned"] = {k: v for k, v in run_child("rasterio", str(jobs_file), server.url,
                                                                 str(TUNED_THREADS)).items() if k != "means"}
             if delay <= args.plain_max_delay:  # the plain script takes minutes at larger delays
@@ -368,7 +373,8 @@ def render(report: dict[str, Any]) -> str:
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in report["runs"]:
         touched = row["touched_tile_bytes"]
-        for name, label in (("polyfis", "polyfis"), ("rasterio_tuned", "rasterio + numpy, tuned"),
+        for name, label in (("polyfis", "polyfis"), ("polyfis_preloaded", "polyfis, model loaded before the query"),
+                            ("rasterio_tuned", "rasterio + numpy, tuned"),
                             ("rasterio_plain", "rasterio + numpy, plain")):
             r = row.get(name)
             if r is None:
@@ -376,6 +382,8 @@ def render(report: dict[str, Any]) -> str:
             band_requests = r["requests"] - r.get("catalog_requests", 0)
             query = (f"{r['query_s']:.2f} s" if "query_s" in r else "") + f" ({r['query_cpu_s']:.1f})"
             same = ("yes" if row["identical_to_local"] else "**no**") if name == "polyfis" else ""
+            if name == "polyfis_preloaded":
+                query += f", model {r['model_s']:.1f} s before"
             lines.append(f"| {row['delay_ms']:.0f} ms | {row['load_average']:.1f} | {label} | {r['cold_s']:.2f} s | "
                          f"{query} | "
                          f"{min(r['warm_s']):.3f} s | {r['requests']} | {band_requests / row['band_reads']:.2f} | "

@@ -11,7 +11,6 @@ date in parallel (default: the number of CPUs). The pool is off by default (size
 1024-pixel tiles, every open COG holds about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2
 GiB resident instead of 0.18 GiB), while a repeated query is answered from the window cache below without
 opening anything, and a query over a neighbouring polygon was not measurably faster with the datasets open.
-Over HTTP (``/vsicurl/``), where an open costs round trips, a pool of a few hundred datasets pays off.
 
 Remote bands (http(s) URLs, read through ``/vsicurl/``, and GDAL's other network file systems) are read
 differently, since there every request costs a round trip:
