@@ -71,7 +71,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                                                workers=settings.batch_workers, scheduler=settings.dask_scheduler,
                                                limits=settings.limits)
 
-    from .routes import batch, fis, imagery, meta, page, statistical, timeseries
+    from .routes import batch, catalog, fis, imagery, meta, page, statistical, timeseries
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(timeseries.bp)
@@ -80,6 +80,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(batch.bp)
     app.register_blueprint(imagery.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(catalog.bp)
     security.register(app, settings)
     auth.register(app)
     errors.register(app)

@@ -339,6 +339,7 @@ def read_date(
     snap: int = 1,
     exact: bool = False,
     limits: Limits | None = None,
+    grid_tile: Acquisition | None = None,
 ) -> PixelBlock:
     """Read ``bands`` of the tiles of one date over ``geometry`` and mosaic them (first valid tile wins).
 
@@ -351,11 +352,13 @@ def read_date(
     :param exact: compute the coverage fraction of every pixel (``inside`` = touched by the polygon).
     :param limits: the request's memory budget, checked (:data:`BAND_PIXEL_BYTES` per band and pixel) once
         the window is known and before any band is read.
+    :param grid_tile: the tile whose grid the block is on (by default the first tile), so that reads of
+        other tiles of the same query land on one grid.
     :raises SceneReadError: when a tile's asset is missing or unreadable.
     """
     if not tiles:
         raise ValueError("read_date needs at least one tile")
-    primary = tiles[0]
+    primary = grid_tile or tiles[0]
     grid_crs = cached_crs(primary.crs)
     geom = reproject(geometry, geometry_crs, grid_crs)
     grid: Grid | None = None
@@ -364,7 +367,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(partial(band_shape, acq), bands, io=remote(acq))
+            shapes = map_threads(partial(band_shape, primary), bands, io=remote(primary))
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
             px, py = pixel_size_10m(anchor)
@@ -386,7 +389,7 @@ def read_date(
         mosaic.add(acq, dict(zip(bands, map_threads(read, bands, io=remote(acq)))))
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
-                      scenes=mosaic.scenes or [primary.id], coverage=coverage)
+                      scenes=mosaic.scenes or [tiles[0].id], coverage=coverage)
 
 
 class Mosaic:

@@ -121,28 +121,94 @@ def _token(client, client_id: str = "app", secret: str = "secret") -> str:
 
 
 def test_a_token_must_name_a_configured_client(simple_archive: Path) -> None:
-    """A token signed with the server's key but for a client not configured (never, or no longer) is a 401."""
-    from itsdangerous import URLSafeTimedSerializer
+    """A JWT signed with the server's key but for a client not configured (never, or no longer), without its
+    ``sub``, ``iat`` or ``exp``, with a payload that is no claims object, or signed another way is a 401."""
+    import time
 
-    settings = {"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": "shared-key"}
+    import jwt
+
+    key = "shared-key-of-thirty-two-bytes-or-more"
+    settings = {"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": key}
     client = create_app(settings).test_client()
-    signer = URLSafeTimedSerializer("shared-key", salt="polyfis-token")
     good = _token(client)
     assert client.get("/api/v1/batch", headers={"Authorization": f"Bearer {good}"}).status_code == 200
-    for claims in ({"sub": "ghost"}, {"sub": ""}, {"sub": None}, {"sub": ["app"]}, {}, "app", ["app"], 42, None):
-        forged = signer.dumps(claims)
+    now = int(time.time())
+    timed = {"iat": now, "exp": now + 60}
+    forgeries = [jwt.encode(claims, key, algorithm="HS256") for claims in (
+        {"sub": "ghost", **timed}, {"sub": "", **timed}, {"sub": None, **timed}, {"sub": ["app"], **timed}, timed,
+        {"sub": "app"}, {"sub": "app", "iat": now}, {"sub": "app", "exp": now + 60})]
+    forgeries += [jwt.api_jws.encode(payload, key, algorithm="HS256") for payload in (b'"app"', b'["app"]', b"42",
+                                                                                         b"null")]
+    forgeries += [jwt.encode({"sub": "app", **timed}, key, algorithm="HS512"),
+                  jwt.encode({"sub": "app", **timed}, None, algorithm="none"),
+                  jwt.encode({"sub": "app", **timed}, "another-key-of-thirty-two-bytes-or-more", algorithm="HS256")]
+    for forged in forgeries:
         response = client.get("/api/v1/batch", headers={"Authorization": f"Bearer {forged}"})
-        assert response.status_code == 401, claims
+        assert response.status_code == 401, jwt.decode(forged, options={"verify_signature": False})
         assert response.json["error"]["message"] == "Authorization: invalid token"
     assert client.get("/api/v1/batch", headers={
-        "Authorization": f"Bearer {signer.dumps({'sub': 'app'})}"}).status_code == 200
+        "Authorization": f"Bearer {jwt.encode({'sub': 'app', **timed}, key, algorithm='HS256')}"}).status_code == 200
 
 
 def test_removing_a_client_revokes_its_tokens(simple_archive: Path) -> None:
     """Workers sharing POLYFIS_AUTH_KEY: a server whose clients no longer include 'old' refuses its tokens."""
     before = create_app({"archive": str(simple_archive), "auth_clients": "old:pw,app:secret",
-                         "auth_key": "k"}).test_client()
+                         "auth_key": "k" * 32}).test_client()
     old, app = _token(before, "old", "pw"), _token(before)
-    after = create_app({"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": "k"}).test_client()
+    after = create_app({"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": "k" * 32}).test_client()
     assert after.get("/api/v1/batch", headers={"Authorization": f"Bearer {old}"}).status_code == 401
     assert after.get("/api/v1/batch", headers={"Authorization": f"Bearer {app}"}).status_code == 200
+
+
+def test_tokens_are_jwts_naming_the_client_with_their_lifetime(simple_archive: Path) -> None:
+    """A token is an HS256 JWT signed with POLYFIS_AUTH_KEY whose sub and azp are the client id and whose exp is
+    iat + POLYFIS_TOKEN_TTL."""
+    import time
+
+    import jwt
+
+    key = "a-signing-key-of-thirty-two-bytes-or-more"
+    client = create_app({"archive": str(simple_archive), "auth_clients": "app:secret", "auth_key": key,
+                         "token_ttl": 900}).test_client()
+    before = int(time.time())
+    token = _token(client)
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, key, algorithms=["HS256"])
+    assert set(claims) == {"sub", "azp", "iat", "exp"} and claims["sub"] == claims["azp"] == "app"
+    assert before <= claims["iat"] <= int(time.time()) and claims["exp"] == claims["iat"] + 900
+
+
+def test_with_auth_off_the_token_route_answers_and_any_token_passes(simple_archive: Path) -> None:
+    """Without clients, /oauth/token gives a token for whichever client asks (sentinelhub-py always asks), and
+    the data routes take any token or none."""
+    import jwt
+
+    client = create_app({"archive": str(simple_archive), "auth_key": "k" * 32}).test_client()
+    token = _token(client, "whoever", "whatever")
+    assert jwt.decode(token, "k" * 32, algorithms=["HS256"])["sub"] == "whoever"
+    anonymous = client.post("/oauth/token", data={"grant_type": "client_credentials"}).json["access_token"]
+    assert jwt.decode(anonymous, "k" * 32, algorithms=["HS256"])["sub"] == "anonymous"
+    assert client.post("/oauth/token", data={"grant_type": "password"}).status_code == 400
+    for headers in ({"Authorization": f"Bearer {token}"}, {"Authorization": "Bearer not-a-token"}, {}):
+        assert client.get("/api/v1/batch", headers=headers).status_code == 200
+
+
+def test_sentinelhub_py_decodes_the_token_of_any_client_id(simple_archive: Path) -> None:
+    """sentinelhub-py reads the token payload with the plain base64 alphabet (dropping '-' and '_'), so the
+    payload is written never to need them: SentinelHubSession.info() decodes a token of an id with '?', '>' and
+    '~', whose plain JSON would encode with them, and caching the session reads its azp."""
+    import base64
+    import json
+    import time
+
+    from sentinelhub import SentinelHubDownloadClient, SentinelHubSession
+
+    odd = "a?b>c~d?>~"
+    plain = base64.urlsafe_b64encode(json.dumps({"sub": odd, "azp": odd}, separators=(",", ":")).encode())
+    assert b"-" in plain or b"_" in plain  # the case this guards against
+    client = create_app({"archive": str(simple_archive), "auth_clients": f"{odd}:pw"}).test_client()
+    token = _token(client, odd, "pw")
+    session = SentinelHubSession.from_token({"access_token": token, "expires_at": time.time() + 600})
+    assert session.info()["sub"] == session.info()["azp"] == odd
+    SentinelHubDownloadClient.cache_session(session)
+    assert client.get("/api/v1/batch", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -2,11 +2,13 @@
 
 The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see ``openapi.yaml`` and the
 README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
-(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution, the
-evalscript runs on every pixel of the polygon's bounding box (pixels outside the polygon or without data
-have ``dataMask`` 0 and band values 0), and each output band's statistics are taken over the pixels whose
-output ``dataMask`` is not 0. ``sampleCount`` is the number of pixels of the box and ``noDataCount`` the
-pixels left out. An interval whose imagery cannot be read gets an ``error`` entry; the others are answered.
+(``mosaickingOrder``, first valid tile wins per pixel) on the tile grid at the requested resolution (with
+the evalscript's ``mosaicking`` ORBIT or TILE, each day's or each tile's mosaic is one sample, in that order,
+all on the grid of the interval's first tile), the evalscript runs on every pixel of the polygon's bounding
+box (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each output
+band's statistics are taken over the pixels whose output ``dataMask`` is not 0. ``sampleCount`` is the
+number of pixels of the box and ``noDataCount`` the pixels left out. An interval whose imagery cannot be
+read gets an ``error`` entry; the others are answered.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..pipeline import default_cache
 from ..raster import PixelBlock, read_date
 from ..request import Area, Limits, TimeRange
 from ..zonal import MAX_BINS
-from .evalscript import Evalscript, compile_evalscript
+from .evalscript import Evalscript, SceneTile, compile_evalscript
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +196,8 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             data.append({"interval": interval, "error": {"type": "TIMEOUT", "message": limits.budget_message}})
             continue
         try:
-            outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), model, cache, limits)
+            outputs = _interval_outputs(request, _tiles(found, request.mosaicking_order), (lo, hi), model, cache,
+                                        limits)
         except SceneReadError as exc:
             log.warning("interval %s: %s", interval, exc)
             data.append({"interval": interval, "error": {"type": "EXECUTION_ERROR", "message": str(exc)}})
@@ -203,7 +206,8 @@ def run_statistics(body: Any, archive: Archive, *, model: CloudModel | None = No
             kind = "TIMEOUT" if isinstance(exc, EvalscriptTimeout) else "EXECUTION_ERROR"
             data.append({"interval": interval, "error": {"type": kind, "message": str(exc)}})
             continue
-        data.append({"interval": interval, "outputs": outputs})
+        if outputs is not None:
+            data.append({"interval": interval, "outputs": outputs})
     errors = sum(1 for d in data if "error" in d)
     status = "OK" if errors == 0 else ("FAILED" if errors == len(data) else "PARTIAL")
     return {"status": status, "data": data}
@@ -213,16 +217,52 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], model: CloudModel,
-                      cache: ProbabilityCache, limits: Limits) -> dict[str, Any]:
+def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition],
+                      span: tuple[dt.datetime, dt.datetime], model: CloudModel, cache: ProbabilityCache,
+                      limits: Limits) -> dict[str, Any] | None:
+    """The statistics of one interval's tiles (in mosaicking order); None when the script's
+    ``preProcessScenes`` kept no scene of them. SIMPLE mosaics every tile into one sample per pixel; ORBIT
+    (one sample per UTC day) and TILE (one per tile) read each sample on the grid of the first tile."""
     script = request.evalscript
+    plan = script.plan([SceneTile.from_acquisition(a) for a in tiles], *span)
+    if not plan.groups:
+        return None
     wants_cloud: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     bands = [b for b in S2_BANDS if b in script.inputs or (wants_cloud and b in MODEL_BANDS)] or ["B02"]
-    block = read_date(tiles, request.area.geometry, request.area.crs, bands, resolution=request.resolution,
-                      max_pixels=limits.max_pixels, limits=limits)
-    values_per_pixel = len(script.inputs) + sum(len(o.bands) for o in script.outputs)
-    limits.check_memory(block.valid.size * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
-                        f"running the evalscript on {block.valid.size} pixels x {values_per_pixel} inputs and outputs")
+    samples = []
+    pixels = 0
+    for group in plan.groups if plan.mosaicking != "SIMPLE" else (tuple(range(len(tiles))),):
+        members = [tiles[i] for i in group]
+        block = read_date(members, request.area.geometry, request.area.crs, bands, resolution=request.resolution,
+                          max_pixels=limits.max_pixels, limits=limits, grid_tile=tiles[0])
+        pixels = block.valid.size
+        values_per_pixel = len(script.inputs) * len(plan.groups) + sum(len(o.bands) for o in plan.outputs)
+        limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
+                            f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
+        samples.append(_columns(request, members, block, model, cache, limits, wants_cloud))
+    outputs = script.run(plan, samples).outputs
+    data_mask = outputs["dataMask"][:, 0]
+    mask = np.isfinite(data_mask) & (data_mask != 0)
+    total = int(mask.size)
+    result: dict[str, Any] = {}
+    for output in plan.outputs:
+        if output.id == "dataMask":
+            continue
+        calc = obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
+        band_results = {}
+        for i, band in enumerate(output.bands):
+            values = outputs[output.id][:, i]
+            values = values[mask & np.isfinite(values)]
+            band_results[band] = _band_result(values, total, calc, band)
+        result[output.id] = {"bands": band_results}
+    return result
+
+
+def _columns(request: StatisticalRequest, tiles: list[Acquisition], block: PixelBlock, model: CloudModel,
+             cache: ProbabilityCache, limits: Limits, wants_cloud: list[str]) -> dict[str, np.ndarray]:
+    """The evalscript's inputs on every pixel of ``block`` (read from ``tiles``): band values in the
+    script's units (0 where there is no data), ``dataMask``, and CLP/CLM when asked for."""
+    script = request.evalscript
     valid = block.valid
     columns: dict[str, np.ndarray] = {}
     for name in script.inputs:
@@ -234,22 +274,7 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition], mod
             columns[name] = np.where(valid, values, 0).astype(np.float64).ravel()
     if wants_cloud:
         columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
-    outputs = script.evaluate(columns)
-    data_mask = outputs["dataMask"][:, 0]
-    mask = np.isfinite(data_mask) & (data_mask != 0)
-    total = int(mask.size)
-    result: dict[str, Any] = {}
-    for output in script.outputs:
-        if output.id == "dataMask":
-            continue
-        calc = obj(request.calculations.get(output.id, request.calculations.get("default")), "calculations")
-        band_results = {}
-        for i, band in enumerate(output.bands):
-            values = outputs[output.id][:, i]
-            values = values[mask & np.isfinite(values)]
-            band_results[band] = _band_result(values, total, calc, band)
-        result[output.id] = {"bands": band_results}
-    return result
+    return columns
 
 
 def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block: PixelBlock, model: CloudModel,

@@ -1,0 +1,406 @@
+"""Sentinel Hub evalscripts (version 3) run in an embedded V8 engine (``mini-racer``) under limits.
+
+An evalscript defines ``setup()``, returning its inputs (band names, ``units`` REFLECTANCE or DN), its
+outputs (``id``, ``bands`` as a count or a list of names, ``sampleType``) and its ``mosaicking`` (SIMPLE,
+ORBIT or TILE), and ``evaluatePixel(samples, scenes, inputMetadata, customData, outputMetadata)``,
+returning one array per output id. The optional ``preProcessScenes(collections)`` (ORBIT and TILE) picks
+and orders the scenes before any pixel is read, ``updateOutput(outputs, collection)`` changes the outputs'
+band counts, and ``updateOutputMetadata(scenes, inputMetadata, outputMetadata)`` runs once after the
+pixels; whatever it leaves in ``outputMetadata.userData`` is handed back. Before the script, the engine
+gets Sentinel Hub's documented global helpers (``index``, ``inverse``, ``valueMap``, ``valueInterpolate``,
+``colorBlend``, ``combine``, ``int2rgb``, ``rgb2int``, ``normalizeRGB``, the ``ColorMap``/``ColorRamp``/
+``ColorGradient``/``HighlightCompress`` visualizers, the colour tables, ``Mosaicking``, ``SampleType`` ...:
+``helpers.js``), each replaceable by the script's own.
+
+Using it (the Statistical API in :mod:`..statistical` does this per aggregation interval)::
+
+    script = compile_evalscript(text, deadline)          # setup(): script.inputs, .units, .outputs, .mosaicking
+    plan = script.plan([SceneTile.from_acquisition(a) for a in tiles], start, end)
+    # plan.groups: for each sample, the indices of the tiles to mosaic into it (one group for SIMPLE,
+    # one per UTC day for ORBIT, one per tile for TILE; after preProcessScenes), plan.outputs after updateOutput
+    columns = [read(group) for group in plan.groups]      # per sample: input name -> one value per pixel
+    result = script.run(plan, columns)                    # result.outputs: id -> (pixels, bands); result.user_data
+
+``script.evaluate(columns)`` is the SIMPLE shortcut (one sample per pixel, no scenes). polyfis runs
+``evaluatePixel`` over all the pixels of a call in one engine call: the inputs go in as one JSON text, the
+outputs come back as one JSON text. Each script gets its own engine context, a time limit per call and a
+memory limit; a script that loops or allocates without end is stopped and reported as a request error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import json
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...bands import QUANTIFICATION_VALUE, S2_BANDS
+from ...errors import EvalscriptError, EvalscriptTimeout, StatsError
+
+if TYPE_CHECKING:
+    from ...archive.catalog import Acquisition
+
+#: Time limit of one engine call, milliseconds.
+DEFAULT_TIMEOUT_MS = 20_000
+#: Memory limit of one script's engine, bytes.
+DEFAULT_MAX_MEMORY = 512 * 1024 * 1024
+#: Input names an L1C evalscript may read besides the bands.
+EXTRA_INPUTS = ("dataMask", "CLP", "CLM")
+#: Most outputs of one evalscript, and most bands of one output.
+MAX_OUTPUTS = 20
+MAX_OUTPUT_BANDS = 100
+SAMPLE_TYPES = ("FLOAT32", "UINT8", "UINT16", "INT8", "INT16", "AUTO")
+MOSAICKING = ("SIMPLE", "ORBIT", "TILE")
+#: Most characters of ``outputMetadata.userData`` as JSON.
+MAX_USER_DATA_CHARS = 4 * 1024 * 1024
+#: The collection name ``updateOutput`` finds its scenes under, besides ``collection.scenes``.
+COLLECTION = "sentinel-2-l1c"
+
+_RUNNER = importlib.resources.files(__package__).joinpath("runner.js").read_text(encoding="utf-8")
+_HELPERS = importlib.resources.files(__package__).joinpath("helpers.js").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One evalscript output: ``id``, its band names and its sample type."""
+
+    id: str
+    bands: tuple[str, ...]
+    sample_type: str = "FLOAT32"
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SceneTile:
+    """One acquisition tile as evalscripts see it in ``scenes.tiles`` (``date``, ``shId``, ``cloudCoverage``,
+    ``dataPath``)."""
+
+    date: dt.datetime
+    sh_id: int
+    data_path: str
+    cloud_coverage: float | None = None
+
+    @classmethod
+    def from_acquisition(cls, acq: Acquisition) -> SceneTile:
+        """The tile of an archive acquisition: ``shId`` a stable number made from its id, ``dataPath`` the
+        folder of its bands when they are URLs, else its id."""
+        href = next(iter(acq.assets.values()), "")
+        path = href.rsplit("/", 1)[0] if "://" in href else acq.id
+        return cls(date=acq.datetime, sh_id=zlib.crc32(acq.id.encode()), data_path=path,
+                   cloud_coverage=acq.cloud_cover)
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``scenes.tiles`` entry."""
+        out: dict[str, Any] = {"date": _iso(self.date), "shId": self.sh_id, "dataPath": self.data_path}
+        if self.cloud_coverage is not None:
+            out["cloudCoverage"] = self.cloud_coverage
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The samples of one evaluation: ``groups`` lists, per sample and in the script's order, the indices
+    of the ``tiles`` mosaicked into it; ``outputs`` are the outputs after ``updateOutput``; ``scenes`` is the
+    object ``evaluatePixel`` gets as its second argument."""
+
+    mosaicking: str
+    tiles: tuple[SceneTile, ...]
+    groups: tuple[tuple[int, ...], ...]
+    outputs: tuple[Output, ...]
+    scenes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one run returns: output id -> array ``(pixels, bands)``, and ``outputMetadata.userData``."""
+
+    outputs: dict[str, np.ndarray]
+    user_data: Any = None
+
+
+class Evalscript:
+    """A compiled evalscript: its inputs, units, outputs and mosaicking, ready to evaluate pixels.
+
+    :raises EvalscriptError: when the script does not parse, has no ``setup``/``evaluatePixel``, or
+        asks for inputs, outputs or a mosaicking polyfis does not have.
+    """
+
+    def __init__(self, source: str, *, timeout_ms: int | None = None, max_memory: int | None = None,
+                 deadline: float | None = None) -> None:
+        from py_mini_racer import MiniRacer
+
+        if not isinstance(source, str) or not source.strip():
+            raise EvalscriptError("evalscript: expected the text of a version-3 evalscript, got an empty value")
+        self.timeout_ms = timeout_ms or DEFAULT_TIMEOUT_MS
+        self.max_memory = max_memory or DEFAULT_MAX_MEMORY
+        self.deadline = deadline
+        self._ctx = MiniRacer()
+        self._call(_RUNNER.replace("__BUDGET__", str(int(self.max_memory))), "preparing the engine")
+        self._call(_HELPERS, "installing the evalscript helpers")
+        self._call(source, "evaluating the script")
+        if self._call("typeof evaluatePixel", "checking evaluatePixel") != "function":
+            raise EvalscriptError("evalscript: no evaluatePixel(samples) function; expected a version-3 evalscript")
+        if self._call("typeof setup", "checking setup") != "function":
+            raise EvalscriptError("evalscript: no setup() function; expected a version-3 evalscript")
+        described = _json(self._call("__polyfisSetup()", "running setup()"), "setup()")
+        spec = described.get("spec") if isinstance(described, dict) else None
+        if not isinstance(spec, dict):
+            raise EvalscriptError(
+                f"evalscript: setup() returned {spec!r:.80}; expected an object with input and output")
+        mosaicking = spec.get("mosaicking", "SIMPLE")
+        if not isinstance(mosaicking, str) or mosaicking.upper() not in MOSAICKING:
+            raise EvalscriptError(f"evalscript: setup().mosaicking is {mosaicking!r:.40}; expected one of "
+                                  f"{list(MOSAICKING)}")
+        self.mosaicking = mosaicking.upper()
+        self.inputs, self.units = _parse_inputs(spec.get("input"))
+        self.outputs = _parse_outputs(spec.get("output"))
+        self.has_pre_process = bool(described.get("preProcessScenes"))
+        self.has_update_output = bool(described.get("updateOutput"))
+
+    def _call(self, code: str, what: str) -> Any:
+        """Run ``code`` in the engine within the call time limit, or what is left of the request's time
+        budget when that is less."""
+        from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException
+
+        timeout = self.timeout_ms
+        budget_binds = False
+        if self.deadline is not None:
+            left = int((self.deadline - time.monotonic()) * 1000)
+            if left <= 0:
+                raise EvalscriptTimeout(f"evalscript: not {what}: the request's time budget ran out")
+            budget_binds, timeout = left < timeout, min(timeout, left)
+        try:
+            return self._ctx.eval(code, timeout=timeout, max_memory=self.max_memory)
+        except JSTimeoutException as exc:
+            limit = "the request's time budget" if budget_binds else f"{self.timeout_ms} ms"
+            raise EvalscriptTimeout(f"evalscript: {what} took more than {limit}; stopped") from exc
+        except JSOOMException as exc:
+            raise EvalscriptError(
+                f"evalscript: {what} used more than {self.max_memory // 2**20} MiB of memory; stopped") from exc
+        except JSEvalException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EvalscriptError(f"evalscript: error while {what}: {first[:300]}") from exc
+
+    def plan(self, tiles: Sequence[SceneTile], time_from: dt.datetime, time_to: dt.datetime) -> Plan:
+        """The samples of an evaluation over ``tiles`` (in mosaicking order, first wins) acquired in
+        ``[time_from, time_to)``: grouped by the script's mosaicking, then picked and ordered by
+        ``preProcessScenes`` and sized by ``updateOutput`` when the script defines them.
+
+        :raises EvalscriptError: when those functions fail or return something unusable.
+        """
+        tiles = tuple(tiles)
+        if self.mosaicking == "SIMPLE":
+            groups: list[tuple[int, ...]] = [tuple(range(len(tiles)))]
+            entries = [dict(t.metadata(), __idx=i) for i, t in enumerate(tiles)]
+        elif self.mosaicking == "TILE":
+            groups = [(i,) for i in range(len(tiles))]
+            entries = [dict(t.metadata(), __idx=i) for i, t in enumerate(tiles)]
+        else:
+            groups = [tuple(members) for members in _orbit_groups(tiles)]
+            entries = [{"dateFrom": f"{_day(tiles[g[0]])}T00:00:00Z", "dateTo": f"{_day(tiles[g[0]])}T23:59:59Z",
+                        "__idx": i} for i, g in enumerate(groups)]
+        every = {g: i for i, g in enumerate(groups)}
+        outputs = self.outputs
+        pre_process = self.has_pre_process and self.mosaicking != "SIMPLE"
+        if pre_process or self.has_update_output:
+            text = json.dumps({"mosaicking": self.mosaicking, "from": _iso(time_from), "to": _iso(time_to),
+                               "scenes": entries, "collection": COLLECTION,
+                               "outputs": {o.id: {"bands": len(o.bands)} for o in outputs}})
+            answer = _json(self._call(f"__polyfisPlan({json.dumps(text)})", "running preProcessScenes/updateOutput"),
+                           "preProcessScenes/updateOutput")
+            if not isinstance(answer, dict):
+                raise EvalscriptError("evalscript: preProcessScenes/updateOutput returned an unexpected result")
+            if pre_process:
+                groups = [groups[i] for i in _kept(answer.get("kept"), len(groups))]
+            outputs = _resized(outputs, answer.get("outputs"))
+        if self.mosaicking == "SIMPLE":
+            scenes: dict[str, Any] = {}
+        elif self.mosaicking == "TILE":
+            scenes = {"tiles": [dict(tiles[g[0]].metadata(), __idx=g[0]) for g in groups]}
+        else:
+            scenes = {"orbits": [dict(entries[every[g]], tiles=[tiles[i].metadata() for i in g]) for g in groups]}
+        return Plan(mosaicking=self.mosaicking, tiles=tiles, groups=tuple(groups), outputs=outputs, scenes=scenes)
+
+    def evaluate(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run ``evaluatePixel`` on every pixel with one sample each (SIMPLE, no scenes).
+
+        :param columns: input name -> 1-D array, one value per pixel (all the same length).
+        :returns: output id -> float64 array ``(n, len(bands))`` cast to the output's sample type.
+        """
+        plan = Plan(mosaicking="SIMPLE", tiles=(), groups=((),), outputs=self.outputs, scenes={})
+        return self.run(plan, [columns]).outputs
+
+    def run(self, plan: Plan, samples: Sequence[Mapping[str, np.ndarray]], pixels: int | None = None) -> Evaluation:
+        """Run ``evaluatePixel`` on every pixel, then ``updateOutputMetadata``.
+
+        :param plan: from :meth:`plan` (or the SIMPLE plan of :meth:`evaluate`).
+        :param samples: one mapping per group of the plan (exactly one for SIMPLE): input name -> 1-D array,
+            one value per pixel, every array the same length; a pixel a sample has no data for has
+            ``dataMask`` 0 there.
+        :param pixels: the number of pixels, needed only when the plan has no sample (``preProcessScenes``
+            kept none: ``evaluatePixel`` then gets an empty array on every pixel).
+        :returns: output id -> float64 array ``(n, len(bands))`` cast to the output's sample type, and
+            ``outputMetadata.userData``.
+        """
+        simple = plan.mosaicking == "SIMPLE"
+        if len(samples) != (1 if simple else len(plan.groups)):
+            raise ValueError(f"run: {len(samples)} samples for a plan of {len(plan.groups)} groups")
+        arrays = [c for s in samples for c in s.values()]
+        n = len(arrays[0]) if arrays else (pixels or 0)
+        if any(len(a) != n for a in arrays) or (pixels is not None and pixels != n):
+            raise ValueError("run: every input column needs one value per pixel")
+        if n == 0:
+            return Evaluation({o.id: np.zeros((0, len(o.bands))) for o in plan.outputs})
+        names = list(samples[0]) if samples else []
+        if any(set(s) != set(names) for s in samples):
+            raise ValueError("run: every sample needs the same input columns")
+        text = json.dumps({name: np.concatenate([np.asarray(s[name], dtype=np.float64) for s in samples]).tolist()
+                           for name in names})
+        counts = json.dumps({o.id: len(o.bands) for o in plan.outputs})
+        context = json.dumps({"samples": -1 if simple else len(samples), "scenes": plan.scenes,
+                              "inputMetadata": {"serviceVersion": "polyfis",
+                                                "normalizationFactor": 1 / QUANTIFICATION_VALUE}})
+        result = self._call(f"__polyfisRun({json.dumps(text)}, {n}, {json.dumps(counts)}, {json.dumps(context)})",
+                            "running evaluatePixel")
+        unexpected = EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
+        limit = 40 * n * sum(len(o.bands) for o in plan.outputs) + MAX_USER_DATA_CHARS + 1000
+        if not isinstance(result, str) or len(result) > limit:
+            raise unexpected
+        raw = _json(result, "evaluatePixel")
+        produced = raw.get("outputs") if isinstance(raw, dict) else None
+        out = {}
+        for output in plan.outputs:
+            values = produced.get(output.id) if isinstance(produced, dict) else None
+            if not isinstance(values, list) or len(values) != n * len(output.bands) or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+                raise unexpected
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            out[output.id] = _cast(array.reshape(n, len(output.bands)), output.sample_type)
+        user_data = raw.get("userData")
+        if user_data is not None and len(json.dumps(user_data)) > MAX_USER_DATA_CHARS:
+            raise EvalscriptError(f"evalscript: outputMetadata.userData is over {MAX_USER_DATA_CHARS} characters "
+                                  "of JSON; expected a small object")
+        return Evaluation(out, user_data)
+
+
+def _day(tile: SceneTile) -> str:
+    return tile.date.astimezone(dt.UTC).date().isoformat()
+
+
+def _orbit_groups(tiles: Sequence[SceneTile]) -> list[list[int]]:
+    """Tile indices grouped by UTC day (Sentinel Hub's orbits), days in the order their first tile comes."""
+    days: dict[str, list[int]] = {}
+    for i, t in enumerate(tiles):
+        days.setdefault(_day(t), []).append(i)
+    return list(days.values())
+
+
+def _kept(value: Any, count: int) -> list[int]:
+    """The scene indices preProcessScenes kept, checked: known ``__idx`` values, each once."""
+    if not isinstance(value, list):
+        raise EvalscriptError("evalscript: preProcessScenes returned an unexpected result; expected its "
+                              "collections with the scenes kept")
+    seen: set[int] = set()
+    for idx in value:
+        if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < count or idx in seen:
+            raise EvalscriptError("evalscript: preProcessScenes returned a scene that is not one of those it was "
+                                  "given (or one twice); expected a subset of collections.scenes, __idx kept")
+        seen.add(idx)
+    return list(value)
+
+
+def _resized(outputs: tuple[Output, ...], counts: Any) -> tuple[Output, ...]:
+    """The outputs with the band counts updateOutput left; renamed ``B0``... where a count changed."""
+    if not isinstance(counts, dict):
+        raise EvalscriptError("evalscript: updateOutput left an unexpected outputs object")
+    resized = []
+    for output in outputs:
+        bands = counts.get(output.id)
+        if not isinstance(bands, (int, float)) or isinstance(bands, bool) or bands != int(bands) \
+                or not 1 <= bands <= MAX_OUTPUT_BANDS:
+            raise EvalscriptError(f"evalscript: updateOutput set output '{output.id}' to {bands!r:.40} bands; "
+                                  f"expected 1 to {MAX_OUTPUT_BANDS}")
+        names = output.bands if int(bands) == len(output.bands) else tuple(f"B{i}" for i in range(int(bands)))
+        resized.append(Output(id=output.id, bands=names, sample_type=output.sample_type))
+    return tuple(resized)
+
+
+def _json(text: Any, what: str) -> Any:
+    """The JSON an engine call returned; anything else is the script's error, in words of our own."""
+    try:
+        return json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError) as exc:
+        raise EvalscriptError(f"evalscript: {what} returned something that is not JSON data; expected plain "
+                              "objects, arrays and numbers") from exc
+
+
+def _parse_inputs(value: Any) -> tuple[tuple[str, ...], str]:
+    units = "REFLECTANCE"
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        units = str(value[0].get("units", "REFLECTANCE")).upper()
+        value = value[0].get("bands")
+    elif isinstance(value, dict):
+        units = str(value.get("units", "REFLECTANCE")).upper()
+        value = value.get("bands")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EvalscriptError(f"evalscript: setup().input must list band names, got {value!r:.80}")
+    unknown = [v for v in value if v not in S2_BANDS and v not in EXTRA_INPUTS]
+    if unknown:
+        raise EvalscriptError(f"evalscript: unknown input bands {unknown}; sentinel-2-l1c has "
+                              f"{list(S2_BANDS) + list(EXTRA_INPUTS)}")
+    if units not in ("REFLECTANCE", "DN"):
+        raise EvalscriptError(f"evalscript: units {units!r} are not supported; expected REFLECTANCE or DN")
+    return tuple(value), units
+
+
+def _parse_outputs(value: Any) -> tuple[Output, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not 1 <= len(items) <= MAX_OUTPUTS:
+        raise EvalscriptError(f"evalscript: setup() declares {len(items)} outputs; expected 1 to {MAX_OUTPUTS}")
+    outputs = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise EvalscriptError(f"evalscript: setup().output entries must be objects, got {item!r:.80}")
+        bands = item.get("bands", 1)
+        if isinstance(bands, list) and 1 <= len(bands) <= MAX_OUTPUT_BANDS:
+            names = tuple(str(b) for b in bands)
+        elif isinstance(bands, int) and not isinstance(bands, bool) and 1 <= bands <= MAX_OUTPUT_BANDS:
+            names = tuple(f"B{i}" for i in range(bands))
+        else:
+            raise EvalscriptError(f"evalscript: output bands must be a count or a list of 1 to {MAX_OUTPUT_BANDS} "
+                                  f"names, got {bands!r:.80}")
+        sample_type = str(item.get("sampleType", "FLOAT32")).upper()
+        if sample_type not in SAMPLE_TYPES:
+            raise EvalscriptError(f"evalscript: sampleType {sample_type!r}; expected one of {list(SAMPLE_TYPES)}")
+        outputs.append(Output(id=str(item.get("id", "default")), bands=names, sample_type=sample_type))
+    return tuple(outputs)
+
+
+def _cast(values: np.ndarray, sample_type: str) -> np.ndarray:
+    """Values as the output's sample type would store them (float64 for the statistics)."""
+    if sample_type in ("FLOAT32", "AUTO"):
+        return values.astype(np.float32).astype(np.float64)
+    bounds = {"UINT8": (0, 255), "UINT16": (0, 65535), "INT8": (-128, 127), "INT16": (-32768, 32767)}[sample_type]
+    with np.errstate(invalid="ignore"):
+        return np.clip(np.round(np.nan_to_num(values, nan=0.0)), *bounds)
+
+
+def compile_evalscript(source: Any, deadline: float | None = None) -> Evalscript:
+    """An :class:`Evalscript` from request text, with errors as 400-class :class:`EvalscriptError`;
+    ``deadline`` (monotonic seconds) is the request's time budget, compiling included."""
+    try:
+        return Evalscript(source, deadline=deadline)
+    except StatsError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise EvalscriptError("evalscript: setup() returned something unusable; expected {input: [...], "
+                              "output: {...}} as Sentinel Hub's evalscript V3 defines") from exc
