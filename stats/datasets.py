@@ -11,7 +11,18 @@ date in parallel (default: the number of CPUs). The pool is off by default (size
 1024-pixel tiles, every open COG holds about 1.6 MiB in GDAL (a one-year, 13-band query keeps 312 open: 1.2
 GiB resident instead of 0.18 GiB), while a repeated query is answered from the window cache below without
 opening anything, and a query over a neighbouring polygon was not measurably faster with the datasets open.
-Over HTTP (``/vsicurl/``), where an open costs round trips, a pool of a few hundred datasets pays off.
+
+Remote bands (http(s) URLs, read through ``/vsicurl/``, and GDAL's other network file systems) are read
+differently, since there every request costs a round trip:
+
+* GDAL is configured for remote COGs (:data:`REMOTE_GDAL_OPTIONS`, set per thread around each open and read
+  of a remote band only, so local reads are untouched): no directory listing or sidecar probes on open, the
+  header read in one request, adjacent ranges merged, HTTP/2 multiplexing over TLS, kept-alive connections;
+* they are always kept open in :func:`remote_pool` (``POLYFIS_REMOTE_OPEN_DATASETS``, default 512), so a
+  header is read once per process;
+* they are read on :func:`map_threads`' I/O threads (``io=True``: ``POLYFIS_IO_THREADS``, default 64 reads in
+  flight), so that a query's reads wait for the network together rather than one after the other; GDAL
+  decodes each window in the thread that read it, the statistics run in the caller's threads.
 
 GDAL's block cache holds whole decoded tiles: a 4 km² lake on COGs of 1024-pixel tiles touches up to four
 2 MiB tiles per band and date, more than the default cache (5 % of RAM) holds for a year of 13 bands. So
@@ -39,6 +50,42 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_OPEN_DATASETS = 0
+
+#: GDAL configuration of every open and read of a remote band.
+REMOTE_GDAL_OPTIONS: dict[str, str] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no listing of the folder, no probes for sidecar files
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF,.jp2,.JP2",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "16384",  # a COG's header (IFDs and tile offsets) in the first request
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2TLS",  # HTTP/2 where the server offers it over TLS, else HTTP/1.1
+    "GDAL_HTTP_TCP_KEEPALIVE": "YES",
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": str(1 << 20),  # per open file: 512 open remote bands hold at most 512 MiB here
+}
+_REMOTE_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsiwebhdfs",
+                    "http://", "https://", "s3://", "gs://", "az://")
+
+
+def is_remote(href: str) -> bool:
+    """Whether ``href`` is read over the network (an http(s) or object storage URL, or a GDAL network path).
+
+    >>> is_remote("/vsicurl/https://example.com/B04.tif"), is_remote("/data/B04.tif")
+    (True, False)
+    """
+    return href.startswith(_REMOTE_PREFIXES)
+
+
+@contextmanager
+def gdal_env(href: str) -> Iterator[None]:
+    """:data:`REMOTE_GDAL_OPTIONS` (and ``POLYFIS_REMOTE_TIMEOUT_S``) around an open or read of a remote
+    ``href``; nothing for a local file."""
+    if not is_remote(href):
+        yield
+        return
+    timeout = str(settings.current().remote_timeout_s)
+    with rasterio.Env(**REMOTE_GDAL_OPTIONS, GDAL_HTTP_TIMEOUT=timeout, GDAL_HTTP_CONNECTTIMEOUT=timeout):
+        yield
 
 
 @dataclass
@@ -200,8 +247,6 @@ class WindowCache:
 
 _POOL: DatasetPool | None = None
 _WINDOWS: WindowCache | None = None
-_EXECUTOR: ThreadPoolExecutor | None = None
-_EXECUTOR_THREADS = 0
 _INIT = threading.Lock()
 
 
@@ -215,6 +260,29 @@ def default_pool() -> DatasetPool:
         elif _POOL.size != size:
             _POOL.resize(size)
         return _POOL
+
+
+_REMOTE_POOL: DatasetPool | None = None
+
+
+def remote_pool() -> DatasetPool:
+    """The process-wide pool of remote band datasets (``POLYFIS_REMOTE_OPEN_DATASETS`` datasets)."""
+    global _REMOTE_POOL
+    size = settings.current().remote_open_datasets
+    with _INIT:
+        if _REMOTE_POOL is None:
+            _REMOTE_POOL = DatasetPool(size)
+        elif _REMOTE_POOL.size != size:
+            _REMOTE_POOL.resize(size)
+        return _REMOTE_POOL
+
+
+def pool_for(href: str, pool: DatasetPool | None = None) -> DatasetPool:
+    """Where ``href`` is opened: the remote pool for a remote band (whatever ``pool`` says: reading a header
+    again costs round trips), else ``pool`` or :func:`default_pool`."""
+    if is_remote(href):
+        return remote_pool()
+    return pool or default_pool()
 
 
 def window_cache() -> WindowCache:
@@ -233,31 +301,46 @@ def read_threads() -> int:
     return settings.current().threads
 
 
-def map_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """``[fn(x) for x in items]``, run on the shared reader threads; the first exception is raised.
+def io_threads() -> int:
+    """Reads of remote bands in flight at once (``POLYFIS_IO_THREADS``)."""
+    return settings.current().io_threads
+
+
+def map_threads(fn: Callable[[T], R], items: Iterable[T], *, io: bool = False) -> list[R]:
+    """``[fn(x) for x in items]``, run on the shared reader threads (``io``: on the I/O threads, for remote
+    reads); the first exception is raised. ``fn`` must not wait for other work on these threads (a call from
+    one of them runs inline).
 
     >>> map_threads(lambda x: x * x, [1, 2, 3])
     [1, 4, 9]
     """
-    global _EXECUTOR, _EXECUTOR_THREADS
     items = list(items)
-    threads = read_threads()
-    if threads == 1 or len(items) < 2 or threading.current_thread().name.startswith("polyfis-read"):
+    threads = io_threads() if io else read_threads()
+    if threads == 1 or len(items) < 2 or threading.current_thread().name.startswith(("polyfis-read", "polyfis-io")):
         return [fn(x) for x in items]
+    return list(_executor("polyfis-io" if io else "polyfis-read", threads).map(fn, items))
+
+
+_EXECUTORS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+
+
+def _executor(name: str, threads: int) -> ThreadPoolExecutor:
+    """The shared executor of that name, with ``threads`` threads (a new one when the settings changed it)."""
     with _INIT:
-        if _EXECUTOR is None or threads != _EXECUTOR_THREADS:
-            if _EXECUTOR is not None:
-                _EXECUTOR.shutdown(wait=False)  # the settings changed the thread count
-            _EXECUTOR = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polyfis-read")
-            _EXECUTOR_THREADS = threads
-        executor = _EXECUTOR
-    return list(executor.map(fn, items))
+        size, executor = _EXECUTORS.get(name, (0, None))
+        if executor is None or size != threads:
+            if executor is not None:
+                executor.shutdown(wait=False)  # the settings changed the thread count
+            executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            _EXECUTORS[name] = (threads, executor)
+        return executor
 
 
 def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's GDAL handles or reader threads."""
-    global _POOL, _WINDOWS, _EXECUTOR, _EXECUTOR_THREADS, _INIT
-    _POOL, _WINDOWS, _EXECUTOR, _EXECUTOR_THREADS, _INIT = None, None, None, 0, threading.Lock()
+    global _POOL, _REMOTE_POOL, _WINDOWS, _INIT
+    _POOL, _REMOTE_POOL, _WINDOWS, _INIT = None, None, None, threading.Lock()
+    _EXECUTORS.clear()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

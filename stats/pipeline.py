@@ -30,6 +30,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,9 +48,10 @@ from .clouds.scl import NOTE as SCL_NOTE
 from .clouds.scl import class_fractions, classes_at, in_group, statistics_bands, uses_scl
 from .clouds.shadow_masks import block_masks, date_reach, index_of_pixels, shadow_block
 from .clouds.shadows import ShadowInput, shadow_fraction
+from .datasets import io_threads
 from .diagnosis import why_empty
 from .errors import SceneReadError
-from .raster import Grid, read_date
+from .raster import Grid, read_date, remote
 from .request import Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current
@@ -135,20 +138,13 @@ def query_timeseries(
                                                    max_cloud_cover=options.max_cloud_cover)
     limits.check_acquisitions(len(found))
     deadline = limits.deadline()
+    if any(remote(acq) for acq in found):
+        model.load_in_background()  # while the reads wait for the network
 
     works: list[_DateWork | DateResult] = []
     dropped_empty = 0
-    for tiles in group_by_date(found):
-        if time.monotonic() > deadline:
-            works.append(date_error(tiles, limits.budget_message))
-            continue
-        try:
-            work = _collect(request, tiles, limits)
-        except SceneReadError as exc:
-            log.warning("date %s: %s", tiles[0].date, exc)
-            works.append(date_error(tiles, str(exc)))
-            continue
-        if work.valid == 0 and not options.include_empty:
+    for work in _collect_dates(request, group_by_date(found), limits, deadline):
+        if isinstance(work, _DateWork) and work.valid == 0 and not options.include_empty:
             dropped_empty += 1
             continue
         works.append(work)
@@ -183,6 +179,38 @@ def date_error(tiles: list[Acquisition], message: str) -> DateResult:
     """The entry of a date that could not be computed: its tiles and why."""
     return DateResult(date=tiles[0].date, datetime=tiles[0].datetime, scenes=tuple(t.id for t in tiles),
                       error=message)
+
+
+def dates_in_flight(groups: Sequence[Sequence[Acquisition]], bands: Sequence[str]) -> int:
+    """Dates read at once: one for a local archive (its reads keep the cores busy already), enough to keep
+    ``POLYFIS_IO_THREADS`` band reads in flight for a remote one (there the reads wait for the network)."""
+    if not any(remote(acq) for tiles in groups for acq in tiles):
+        return 1
+    return min(len(groups), -(-io_threads() // max(1, len(bands))) + 1)
+
+
+def _collect_dates(request: TimeSeriesRequest, groups: list[list[Acquisition]], limits: Limits,
+                   deadline: float) -> list[_DateWork | DateResult]:
+    """:func:`_collect` of every date, in date order, :func:`dates_in_flight` at once; a date that cannot be
+    read, or not started before ``deadline``, gets its error entry."""
+
+    def one(tiles: list[Acquisition]) -> _DateWork | DateResult:
+        if time.monotonic() > deadline:
+            return date_error(tiles, limits.budget_message)
+        try:
+            return _collect(request, tiles, limits)
+        except SceneReadError as exc:
+            log.warning("date %s: %s", tiles[0].date, exc)
+            return date_error(tiles, str(exc))
+
+    in_flight = dates_in_flight(groups, request.options.read_bands)
+    if in_flight <= 1:
+        return [one(tiles) for tiles in groups]
+    executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="polyfis-date")
+    try:
+        return list(executor.map(one, groups))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limits) -> _DateWork:

@@ -53,7 +53,7 @@ from .archive.layouts import SCL_ASSET
 from .archive.storage import gdal_path, open_failure
 from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
-from .datasets import DatasetPool, dataset_key, default_pool, map_threads, window_cache
+from .datasets import DatasetPool, dataset_key, gdal_env, is_remote, map_threads, pool_for, window_cache
 from .errors import InvalidRequestError, SceneReadError
 from .geometry import cached_crs, crs_name, reproject
 from .request import DEFAULT_MAX_PIXELS, Limits
@@ -138,7 +138,7 @@ def pixel_size_10m(finest: Affine) -> tuple[float, float]:
 def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
     """Pixel (width, height), in CRS units, of the 10 m class of ``acq`` (see :func:`pixel_size_10m`), from
     the finest of ``bands``."""
-    shapes = map_threads(partial(band_shape, acq), bands)
+    shapes = map_threads(partial(band_shape, acq), bands, io=remote(acq))
     return pixel_size_10m(min(shapes, key=lambda s: abs(s.transform.a)).transform)
 
 
@@ -285,10 +285,16 @@ def _href(acq: Acquisition, band: str) -> str:
     return gdal_path(href)
 
 
+def remote(acq: Acquisition) -> bool:
+    """Whether ``acq``'s bands are read over the network (then on the I/O threads, see :mod:`stats.datasets`)."""
+    return any(is_remote(href) for href in acq.assets.values())
+
+
 @contextmanager
 def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> Iterator[rasterio.io.DatasetReader]:
     """The open dataset of one band of ``acq``, kept open in ``pool`` (default
-    :func:`stats.datasets.default_pool`).
+    :func:`stats.datasets.default_pool`; a remote band in :func:`stats.datasets.remote_pool`, and opened and
+    read with the remote GDAL configuration).
 
     :raises SceneReadError: when the asset is missing, cannot be opened or is not in the catalog's CRS.
     """
@@ -302,8 +308,9 @@ def open_band(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> I
                 f"scene {acq.id}: band {band} is in {found}, but the catalog says {crs_name(expected)}")
 
     with ExitStack() as stack:
+        stack.enter_context(gdal_env(href))
         try:
-            src = stack.enter_context((pool or default_pool()).open(href, check))
+            src = stack.enter_context(pool_for(href, pool).open(href, check))
         except rasterio.errors.RasterioIOError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} (asset {acq.asset_key(band)!r}) cannot be opened: "
@@ -410,7 +417,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(partial(band_shape, primary), bands)
+            shapes = map_threads(partial(band_shape, primary), bands, io=remote(primary))
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
             px, py = pixel_size_10m(anchor)
@@ -437,7 +444,7 @@ def read_date(
 def _lay(mosaic: Mosaic, acq: Acquisition, grid: Grid, bands: Sequence[str], sampling: Sampling) -> None:
     """Read ``bands`` of one tile onto ``grid`` and lay them on ``mosaic``."""
     read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid.crs, sampling=sampling)
-    mosaic.add(acq, dict(zip(bands, map_threads(read, bands))))
+    mosaic.add(acq, dict(zip(bands, map_threads(read, bands, io=remote(acq)))))
 
 
 def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: int | None = None,

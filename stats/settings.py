@@ -113,6 +113,12 @@ class Settings:
     max_connections: int = field(default=1_000, metadata=_POSITIVE)
     #: Threads reading the bands of one date; None uses the CPU count.
     read_threads: int | None = field(default=None, metadata=_POSITIVE)
+    #: Band reads in flight at once from remote (http(s), object storage) archives, across dates and bands.
+    io_threads: int = field(default=64, metadata=_POSITIVE)
+    #: Remote band datasets kept open between queries (their headers cost round trips to read again).
+    remote_open_datasets: int = field(default=512, metadata=_COUNT)
+    #: Seconds a remote band's request may take (connecting included) before its date gets an error.
+    remote_timeout_s: int = field(default=30, metadata=_POSITIVE)
 
     #: OAuth2 clients "id:secret,..."; auth is on when any is set.
     auth_clients: str | None = None

@@ -15,7 +15,9 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ import pyarrow.parquet as pq
 
 from ..archive.catalog import Archive
 from ..clouds.model import CloudModel
+from ..datasets import io_threads
 from ..errors import InvalidRequestError
 from ..progress import progress_reporter
+from ..raster import remote
 from ..request import Limits
 from .inputs import BatchPolygon, read_polygons
 from .output import error_table, failed_task_table, finish_table, output_format, write_table
@@ -66,8 +70,26 @@ def run_plan(plan: BatchPlan, archive: Archive, *,
              model: CloudModel | None = None) -> tuple[pa.Table, dict[str, pa.Table]]:
     """Run a planned batch in this process: its rows (``id``, then the time-series columns), ordered by
     polygon (input order) and date, and its analytics tables by name (those the options ask for)."""
-    tables = [error_table(plan)] + [run_task(plan, task, model=model, archive=archive) for task in plan.tasks]
-    return finish_table(plan, tables)
+    run = partial(_run_one, plan, model=model, archive=archive)
+    in_flight = tasks_in_flight(plan, archive)
+    if in_flight <= 1:
+        tables = [run(task) for task in plan.tasks]
+    else:  # a remote archive: the tasks' reads wait for the network together
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="polyfis-task") as executor:
+            tables = list(executor.map(run, plan.tasks))
+    return finish_table(plan, [error_table(plan), *tables])
+
+
+def _run_one(plan: BatchPlan, task: BatchTask, *, model: CloudModel | None, archive: Archive) -> pa.Table:
+    return run_task(plan, task, model=model, archive=archive)
+
+
+def tasks_in_flight(plan: BatchPlan, archive: Archive) -> int:
+    """Tasks run at once in this process: one for a local archive, enough to keep ``POLYFIS_IO_THREADS`` band
+    reads in flight for a remote one."""
+    if not plan.tasks or not any(remote(acq) for acq in archive.acquisitions[:1]):
+        return 1
+    return min(len(plan.tasks), max(1, io_threads() // max(1, len(plan.options.read_bands))))
 
 
 def _run_remote(plan: BatchPlan, task: BatchTask) -> pa.Table:

@@ -37,7 +37,7 @@ from ..errors import SceneReadError
 from ..geometry import cached_crs
 from ..indices import IndexSpec
 from ..pipeline import date_error, query_timeseries
-from ..raster import Grid, Mosaic, band_shape, pixel_size_10m
+from ..raster import Grid, Mosaic, band_shape, pixel_size_10m, remote
 from ..request import QueryOptions, TimeRange, TimeSeriesRequest
 from ..results import DateResult, PixelCloud
 from ..zonal import grouped_summary
@@ -119,7 +119,7 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     bands = options.read_bands
     primary = tiles[0]
     grid_crs = cached_crs(primary.crs)
-    shapes = [band_shape(primary, b, UNPOOLED) for b in bands]
+    shapes = map_threads(partial(band_shape, primary, pool=UNPOOLED), bands, io=remote(primary))
     finest = min(shapes, key=lambda s: abs(s.transform.a))
     anchor = finest.transform
     pixel = pixel_size_10m(anchor)
@@ -134,7 +134,7 @@ def _task_vectorised(plan: BatchPlan, task: BatchTask, tiles: list[Acquisition],
     for acq in tiles:
         if cached_crs(acq.crs) != grid_crs:  # not reached: vectorised() sends such dates to the per-polygon path
             return None
-        gathered = map_threads(partial(gather, acq, pixels=pixels, grid=grid), bands)
+        gathered = map_threads(partial(gather, acq, pixels=pixels, grid=grid), bands, io=remote(acq))
         arrays = [a for a in gathered if a is not None]
         if len(arrays) < len(bands):
             return None  # a band on another grid

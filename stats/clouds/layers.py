@@ -32,7 +32,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition, CloudLayerAssets
 from ..bands import MODEL_BANDS
-from ..datasets import dataset_key, default_pool, window_cache
+from ..datasets import dataset_key, gdal_env, pool_for, window_cache
 from ..errors import SceneReadError
 from ..geometry import cached_crs, ground_pixel_size, reproject
 from ..raster import Grid, PixelBlock, query_grid
@@ -145,8 +145,9 @@ def _open(tile: Acquisition, href: str) -> Iterator[rasterio.io.DatasetReader]:
                                  "catalog's CRS")
 
     with ExitStack() as stack:
+        stack.enter_context(gdal_env(href))
         try:
-            src = stack.enter_context(default_pool().open(href, check))
+            src = stack.enter_context(pool_for(href).open(href, check))
         except rasterio.errors.RasterioIOError as exc:
             raise SceneReadError(f"scene {tile.id}: the cloud layer {name} cannot be opened; run `polyfis clouds` "
                                  "again") from exc

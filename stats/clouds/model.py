@@ -7,6 +7,7 @@ process. Its input is TOA reflectance (DN / 10000, harmonised to baseline < 04.0
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ class CloudModel:
 
     def __init__(self) -> None:
         self._detector: Any = None
+        self._loading: threading.Thread | None = None
         self._lock = threading.Lock()
 
     @property
@@ -35,6 +37,20 @@ class CloudModel:
                         raise CloudModelError(f"s2cloudless cannot be imported: {exc}") from exc
                     self._detector = S2PixelCloudDetector(all_bands=False)
         return self._detector
+
+    def load_in_background(self) -> None:
+        """Start loading the detector in a thread of its own, so that a query waiting for the network loads
+        it meanwhile (a no-op once it is loaded or loading; a failure is raised again at first use)."""
+        if self._detector is not None or self._loading is not None:
+            return
+        with self._lock:
+            if self._detector is None and self._loading is None:
+                self._loading = threading.Thread(target=self._load_quietly, name="polyfis-model", daemon=True)
+                self._loading.start()
+
+    def _load_quietly(self) -> None:
+        with contextlib.suppress(CloudModelError):  # raised again where the model is used
+            _ = self.detector
 
     def probability(self, pixels: np.ndarray) -> np.ndarray:
         """Cloud probability of N pixels, in one model call.
