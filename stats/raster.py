@@ -12,15 +12,19 @@ the stored pixels unchanged. Only the window covering the polygon is read from e
 
 Tiles of the same date on the same grid are read with plain windows; a tile on another grid or CRS is
 warped onto the query grid by nearest neighbour (``rasterio.vrt.WarpedVRT``). The first tile with valid data
-wins at each pixel. A pixel is valid when every band read there is non-zero (DN 0 is no data).
+wins at each pixel. Stored DN 0 is no data; a band read onto a grid is NaN where it has no data, and a
+pixel is valid when no band read there is NaN.
 
 Those are the ``NEAREST`` rules. A request may choose other up- and downsampling methods
-(:class:`stats.sampling.Sampling`, Sentinel Hub's ``BILINEAR``/``BICUBIC``): a band read with one of them is
-warped onto the grid with that rasterio method (``rasterio.warp.reproject`` into float32, DN 0 as no data).
+(:class:`stats.sampling.Sampling`, Sentinel Hub's ``BILINEAR``/``BICUBIC``; up or down decided by the pixel
+sizes on the ground): a band read with one of them is warped onto the grid with that rasterio method
+(:func:`warp_band`: ``rasterio.warp.reproject`` into float32, NaN for no data, so that a cubic undershoot
+clipped to 0 stays data). :func:`read_band` is that one rule, for every route.
 
 Sentinel Hub's own APIs read onto the grid of the request instead of the tile's: :func:`request_grid` is the
 bounding box in the request's CRS cut into ``width`` x ``height`` pixels (or pixels of ``resx`` x ``resy``),
-and :func:`read_grid` mosaics a date's tiles onto any grid with the request's sampling.
+:func:`read_grid` mosaics a date's tiles onto any grid with the request's sampling (FIS, Statistical), and
+the Process API lays :func:`read_bands` of each acquisition on a :class:`Mosaic` of its grid.
 
 Mask convention: ``inside`` is True where the pixel centre lies inside the polygon (``all_touched=False``),
 ``valid`` is True where the pixel is inside and has data in every band.
@@ -39,12 +43,11 @@ from functools import cached_property, partial
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject as warp_reproject
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
@@ -55,7 +58,7 @@ from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
 from .datasets import DatasetPool, dataset_key, gdal_env, is_remote, map_threads, pool_for, window_cache
 from .errors import InvalidRequestError, SceneReadError
-from .geometry import cached_crs, crs_name, reproject
+from .geometry import WGS84, cached_crs, crs_name, ground_pixel_size, reproject
 from .request import DEFAULT_MAX_PIXELS, Limits
 from .sampling import NEAREST, Sampling
 
@@ -217,11 +220,11 @@ def aligned(band: Affine, grid: Grid, same_crs: bool) -> bool:
 
 
 def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
-    """Read ``src`` band 1 onto ``grid`` with a window; pixels outside the dataset are 0."""
+    """Read ``src`` band 1 onto ``grid`` with a window; no data (DN 0, or outside the dataset) is NaN."""
     t = src.transform
     gx, gy = grid.pixel_size
     rows, cols = grid.shape
-    out = np.zeros(grid.shape, dtype=np.float32)
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
     # the dataset's extent in grid pixel units, rounded inward (a grid pixel must lie fully in the tile)
     left = (t.c - grid.transform.c) / gx
     right = (t.c + src.width * t.a - grid.transform.c) / gx
@@ -235,8 +238,9 @@ def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
     window = Window(col_off=(c0 - left) * sx, row_off=(r0 - top) * sy, width=(c1 - c0) * sx, height=(r1 - r0) * sy)
     if max(sx, sy) <= 1 + _EPS:
         # upsampling or same size: each grid pixel takes the band pixel containing its centre
-        out[r0:r1, c0:c1] = src.read(1, window=window, out_shape=(r1 - r0, c1 - c0),
-                                     resampling=Resampling.nearest, out_dtype="float32")
+        read = src.read(1, window=window, out_shape=(r1 - r0, c1 - c0), resampling=Resampling.nearest,
+                        out_dtype="float32")
+        out[r0:r1, c0:c1] = np.where(read > 0, read, np.float32(np.nan))
         return out
     # downsampling by whole factors: the window lies on band pixel edges; average the valid pixels
     kx, ky = round(sx), round(sy)
@@ -246,34 +250,60 @@ def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
     counts = (blocks > 0).sum(axis=(1, 3))
     sums = blocks.sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[r0:r1, c0:c1] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+        out[r0:r1, c0:c1] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return out
 
 
 def _read_warped(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
-    """Warp ``src`` band 1 onto ``grid`` by nearest neighbour; pixels outside the dataset are 0."""
+    """Warp ``src`` band 1 onto ``grid`` by nearest neighbour; no data (DN 0, or outside the dataset) is NaN."""
     with WarpedVRT(
         src, crs=grid.crs, transform=grid.transform, width=grid.shape[1], height=grid.shape[0],
         resampling=Resampling.nearest, nodata=0,
     ) as vrt:
-        return vrt.read(1, out_dtype="float32")
+        read = vrt.read(1, out_dtype="float32")
+    return np.where(read > 0, read, np.float32(np.nan))
 
 
-def _read_resampled(src: rasterio.io.DatasetReader, grid: Grid, method: Resampling) -> np.ndarray:
-    """Warp ``src`` band 1 onto ``grid`` with ``method`` into float32 (DN 0 is no data, left out of the
-    kernels); pixels outside the dataset are 0."""
-    out = np.zeros(grid.shape, dtype=np.float32)
-    warp_reproject(source=rasterio.band(src, 1), destination=out, src_nodata=0, dst_nodata=0,
+def warp_band(src: rasterio.io.DatasetReader, grid: Grid, method: Resampling) -> np.ndarray:
+    """Warp ``src`` band 1 onto ``grid`` with the rasterio kernel ``method`` into float32 stored DN.
+
+    DN 0 is no data in the source and is left out of the kernels; a grid pixel without data (or outside the
+    dataset) is NaN. A cubic kernel's undershoot below 0 next to dark pixels is clipped to 0 and stays data.
+    """
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
+    warp_reproject(source=rasterio.band(src, 1), destination=out, src_nodata=0, dst_nodata=np.nan,
                    dst_transform=grid.transform, dst_crs=grid.crs.to_wkt(), resampling=method)
-    return out
+    return np.maximum(out, 0, where=np.isfinite(out), out=out)
 
 
-def band_pixel_area(src: rasterio.io.DatasetReader, grid: Grid, same_crs: bool) -> float:
-    """Area of one pixel of ``src`` in ``grid.crs`` units squared (averaged over the dataset in another CRS)."""
-    if same_crs:
-        return float(abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d))
-    left, bottom, right, top = transform_bounds(src.crs, grid.crs.to_wkt(), *src.bounds)
-    return float(abs((right - left) * (top - bottom)) / (src.width * src.height))
+def grid_centre_lonlat(grid: Grid) -> tuple[float, float]:
+    """The grid's centre in (lon, lat)."""
+    rows, cols = grid.shape
+    x, y = grid.transform @ (cols / 2.0, rows / 2.0)
+    if grid.crs.is_geographic:
+        return float(x), float(y)
+    lon, lat = Transformer.from_crs(grid.crs, WGS84, always_xy=True).transform(x, y)
+    return float(lon), float(lat)
+
+
+def band_method(src: rasterio.io.DatasetReader, grid: Grid, sampling: Sampling) -> Resampling:
+    """The rasterio method that brings ``src`` onto ``grid`` by ``sampling``: both pixel sizes measured on the
+    ground, in metres, at the grid's centre (:func:`stats.geometry.ground_pixel_size`)."""
+    lon, lat = grid_centre_lonlat(grid)
+    band_m = ground_pixel_size(cached_crs(src.crs.to_wkt()), (src.transform.a, src.transform.e), lon, lat)
+    return sampling.method(band_m, ground_pixel_size(grid.crs, grid.pixel_size, lon, lat))
+
+
+def pixel_centres(grid: Grid, where: np.ndarray, crs: CRS | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The centres (x, y) of the grid pixels where ``where`` is True (row-major order), in ``crs`` (default the
+    grid's own)."""
+    rows, cols = np.nonzero(where)
+    t = grid.transform
+    x, y = t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e
+    if crs is None or crs == grid.crs:
+        return x, y
+    tx, ty = Transformer.from_crs(grid.crs, crs, always_xy=True).transform(x, y)
+    return np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
 
 
 def _href(acq: Acquisition, band: str) -> str:
@@ -345,9 +375,13 @@ def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> 
     return shape
 
 
-def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool, sampling: Sampling = NEAREST) -> np.ndarray:
-    """The band on ``grid`` (float32 DN, 0 outside the tile) by ``sampling``'s rule (see the module docstring);
-    a window read before comes from the cache."""
+def read_band(acq: Acquisition, band: str, grid: Grid, sampling: Sampling = NEAREST) -> np.ndarray:
+    """The band of ``acq`` on ``grid`` (float32 stored DN, NaN for no data) by ``sampling``'s rule (see the
+    module docstring); a window read before comes from the cache. This is the one rule that brings a band onto
+    a grid, for every route.
+
+    :raises SceneReadError: when the band is missing, cannot be opened or cannot be read.
+    """
     key: tuple[object, ...] = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape,
                                grid.crs.to_wkt())
     if not sampling.nearest:
@@ -358,12 +392,10 @@ def _read_band(acq: Acquisition, band: str, grid: Grid, same_crs: bool, sampling
         return cached
     with open_band(acq, band) as src:
         try:
-            method = Resampling.nearest
-            if not sampling.nearest:
-                method = sampling.method(band_pixel_area(src, grid, same_crs), grid.pixel_area)
+            method = Resampling.nearest if sampling.nearest else band_method(src, grid, sampling)
             if method != Resampling.nearest:
-                array = _read_resampled(src, grid, method)
-            elif aligned(src.transform, grid, same_crs):
+                array = warp_band(src, grid, method)
+            elif aligned(src.transform, grid, cached_crs(acq.crs) == grid.crs):
                 array = _read_aligned(src, grid)
             else:
                 array = _read_warped(src, grid)
@@ -441,10 +473,16 @@ def read_date(
                       scenes=mosaic.scenes or [tiles[0].id], coverage=coverage)
 
 
+def read_bands(acq: Acquisition, bands: Sequence[str], grid: Grid,
+               sampling: Sampling = NEAREST) -> dict[str, np.ndarray]:
+    """:func:`read_band` of each of ``bands`` (on parallel threads)."""
+    read = partial(read_band, acq, grid=grid, sampling=sampling)
+    return dict(zip(bands, map_threads(read, bands, io=remote(acq))))
+
+
 def _lay(mosaic: Mosaic, acq: Acquisition, grid: Grid, bands: Sequence[str], sampling: Sampling) -> None:
     """Read ``bands`` of one tile onto ``grid`` and lay them on ``mosaic``."""
-    read = partial(_read_band, acq, grid=grid, same_crs=cached_crs(acq.crs) == grid.crs, sampling=sampling)
-    mosaic.add(acq, dict(zip(bands, map_threads(read, bands, io=remote(acq)))))
+    mosaic.add(acq, read_bands(acq, bands, grid, sampling))
 
 
 def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: int | None = None,
@@ -513,22 +551,34 @@ def read_grid(tiles: Sequence[Acquisition], grid: Grid, geometry: BaseGeometry, 
 class Mosaic:
     """The tiles of one date laid over each other, the first tile with data winning at each pixel.
 
-    ``dn`` holds each band's harmonised DN (float32; the tile's baseline offset removed, clipped at 0),
-    ``offset`` the offset removed per pixel, ``filled`` the pixels some tile had data for (a pixel has data
-    when every band is non-zero there) and ``scenes`` the tiles that filled any. Arrays may have any shape
-    (a grid, or the flat pixel list of many polygons), the same for every band.
+    ``dn`` holds each band's harmonised DN (float32; the tile's baseline offset removed, clipped at 0; 0
+    where no tile has data), ``offset`` the offset removed per pixel, ``filled`` the pixels some tile had
+    data for (a pixel has data when no band is NaN there), ``acquisitions`` the tiles that filled any and
+    ``source`` the index in it of the tile each pixel came from (-1 for none). Arrays may have any shape (a
+    grid, or the flat pixel list of many polygons), the same for every band.
     """
 
     def __init__(self, shape: tuple[int, ...], bands: Sequence[str]) -> None:
         self.dn = {band: np.zeros(shape, dtype=np.float32) for band in bands}
         self.offset = np.zeros(shape, dtype=np.uint16)
         self.filled = np.zeros(shape, dtype=bool)
-        self.scenes: list[str] = []
+        self.source = np.full(shape, -1, dtype=np.int32)
+        self.acquisitions: list[Acquisition] = []
+
+    @property
+    def scenes(self) -> list[str]:
+        """The ids of the tiles that filled any pixel."""
+        return [acq.id for acq in self.acquisitions]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every pixel has data."""
+        return bool(self.filled.all())
 
     def add(self, acq: Acquisition, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
-        """Lay one tile's bands (stored DN, 0 for no data) where no earlier tile has data; returns the
-        pixels this tile filled, or None when it filled none."""
-        has = np.logical_and.reduce([a > 0 for a in arrays.values()]) & ~self.filled
+        """Lay one tile's bands (stored DN, NaN for no data: :func:`read_band`) where no earlier tile has
+        data; returns the pixels this tile filled, or None when it filled none."""
+        has = np.logical_and.reduce([~np.isnan(a) for a in arrays.values()]) & ~self.filled
         if not has.any():
             return None
         if acq.dn_offset:
@@ -539,5 +589,6 @@ class Mosaic:
                 values = np.maximum(values - acq.dn_offset, 0)
             self.dn[band][has] = values
         self.filled |= has
-        self.scenes.append(acq.id)
+        self.source[has] = len(self.acquisitions)
+        self.acquisitions.append(acq)
         return has

@@ -3,10 +3,12 @@
 Sentinel Hub's processing options ``upsampling`` and ``downsampling`` (the Statistical and Process APIs'
 ``input.data[].processing``, FIS's ``UPSAMPLING``/``DOWNSAMPLING``) name the method: ``NEAREST`` (the
 default), ``BILINEAR`` or ``BICUBIC``, and for FIS's downsampling also ``BOX``. A band whose pixels are as large
-as the grid's or larger (20/60 m bands on the 10 m grid, every band on a 5 m grid) is upsampled, a band with
-smaller pixels (10 m bands on a 60 m grid) downsampled. The methods are rasterio's (GDAL's warp kernels):
-``BILINEAR`` is :attr:`~rasterio.enums.Resampling.bilinear`, ``BICUBIC`` :attr:`~rasterio.enums.Resampling.cubic`
-and ``BOX`` :attr:`~rasterio.enums.Resampling.average`, with DN 0 as no data.
+on the ground as the grid's or larger (20/60 m bands on the 10 m grid, every band on a 5 m grid) is upsampled,
+a band with smaller pixels (10 m bands on a 60 m grid) downsampled; the sizes are compared in metres, so that
+a grid in degrees or in Web Mercator is judged as one in UTM. The methods are rasterio's (GDAL's warp
+kernels): ``BILINEAR`` is :attr:`~rasterio.enums.Resampling.bilinear`, ``BICUBIC``
+:attr:`~rasterio.enums.Resampling.cubic` and ``BOX`` :attr:`~rasterio.enums.Resampling.average`, with DN 0
+as no data in the source and NaN for no data in the result (:func:`stats.raster.warp_band`).
 
 ``NEAREST`` keeps polyfis's own reading (:mod:`stats.raster`): each grid pixel takes the band pixel containing
 its centre, except that a band read onto a grid of whole multiples of its pixels is averaged over its valid
@@ -68,10 +70,11 @@ class Sampling:
         """True when both methods are NEAREST (polyfis's own reading, see the module docstring)."""
         return self.upsampling == self.downsampling == "NEAREST"
 
-    def method(self, band_pixel_area: float, grid_pixel_area: float) -> Resampling:
-        """The rasterio method for a band of pixel area ``band_pixel_area`` onto a grid of pixel area
-        ``grid_pixel_area`` (the same units): upsampling when the band's pixels are at least as large."""
-        up = band_pixel_area >= grid_pixel_area * (1 - _SAME_SIZE)
+    def method(self, band_pixel_m: float, grid_pixel_m: float) -> Resampling:
+        """The rasterio method for a band of ``band_pixel_m`` metre pixels onto a grid of ``grid_pixel_m``
+        metre pixels (ground sizes, :func:`stats.geometry.ground_pixel_size`): upsampling when the band's
+        pixels are at least as large."""
+        up = band_pixel_m >= grid_pixel_m * (1 - _SAME_SIZE)
         return METHODS[self.upsampling if up else self.downsampling]
 
 

@@ -92,9 +92,10 @@ def _polygon_pixels(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel:
 
 
 def gather(acq: Acquisition, band: str, pixels: TaskPixels, grid: Grid) -> np.ndarray | None:
-    """The band's values (float32 DN, 0 outside the tile) at the polygons' pixels, each from the band pixel
-    containing the pixel's centre (nearest neighbour, as :func:`stats.raster.read_date`). Each internal
-    tile of the COG that holds a pixel is read (and decoded) exactly once."""
+    """The band's values (float32 stored DN, NaN for no data: DN 0 or outside the tile) at the polygons'
+    pixels, each from the band pixel containing the pixel's centre (nearest neighbour, as
+    :func:`stats.raster.read_band`). Each internal tile of the COG that holds a pixel is read (and decoded)
+    exactly once."""
 
     out = np.zeros(pixels.labels.size, dtype=np.float32)
     with open_band(acq, band, UNPOOLED) as src:
@@ -116,6 +117,7 @@ def gather(acq: Acquisition, band: str, pixels: TaskPixels, grid: Grid) -> np.nd
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
+    out[out == 0] = np.nan
     return out
 
 

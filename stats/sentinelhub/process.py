@@ -4,7 +4,7 @@
 Process API table). The output grid is the request's bounding box (``input.bounds.bbox``, else the bounds of
 ``input.bounds.geometry``) in its CRS, cut into ``output.width`` x ``output.height`` pixels (or pixels of
 ``output.resx`` x ``output.resy`` CRS units). The acquisitions of ``dataFilter.timeRange`` are taken in
-``mosaickingOrder`` and each is warped onto that grid (:mod:`stats.sentinelhub.output_grid`). With ``SIMPLE``
+``mosaickingOrder`` and each is brought onto that grid (:func:`stats.raster.read_band`). With ``SIMPLE``
 mosaicking a pixel takes the first acquisition with data there, and reading stops once every pixel has one;
 with ``ORBIT`` each UTC day's acquisitions are mosaicked into one sample, with ``TILE`` each acquisition is a
 sample, and ``evaluatePixel`` gets the array of them. The evalscript runs on every pixel of the grid: pixels
@@ -38,11 +38,11 @@ from ..errors import InvalidRequestError, SceneReadError
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import WGS84, parse_crs, reproject
 from ..pipeline import default_cache
-from ..raster import BAND_PIXEL_BYTES, Grid, polygon_mask
+from ..raster import BAND_PIXEL_BYTES, Grid, Mosaic, pixel_centres, polygon_mask, read_bands, request_grid
 from ..request import Area, Limits, TimeRange
+from ..sampling import Sampling
 from .encode import EXTENSIONS, TAR, TAR_TYPES, Encoded, check_format, encode_image, encode_json, tar_of, typed
 from .evalscript import Evalscript, SceneTile, compile_evalscript
-from .output_grid import GridMosaic, Sampling, grid_from_bounds, grid_ground_size, pixel_centres, read_acquisition
 from .statistical import COLLECTIONS, EVALSCRIPT_VALUE_BYTES, MOSAICKING_ORDERS
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ def parse_process_request(body: Any, limits: Limits | None = None, deadline: flo
         raise InvalidRequestError("input.bounds: expected 'bbox' ([minx, miny, maxx, maxy]) and/or 'geometry' "
                                   "(GeoJSON Polygon or MultiPolygon)")
     output = obj(body.get("output"), "output")
-    grid = grid_from_bounds(crs, extent, *_size(output, extent, limits))
+    width, height = _size(output, extent, limits)
+    grid = request_grid(extent, crs, width=width, height=height, max_pixels=limits.max_pixels)
 
     data = input_.get("data")
     if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
@@ -154,7 +155,8 @@ def parse_process_request(body: Any, limits: Limits | None = None, deadline: flo
                                      "input.data[0].dataFilter.timeRange")
         limits.check_range(time_range, "input.data[0].dataFilter.timeRange")
     processing = obj(source.get("processing"), "input.data[0].processing")
-    sampling = Sampling.parse(processing, "input.data[0].processing")
+    sampling = Sampling.parse(processing.get("upsampling"), processing.get("downsampling"),
+                              ("input.data[0].processing.upsampling", "input.data[0].processing.downsampling"))
     harmonize = flag(processing.get("harmonizeValues"), "input.data[0].processing.harmonizeValues", True)
 
     if "evalscript" not in body:
@@ -299,7 +301,7 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
             if plan.mosaicking == "SIMPLE":
                 raise
             warnings.append(f"a sample without data (its tiles cannot be read): {exc}")
-            mosaic = GridMosaic(grid, bands)
+            mosaic = Mosaic(grid.shape, bands)
         columns.append(_columns(mosaic, request, inside, model, cache, limits))
     result = script.run(plan, columns, pixels=pixels)
     files = []
@@ -331,12 +333,11 @@ def _span(request: ProcessRequest, archive: Archive) -> tuple[dt.datetime, dt.da
 
 
 def _mosaic(found: list[Acquisition], bands: list[str], request: ProcessRequest, deadline: float, limits: Limits,
-            warnings: list[str]) -> GridMosaic:
+            warnings: list[str]) -> Mosaic:
     """The SIMPLE mosaic of ``found`` on the request's grid; an acquisition that cannot be read is left out
     (and named in ``warnings``) while the others fill the image."""
     grid = request.grid
-    mosaic = GridMosaic(grid, bands)
-    output_m = grid_ground_size(grid)
+    mosaic = Mosaic(grid.shape, bands)
     failed: list[str] = []
     for acq in found:
         if mosaic.complete:
@@ -345,7 +346,7 @@ def _mosaic(found: list[Acquisition], bands: list[str], request: ProcessRequest,
             raise InvalidRequestError(f"process: the image is not complete: {limits.budget_message}; expected a "
                                       "smaller image or a shorter time range")
         try:
-            arrays = read_acquisition(acq, bands, grid, request.sampling, output_m)
+            arrays = read_bands(acq, bands, grid, request.sampling)
         except SceneReadError as exc:
             log.warning("process: %s", exc)
             failed.append(str(exc))
@@ -357,7 +358,7 @@ def _mosaic(found: list[Acquisition], bands: list[str], request: ProcessRequest,
     return mosaic
 
 
-def _columns(mosaic: GridMosaic, request: ProcessRequest, inside: np.ndarray, model: CloudModel,
+def _columns(mosaic: Mosaic, request: ProcessRequest, inside: np.ndarray, model: CloudModel,
              cache: ProbabilityCache, limits: Limits) -> dict[str, np.ndarray]:
     """The evalscript's input columns, one value per grid pixel in row-major order."""
     script = request.evalscript
@@ -372,17 +373,16 @@ def _columns(mosaic: GridMosaic, request: ProcessRequest, inside: np.ndarray, mo
             columns[name] = np.where(data, values, 0.0).ravel()
     wanted: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     if wanted:
-        columns.update(_cloud_columns(mosaic, data, model, cache, limits, wanted))
+        columns.update(_cloud_columns(mosaic, request.grid, data, model, cache, limits, wanted))
     for name in (n for n in SUN_INPUTS if n in script.inputs):
         columns[name] = _sun_column(mosaic, data, name)
     return columns
 
 
-def _cloud_columns(mosaic: GridMosaic, data: np.ndarray, model: CloudModel, cache: ProbabilityCache, limits: Limits,
-                   names: list[str]) -> dict[str, np.ndarray]:
+def _cloud_columns(mosaic: Mosaic, grid: Grid, data: np.ndarray, model: CloudModel, cache: ProbabilityCache,
+                   limits: Limits, names: list[str]) -> dict[str, np.ndarray]:
     """Per-pixel ``CLP`` (0..255) and ``CLM`` (0/1): each pixel takes the 160 m cloud cell containing its centre,
     of the acquisition it came from (Sentinel Hub's defaults: threshold 0.4, radii 4 and 2 cells)."""
-    grid = mosaic.grid
     params = MaskParameters()
     area = box(*grid_bounds(grid))
     out = {name: np.zeros(grid.shape, dtype=np.float64) for name in names}
@@ -400,12 +400,12 @@ def _cloud_columns(mosaic: GridMosaic, data: np.ndarray, model: CloudModel, cach
     return {name: values.ravel() for name, values in out.items()}
 
 
-def _sun_column(mosaic: GridMosaic, data: np.ndarray, name: str) -> np.ndarray:
+def _sun_column(mosaic: Mosaic, data: np.ndarray, name: str) -> np.ndarray:
     """The mean sun zenith or azimuth angle (degrees) of each pixel's acquisition; 0 where there is no data.
 
     :raises InvalidRequestError: when an acquisition of the image has no sun angles in the archive.
     """
-    out = np.zeros(mosaic.grid.shape, dtype=np.float64)
+    out = np.zeros(data.shape, dtype=np.float64)
     for index, acq in enumerate(mosaic.acquisitions):
         if acq.sun_azimuth is None or acq.sun_elevation is None:
             raise InvalidRequestError(f"evalscript input {name}: scene {acq.id} has no sun angles in the archive "
