@@ -501,3 +501,27 @@ def test_a_byoc_collection_of_the_archive_id_names_the_archive(sh, demo_root: Pa
                                                                                      f"byoc-{archive_id}")
         images.append(request.get_data()[0])
     assert (images[0][..., 3] == 1).all() and np.array_equal(images[0], images[1])
+
+
+def test_nearest_onto_a_coarser_grid_on_the_tile_averages_as_the_other_apis(client, demo_root: Path) -> None:
+    """NEAREST onto a 60 m UTM grid lying on the tile's 10 m pixel edges follows the one reading rule of FIS and
+    the Statistical API: each output pixel is the mean of the valid 6 x 6 band pixels under it (numpy on the
+    COG), not the one pixel under its centre."""
+    x0, y0 = 500040.0 + 10 * 120, 5100000.0 - 10 * 200  # pixel (200, 120) of the tile
+    bbox = [x0, y0 - 60 * 20, x0 + 60 * 25, y0]
+    script = DN_SCRIPT.replace('"UINT16"', '"FLOAT32"')
+    request = body(script, bounds={"bbox": bbox, "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}},
+                   width=25, height=20)
+    response = client.post("/api/v1/process", json=request)
+    assert response.status_code == 200, response.json
+    image = tiff(response.data)[0]
+    with rasterio.open(item_dir(demo_root, CLEAR) / "B08.tif") as src:
+        assert (src.transform.c, src.transform.f) == (500040.0, 5100000.0)
+        stored = src.read(1, window=rasterio.windows.Window(120, 200, 150, 120)).astype(np.float64)
+    blocks = stored.reshape(20, 6, 25, 6)
+    counts = (blocks > 0).sum(axis=(1, 3))
+    assert (counts > 0).all()
+    expected = blocks.sum(axis=(1, 3)) / counts
+    np.testing.assert_allclose(image[..., 1], expected.astype(np.float32), rtol=1e-6)
+    centre = stored[3::6, 3::6]
+    assert not np.allclose(image[..., 1], centre)  # not the pixel under each centre

@@ -118,3 +118,25 @@ def test_sampling_names_are_checked() -> None:
         Sampling.parse(None, "BOX", ("up", "down"))
     with pytest.raises(InvalidRequestError, match=r"up: got 'LANCZOS'"):
         Sampling.parse("LANCZOS", None, ("up", "down"))
+
+
+def test_a_bicubic_undershoot_below_zero_stays_data_on_a_request_grid(demo_root: Path) -> None:
+    """BICUBIC upsampling onto a 5 m grid by the demo lake: where rasterio's cubic warp (NaN for no data)
+    undershoots below 0 the pixel is data with DN 0, as it is in the Process API; every other pixel equals
+    the warp."""
+    from sh_reference import item_dir
+
+    date = "2023-01-15"
+    (tile,) = [a for a in Archive.open(demo_root).acquisitions if a.datetime.date().isoformat() == date]
+    bbox = (501003.0, 5095517.0, 502503.0, 5096717.0)
+    grid = request_grid(bbox, UTM, width=300, height=240)
+    block = read_grid([tile], grid, box(*bbox), UTM, ["B08"], sampling=Sampling("BICUBIC", "NEAREST"))
+    reference = np.full(grid.shape, np.nan, dtype=np.float32)
+    with rasterio.open(item_dir(demo_root, date) / "B08.tif") as src:
+        reproject(rasterio.band(src, 1), reference, src_nodata=0, dst_nodata=np.nan, dst_transform=grid.transform,
+                  dst_crs=CRS_UTM, resampling=Resampling.cubic)
+    under = np.isfinite(reference) & (reference <= 0)
+    assert under.any()  # the lake's edge makes the cubic kernel undershoot
+    assert np.array_equal(block.data, np.isfinite(reference))
+    assert (block.dn["B08"][under] == 0).all() and block.valid[under].all()
+    np.testing.assert_allclose(block.dn["B08"][block.data], np.maximum(reference, 0)[block.data], rtol=0, atol=1e-3)
