@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, request
 
-from stats.errors import MalformedRequestError
 from stats.sentinelhub.process import run_process
 
 from .. import archive
-from .timeseries import json_body, limits
+from .timeseries import limits, sentinelhub_body
 
 bp = Blueprint("process", __name__)
 
@@ -18,26 +15,10 @@ bp = Blueprint("process", __name__)
 _WARNING_CHARS = 2000
 
 
-def _body() -> object:
-    if request.mimetype == "multipart/form-data":
-        text = request.form.get("request")
-        if text is None:
-            raise MalformedRequestError(
-                "multipart body: missing the 'request' part; expected 'request' (JSON) and 'evalscript'")
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MalformedRequestError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
-        if isinstance(body, dict) and "evalscript" in request.form:
-            body["evalscript"] = request.form["evalscript"]
-        return body
-    return json_body()
-
-
 @bp.post("/api/v1/process")
 def process() -> Response:
     """An image (or a tar of several) of an evalscript's outputs over a box, as Sentinel Hub's Process API."""
-    result = run_process(_body(), archive(), accept=request.headers.get("Accept"), limits=limits())
+    result = run_process(sentinelhub_body(), archive(), accept=request.headers.get("Accept"), limits=limits())
     response = Response(result.data, mimetype=result.mime)
     if result.warnings:
         text = "; ".join(result.warnings)

@@ -42,6 +42,27 @@ def json_body() -> Any:
                                     "expected ordinary numbers") from exc
 
 
+def sentinelhub_body(evalscript_in: str | None = None) -> Any:
+    """The body of a Sentinel Hub request: JSON (:func:`json_body`), or multipart/form-data with a ``request``
+    part (JSON) and an ``evalscript`` part, which becomes the body's ``evalscript`` field (or that of its
+    ``evalscript_in`` object, e.g. the Statistical API's ``aggregation``)."""
+    if request.mimetype != "multipart/form-data":
+        return json_body()
+    text = request.form.get("request")
+    if text is None:
+        raise MalformedRequestError(
+            "multipart body: missing the 'request' part; expected 'request' (JSON) and 'evalscript'")
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequestError(f"multipart 'request' part: invalid JSON ({exc.msg})") from exc
+    if isinstance(body, dict) and "evalscript" in request.form:
+        target = body if evalscript_in is None else body.setdefault(evalscript_in, {})
+        if isinstance(target, dict):  # otherwise the request's parser names the field that is not an object
+            target["evalscript"] = request.form["evalscript"]
+    return body
+
+
 def _reject_constant(name: str) -> None:
     raise MalformedRequestError(f"request body: {name} is not a valid JSON number; expected finite numbers")
 

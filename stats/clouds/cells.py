@@ -40,7 +40,7 @@ from shapely.geometry.base import BaseGeometry
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..geometry import cached_crs, crs_name, ground_pixel_size
-from ..raster import Grid, PixelBlock, native_pixel, read_date
+from ..raster import Grid, PixelBlock, native_pixel, pixel_centres, read_date
 from ..request import Limits
 from .disk import DiskCells
 from .masks import mask_from_probability
@@ -277,9 +277,7 @@ class PixelClouds:
 def pixel_clouds(cells: CellRequest, params: MaskParameters, grid: Grid, where: np.ndarray) -> PixelClouds:
     """The cloud layers of resolved ``cells`` at the pixels of ``grid`` where ``where`` is True (row-major
     order), each pixel taking the cell containing its centre."""
-    rows, cols = np.nonzero(where)
-    t = grid.transform
-    return point_clouds(cells, params, t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)
+    return point_clouds(cells, params, *pixel_centres(grid, where))
 
 
 def point_clouds(cells: CellRequest, params: MaskParameters, x: np.ndarray, y: np.ndarray) -> PixelClouds:

@@ -43,7 +43,7 @@ from ..archive.catalog import Acquisition
 from ..archive.layouts import SCL_ASSET
 from ..bands import MODEL_BANDS
 from ..geometry import cached_crs, reproject
-from ..raster import Grid, band_shape, open_band, query_grid
+from ..raster import Grid, band_shape, open_band, pixel_centres, query_grid
 from .cells import CellRequest, cell_of_points
 
 #: SCL class groups polyfis reports, name -> SCL values.
@@ -118,9 +118,7 @@ def classes_at(cells: CellRequest, grid: Grid, where: np.ndarray) -> np.ndarray:
     """The SCL class of each pixel of ``grid`` where ``where`` is True (row-major order): the class of the SCL
     pixel containing the pixel's centre (0 without a class)."""
     assert cells.classes is not None
-    rows, cols = np.nonzero(where)
-    t = grid.transform
-    index = cell_of_points(t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e, cells.grid, 1, cells.classes.shape)
+    index = cell_of_points(*pixel_centres(grid, where), cells.grid, 1, cells.classes.shape)
     return np.asarray(cells.classes.ravel()[index])
 
 

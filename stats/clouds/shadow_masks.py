@@ -19,7 +19,7 @@ from shapely.geometry.base import BaseGeometry
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS
 from ..geometry import cached_crs
-from ..raster import Grid, PixelBlock, native_pixel
+from ..raster import Grid, PixelBlock, native_pixel, pixel_centres
 from ..request import Area, Limits
 from .cells import CellRequest, ProbabilityCache, cell_of_points, cloud_grids, read_cloud_block, resolve_probabilities
 from .layers import cloud_cells
@@ -62,9 +62,7 @@ def shadow_block(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_
 def index_of_pixels(grid: Grid, where: np.ndarray, target: Grid, k: int, shape: tuple[int, int]) -> np.ndarray:
     """Flat index, in a grid of ``shape`` cells of ``k`` x ``k`` pixels of ``target``, of the cell holding
     the centre of each pixel of ``grid`` where ``where`` is True (row-major order)."""
-    rows, cols = np.nonzero(where)
-    t = grid.transform
-    return cell_of_points(t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e, target, k, shape)
+    return cell_of_points(*pixel_centres(grid, where), target, k, shape)
 
 
 def block_masks(cells: CellRequest, shadow_input: ShadowInput, params: MaskParameters,

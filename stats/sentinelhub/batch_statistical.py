@@ -25,6 +25,7 @@ from typing import Any
 
 from ..archive.catalog import Archive
 from ..errors import InvalidRequestError, StatsError
+from ..fields import known_fields
 from ..request import Limits
 from .statistical import parse_request, run_statistics
 from .storage import Location, parse_location, public_location
@@ -71,10 +72,7 @@ class BatchStatisticalRequest:
         if not isinstance(body, dict):
             raise InvalidRequestError("request body: expected a JSON object with 'input', 'aggregation' and "
                                       f"'output', got {type(body).__name__}")
-        unknown = sorted(set(body) - REQUEST_FIELDS)
-        if unknown:
-            raise InvalidRequestError(f"request body: unknown fields {unknown}; expected fields among "
-                                      f"{sorted(REQUEST_FIELDS)}")
+        known_fields(body, REQUEST_FIELDS, "request body")
         for name in ("input", "aggregation", "output"):
             if name not in body:
                 raise InvalidRequestError(f"{name}: missing; a Batch Statistical request needs 'input' (features and "

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyproj import Transformer
 from shapely.geometry import box
 
 from ..analytics.intervals import intervals
@@ -42,7 +41,7 @@ from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, Sc
 from ..fields import flag, integer, is_finite_number, obj, optional_percent
 from ..geometry import parse_crs
 from ..pipeline import default_cache
-from ..raster import Grid, PixelBlock, read_grid, request_grid
+from ..raster import Grid, PixelBlock, pixel_centres, read_grid, request_grid
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from ..zonal import MAX_BINS
@@ -316,12 +315,9 @@ def _cloud_columns(tiles: list[Acquisition], request: StatisticalRequest, block:
                         max_pixels=limits.max_pixels, limits=limits).cells
     resolve_probabilities([cells], model, cache)
     grid = block.grid
-    rows, cols = np.indices(grid.shape).reshape(2, -1)
-    t = grid.transform
-    x, y = t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e
-    if cells.grid.crs != grid.crs:  # the request's grid is in its own CRS, the cells on the tile's grid
-        x, y = Transformer.from_crs(grid.crs, cells.grid.crs, always_xy=True).transform(x, y)
-    layers = point_clouds(cells, params, np.asarray(x), np.asarray(y)).layers()
+    # the request's grid is in its own CRS, the cells on the tile's grid
+    x, y = pixel_centres(grid, np.ones(grid.shape, dtype=bool), cells.grid.crs)
+    layers = point_clouds(cells, params, x, y).layers()
     data = block.valid.ravel()
     return {name: np.where(data, layers[name], 0.0) for name in names}
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InvalidRequestError, StorageError
+from ..fields import known_fields
 
 #: Members of an ``s3`` location.
 S3_FIELDS = frozenset({"url", "accessKey", "secretAccessKey", "iamRoleARN", "region"})
@@ -86,9 +87,7 @@ def parse_location(value: Any, name: str, root: Path | None, buckets: frozenset[
     spec = value["s3"]
     if not isinstance(spec, dict):
         raise InvalidRequestError(f"{name}.s3: got {type(spec).__name__}; {expected}")
-    unknown = sorted(set(spec) - S3_FIELDS)
-    if unknown:
-        raise InvalidRequestError(f"{name}.s3: unknown fields {unknown}; expected fields among {sorted(S3_FIELDS)}")
+    known_fields(spec, S3_FIELDS, f"{name}.s3")
     url = spec.get("url")
     if not isinstance(url, str) or not url.startswith("s3://") or len(url) > 2048:
         raise InvalidRequestError(f"{name}.s3.url: got {url!r:.80}; expected an S3 URL 's3://bucket/key'")

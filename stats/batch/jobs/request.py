@@ -13,6 +13,7 @@ from typing import Any
 from pyproj import CRS
 
 from ...errors import InvalidRequestError
+from ...fields import known_fields
 from ...geometry import crs_name, parse_crs
 from ...request import Area, Limits, TimeRange
 from ..inputs import BatchPolygon
@@ -52,10 +53,7 @@ class BatchJobRequest:
         if not isinstance(body, dict):
             raise InvalidRequestError("request body: expected a JSON object with 'polygons', 'time' and "
                                       f"'options', got {type(body).__name__}")
-        unknown = sorted(set(body) - REQUEST_FIELDS)
-        if unknown:
-            raise InvalidRequestError(
-                f"request body: unknown fields {unknown}; expected fields among {sorted(REQUEST_FIELDS)}")
+        known_fields(body, REQUEST_FIELDS, "request body")
         collection = body.get("polygons")
         features = _features(collection, max_polygons)
         crs = body.get("crs", _collection_crs(collection))
