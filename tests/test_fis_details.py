@@ -22,7 +22,7 @@ from service import create_app
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from common import polyfis_server  # noqa: E402
 
-#: sentinelhub-py removed FisRequest in 3.11.4; .ci/run installs 3.11.3 here, beside the test environment.
+#: sentinelhub-py removed FisRequest in 3.11.4; the README's test command installs 3.11.3 here, beside the environment.
 FIS_CLIENT = Path(sys.prefix) / "sentinelhub-fis"
 FIRST = "T1_20230105"  # the full, baseline 02.09 date of simple_archive
 
