@@ -216,7 +216,7 @@ class Archive:
     def get(self, ids: Sequence[str]) -> list[Acquisition]:
         """The acquisitions of ``ids`` in that order.
 
-        :raises ArchiveError: naming the ids the archive does not hold.
+        :raises MissingAcquisitionError: naming the ids the archive does not hold.
         """
         return self.source.get(ids)
 

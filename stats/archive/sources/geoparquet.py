@@ -3,9 +3,10 @@
 :func:`write_index` writes ``items.parquet`` (stac-geoparquet) beside a local archive's ``collection.json``:
 one row per item, sorted by a 1-degree cell of the bbox centre then by datetime, in small row groups, so that a
 search's bbox and time range are answered from the row groups' statistics (only the groups that can hold a
-match are read, first their bbox, time and cloud cover columns) and only the rows that match are turned back
-into STAC Items. Asset hrefs are stored relative to the index's folder, so
-the archive can be moved or copied whole.
+match are read, first their bbox, time and cloud cover columns, then the item JSON of the groups that hold a
+match) and only the rows that match become acquisitions, straight from their item JSON
+(:func:`~stats.archive.catalog.acquisition_from_dict`, no pystac Item built). Asset hrefs are stored relative to
+the index's folder, so the archive can be moved or copied whole.
 
 :class:`GeoparquetSource` answers searches from it; every polyfis writer (``ArchiveWriter.save``,
 ``polyfis ingest``, ``polyfis clouds``) rewrites it, and ``polyfis index`` builds it for a catalog written by
