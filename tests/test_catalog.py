@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 from conftest import band_array, band_transform
 from shapely.geometry import box
-
-import pystac
 
 from stats.archive.catalog import Archive, ArchiveWriter, acquisition_from_dict, acquisition_from_item
 from stats.errors import ArchiveError
