@@ -466,7 +466,8 @@ def render(report: dict[str, Any]) -> str:
               "instead of 64 the 50 ms query used less CPU (2.5 s against 3.9 s) but took longer (5.8 s against "
               "3.8 s, one run each at load 4.6, model loaded first).",
               "* **Warm time is the statistics**: a repeated query reads nothing (0 requests), and spends its time "
-              "in the per-date masks and statistics, as the same query on the local folder does.",
+              "in the per-date masks and statistics, as the same query on the local folder does (`--warm-only` "
+              "measures it against a baseline revision: `remote_warm.md`).",
               "* **Batch**: the tasks (one per date) run several at once over a remote archive, their band headers "
               "and tiles read on the I/O threads."]
     return "\n".join(lines) + "\n"
