@@ -28,27 +28,6 @@ BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
 #: under the edge of a cumulus on 2023-07-24.
 BOX = (501640.0, 5096600.0, 502840.0, 5097600.0)
 ADDITIONAL = "additional_data"
-#: The evalscript runtime reads one ``units`` value for all the inputs; sentinelhub-py's generated evalscript
-#: (which SentinelHubInputTask sends) gives one per band.
-PER_BAND_UNITS = ("polyfis's evalscript runtime takes one `units` value for all inputs; SentinelHubInputTask's "
-                  "generated evalscript sends one per band (units: ['DN', 'DN', ...])")
-
-
-def units_per_band() -> bool:
-    """Whether the evalscript runtime accepts ``units`` given per input band, as sentinelhub-py writes it."""
-    from stats.errors import EvalscriptError
-    from stats.sentinelhub.evalscript import compile_evalscript
-
-    script = """//VERSION=3
-function setup() { return {input: [{bands: ["B02", "dataMask"], units: ["DN", "DN"]}], output: {bands: 1}}; }
-function evaluatePixel(s) { return [s.B02]; }"""
-    try:
-        compile_evalscript(script)
-    except EvalscriptError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module", name="server")
 def fixture_server(demo_root: Path):
     env = {"POLYFIS_ARCHIVE": str(demo_root), "POLYFIS_AUTH_CLIENTS": ":".join(CLIENT)}
@@ -72,9 +51,10 @@ def land_cover_task(server, **overrides):
     return SentinelHubInputTask(**{**args, **overrides})
 
 
-def check_patch(patch, demo_root: Path, dates: list[str]) -> None:
+def check_patch(patch, demo_root: Path, dates: list[str], reflectance: bool = False) -> None:
     """The patch's bands, masks and cloud layers equal the archive's on the patch's grid, one image per date
-    (the acquisition each image shows)."""
+    (the acquisition each image shows); the bands in harmonised DN, or with ``reflectance`` as float32
+    reflectance (harmonised DN / 10000), which the task asks for when it has no integer ``bands_dtype``."""
     shape = (100, 120)
     assert patch.data["BANDS"].shape == (len(dates), *shape, len(BANDS))
     transform = grid_transform(BOX, shape[1], shape[0])
@@ -85,7 +65,11 @@ def check_patch(patch, demo_root: Path, dates: list[str]) -> None:
         for i, band in enumerate(BANDS):
             dn = warped(folder / f"{band}.tif", "EPSG:32633", transform, shape, Resampling.nearest)
             assert (dn > 0).all(), (date, band)
-            assert np.array_equal(patch.data["BANDS"][t, ..., i], np.maximum(dn - offset, 0)), (date, band)
+            expected = np.maximum(dn.astype(np.float64) - offset, 0)
+            if reflectance:
+                expected = (expected / 10000).astype(np.float32)
+                assert patch.data["BANDS"].dtype == np.float32
+            assert np.array_equal(patch.data["BANDS"][t, ..., i], expected), (date, band)
         assert patch.mask["IS_DATA"][t, ..., 0].all()
         clp, clm = independent_clouds(folder)
         rows, cols = np.indices(shape)
@@ -109,21 +93,34 @@ function evaluatePixel(s) {{
 }}"""
 
 
-@pytest.mark.xfail(not units_per_band(), reason=PER_BAND_UNITS, strict=True)
 def test_single_scene_mosaics_the_interval(server, demo_root: Path, monkeypatch) -> None:
     """With single_scene=True the task asks for one image of the interval: the most recent acquisition under
-    80 % cloud cover of 2023-07-20..07-30 (2023-07-24), bands, dataMask, CLM and CLP."""
+    80 % cloud cover of 2023-07-20..07-30 (2023-07-24), bands (REFLECTANCE, float32), dataMask, CLM and CLP,
+    through the evalscript sentinelhub-py generates (units given per band)."""
     from sentinelhub import CRS, BBox
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     task = land_cover_task(server, single_scene=True)
     patch = task.execute(bbox=BBox(BOX, crs=CRS.UTM_33N), time_interval=("2023-07-20", "2023-07-30"))
     assert patch.timestamps == [dt.datetime(2023, 7, 20)]  # single_scene stamps the interval's start
+    check_patch(patch, demo_root, ["2023-07-24"], reflectance=True)
+    assert 0 < patch.mask["CLM"].mean() < 1  # the box holds cloud and clear ground
+
+
+def test_single_scene_with_integer_bands_reads_dn(server, demo_root: Path, monkeypatch) -> None:
+    """With ``bands_dtype=np.uint16`` the generated evalscript asks for every band in DN (units per band, all
+    "DN"), and the bands arrive as the harmonised DN of the archive."""
+    from sentinelhub import CRS, BBox
+
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    task = land_cover_task(server, single_scene=True, bands_dtype=np.uint16)
+    patch = task.execute(bbox=BBox(BOX, crs=CRS.UTM_33N), time_interval=("2023-07-20", "2023-07-30"))
+    assert patch.data["BANDS"].dtype == np.uint16
     check_patch(patch, demo_root, ["2023-07-24"])
 
 
 def test_single_scene_with_an_evalscript_of_one_units_value(server, demo_root: Path, monkeypatch) -> None:
-    """The same task with its evalscript given (one ``units`` value for all inputs, as polyfis's runtime reads it)
+    """The same task with its own evalscript (one ``units`` value, DN, for all inputs, masks included)
     runs the whole download: one tar per request, every array equal to the archive's."""
     from sentinelhub import CRS, BBox
 
@@ -135,17 +132,16 @@ def test_single_scene_with_an_evalscript_of_one_units_value(server, demo_root: P
     assert 0 < patch.mask["CLM"].mean() < 1  # the box holds cloud and clear ground
 
 
-@pytest.mark.xfail(not units_per_band(), reason=PER_BAND_UNITS, strict=True)
 def test_land_cover_task_downloads_every_date(server, demo_root: Path, monkeypatch) -> None:
     """Over August 2023 the task finds the dates under 80 % cloud cover through the Catalog API and downloads
-    each one's bands, dataMask, CLM and CLP."""
+    each one's bands (REFLECTANCE), dataMask, CLM and CLP with the evalscript sentinelhub-py generates."""
     from sentinelhub import CRS, BBox
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     patch = land_cover_task(server).execute(bbox=BBox(BOX, crs=CRS.UTM_33N), time_interval=("2023-08-01", "2023-08-31"))
     dates = ["2023-08-03", "2023-08-13", "2023-08-23"]
     assert [t.date().isoformat() for t in patch.timestamps] == dates
-    check_patch(patch, demo_root, dates)
+    check_patch(patch, demo_root, dates, reflectance=True)
 
 
 def test_land_cover_task_with_an_evalscript_of_one_units_value_downloads_every_date(server, demo_root: Path,

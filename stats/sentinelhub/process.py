@@ -29,7 +29,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition, Archive
-from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
+from ..bands import MODEL_BANDS, S2_BANDS
 from ..clouds.cells import ProbabilityCache, point_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
@@ -41,7 +41,7 @@ from ..pipeline import default_cache
 from ..raster import BAND_PIXEL_BYTES, Grid, polygon_mask
 from ..request import Area, Limits, TimeRange
 from .encode import EXTENSIONS, TAR, TAR_TYPES, Encoded, check_format, encode_image, encode_json, tar_of, typed
-from .evalscript import Evalscript, SceneTile, compile_evalscript
+from .evalscript import SUN_INPUTS, Evalscript, SceneTile, compile_evalscript
 from .output_grid import GridMosaic, Sampling, grid_from_bounds, grid_ground_size, pixel_centres, read_acquisition
 from .statistical import COLLECTIONS, EVALSCRIPT_VALUE_BYTES, MOSAICKING_ORDERS
 
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Most pixels along one side of the output (Sentinel Hub's own limit).
 MAX_SIDE = 2500
-#: Inputs from the acquisition's mean sun angles, in degrees.
-SUN_INPUTS = ("sunZenithAngles", "sunAzimuthAngles")
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 #: The response identifier of ``outputMetadata.userData`` (``updateOutputMetadata``).
 USERDATA = "userdata"
@@ -368,8 +366,7 @@ def _columns(mosaic: GridMosaic, request: ProcessRequest, inside: np.ndarray, mo
             columns[name] = data.astype(np.float64).ravel()
         elif name in S2_BANDS:
             dn = mosaic.dn[name].astype(np.float64) + (0 if request.harmonize else mosaic.offset)
-            values = dn if script.units == "DN" else dn / QUANTIFICATION_VALUE
-            columns[name] = np.where(data, values, 0.0).ravel()
+            columns[name] = np.where(data, script.band_values(name, dn), 0.0).ravel()
     wanted: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     if wanted:
         columns.update(_cloud_columns(mosaic, data, model, cache, limits, wanted))

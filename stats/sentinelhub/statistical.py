@@ -32,7 +32,7 @@ from shapely.geometry import box
 
 from ..analytics.intervals import intervals
 from ..archive.catalog import Acquisition, Archive
-from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE, S2_BANDS
+from ..bands import MODEL_BANDS, S2_BANDS
 from ..clouds.cells import ProbabilityCache, point_clouds, resolve_probabilities
 from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
@@ -46,7 +46,7 @@ from ..raster import Grid, PixelBlock, read_grid, request_grid
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from ..zonal import MAX_BINS
-from .evalscript import Evalscript, SceneTile, compile_evalscript
+from .evalscript import SUN_INPUTS, Evalscript, SceneTile, compile_evalscript
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,10 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     if "dataMask" not in {o.id for o in script.outputs}:
         raise EvalscriptError("evalscript: setup() declares no 'dataMask' output; the Statistical API needs one "
                               "(0 leaves a pixel out of the statistics)")
+    sun = [name for name in script.inputs if name in SUN_INPUTS]
+    if sun:
+        raise EvalscriptError(f"evalscript: input {sun[0]} is not read by polyfis's Statistical API (the Process "
+                              "API has the sun angles); expected the bands, dataMask, CLP or CLM")
     calculations = obj(body.get("calculations"), "calculations")
     return StatisticalRequest(area=area, intervals=spans, data_filter_range=filter_range,
                               max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
@@ -301,8 +305,7 @@ def _columns(request: StatisticalRequest, tiles: list[Acquisition], block: Pixel
             columns[name] = valid.astype(np.float64).ravel()
         elif name in S2_BANDS:
             dn = block.dn[name].astype(np.float64) + (0 if request.harmonize else block.offset)
-            values = dn if script.units == "DN" else dn / QUANTIFICATION_VALUE
-            columns[name] = np.where(valid, values, 0).astype(np.float64).ravel()
+            columns[name] = np.where(valid, script.band_values(name, dn), 0).astype(np.float64).ravel()
     if wants_cloud:
         columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
     return columns

@@ -1,6 +1,7 @@
 """Sentinel Hub evalscripts (version 3) run in an embedded V8 engine (``mini-racer``) under limits.
 
-An evalscript defines ``setup()``, returning its inputs (band names, ``units`` REFLECTANCE or DN), its
+An evalscript defines ``setup()``, returning its inputs (band names; ``units`` one value or one per band:
+REFLECTANCE or DN for the bands, DN for ``dataMask``/``CLP``/``CLM``, DEGREES for the sun angles), its
 outputs (``id``, ``bands`` as a count or a list of names, ``sampleType``) and its ``mosaicking`` (SIMPLE,
 ORBIT or TILE), and ``evaluatePixel(samples, scenes, inputMetadata, customData, outputMetadata)``,
 returning one array per output id. The optional ``preProcessScenes(collections)`` (ORBIT and TILE) picks
@@ -15,6 +16,7 @@ gets Sentinel Hub's documented global helpers (``index``, ``inverse``, ``valueMa
 Using it (the Statistical API in :mod:`..statistical` does this per aggregation interval)::
 
     script = compile_evalscript(text, deadline)          # setup(): script.inputs, .units, .outputs, .mosaicking
+    values = script.band_values("B04", dn)                # a band's DN in the unit the script reads it in
     plan = script.plan([SceneTile.from_acquisition(a) for a in tiles], start, end)
     # plan.groups: for each sample, the indices of the tiles to mosaic into it (one group for SIMPLE,
     # one per UTC day for ORBIT, one per tile for TILE; after preProcessScenes), plan.outputs after updateOutput
@@ -50,8 +52,17 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_MS = 20_000
 #: Memory limit of one script's engine, bytes.
 DEFAULT_MAX_MEMORY = 512 * 1024 * 1024
-#: Input names an L1C evalscript may read besides the bands.
-EXTRA_INPUTS = ("dataMask", "CLP", "CLM")
+#: The mean sun angles of the acquisition, in degrees (``view:sun_elevation``/``view:sun_azimuth``).
+SUN_INPUTS = ("sunZenithAngles", "sunAzimuthAngles")
+#: The viewing angles Sentinel Hub has for sentinel-2-l1c; polyfis's archive items carry none.
+VIEW_INPUTS = ("viewZenithMean", "viewAzimuthMean")
+#: The units each sentinel-2-l1c input may be read in, its default first (Sentinel Hub's table of the
+#: collection: bands in REFLECTANCE or DN, the masks and cloud layers in DN, the angles in DEGREES).
+INPUT_UNITS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(S2_BANDS, ("REFLECTANCE", "DN")),
+    "dataMask": ("DN",), "CLP": ("DN",), "CLM": ("DN",),
+    **dict.fromkeys(SUN_INPUTS + VIEW_INPUTS, ("DEGREES",)),
+}
 #: Most outputs of one evalscript, and most bands of one output.
 MAX_OUTPUTS = 20
 MAX_OUTPUT_BANDS = 100
@@ -130,6 +141,8 @@ class Evaluation:
 class Evalscript:
     """A compiled evalscript: its inputs, units, outputs and mosaicking, ready to evaluate pixels.
 
+    ``inputs`` are the input names in the script's order, ``units`` maps each to the unit it is read in.
+
     :raises EvalscriptError: when the script does not parse, has no ``setup``/``evaluatePixel``, or
         asks for inputs, outputs or a mosaicking polyfis does not have.
     """
@@ -161,7 +174,8 @@ class Evalscript:
             raise EvalscriptError(f"evalscript: setup().mosaicking is {mosaicking!r:.40}; expected one of "
                                   f"{list(MOSAICKING)}")
         self.mosaicking = mosaicking.upper()
-        self.inputs, self.units = _parse_inputs(spec.get("input"))
+        self.units = _parse_inputs(spec.get("input"))
+        self.inputs = tuple(self.units)
         self.outputs = _parse_outputs(spec.get("output"))
         self.has_pre_process = bool(described.get("preProcessScenes"))
         self.has_update_output = bool(described.get("updateOutput"))
@@ -189,6 +203,11 @@ class Evalscript:
         except JSEvalException as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EvalscriptError(f"evalscript: error while {what}: {first[:300]}") from exc
+
+    def band_values(self, band: str, dn: np.ndarray) -> np.ndarray:
+        """A spectral band's stored DN (the harmonisation offset already applied) in the unit the script reads
+        it in: as stored for DN, divided by the quantification value (10000) for REFLECTANCE."""
+        return dn if self.units.get(band) == "DN" else dn / QUANTIFICATION_VALUE
 
     def plan(self, tiles: Sequence[SceneTile], time_from: dt.datetime, time_to: dt.datetime) -> Plan:
         """The samples of an evaluation over ``tiles`` (in mosaicking order, first wins) acquired in
@@ -343,23 +362,51 @@ def _json(text: Any, what: str) -> Any:
                               "objects, arrays and numbers") from exc
 
 
-def _parse_inputs(value: Any) -> tuple[tuple[str, ...], str]:
-    units = "REFLECTANCE"
+def _parse_inputs(value: Any) -> dict[str, str]:
+    """Input name -> unit from ``setup().input``: a list of band names, an object ``{bands, units}``, or a list
+    of such objects (polyfis reads one data source, the first). ``units`` is one value for every band (a mask,
+    cloud layer or angle that cannot take it keeps its own unit) or a list with one per band."""
+    units: Any = None
     if isinstance(value, list) and value and isinstance(value[0], dict):
-        units = str(value[0].get("units", "REFLECTANCE")).upper()
-        value = value[0].get("bands")
-    elif isinstance(value, dict):
-        units = str(value.get("units", "REFLECTANCE")).upper()
+        value = value[0]
+    if isinstance(value, dict):
+        units = value.get("units")
         value = value.get("bands")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise EvalscriptError(f"evalscript: setup().input must list band names, got {value!r:.80}")
-    unknown = [v for v in value if v not in S2_BANDS and v not in EXTRA_INPUTS]
+    view = [v for v in value if v in VIEW_INPUTS]
+    if view:
+        raise EvalscriptError(f"evalscript: input {view[0]}: polyfis's archive has no viewing angles (its items "
+                              f"carry the mean sun angles only); expected inputs among "
+                              f"{[name for name in INPUT_UNITS if name not in VIEW_INPUTS]}")
+    unknown = [v for v in value if v not in INPUT_UNITS]
     if unknown:
-        raise EvalscriptError(f"evalscript: unknown input bands {unknown}; sentinel-2-l1c has "
-                              f"{list(S2_BANDS) + list(EXTRA_INPUTS)}")
-    if units not in ("REFLECTANCE", "DN"):
-        raise EvalscriptError(f"evalscript: units {units!r} are not supported; expected REFLECTANCE or DN")
-    return tuple(value), units
+        raise EvalscriptError(f"evalscript: unknown input bands {unknown}; sentinel-2-l1c has {list(INPUT_UNITS)}")
+    if isinstance(units, list):
+        if len(units) != len(value):
+            raise EvalscriptError(f"evalscript: setup().input has {len(value)} bands and {len(units)} units; "
+                                  "expected one unit per band, or one value for all")
+        given = [str(u).upper() for u in units]
+        shared = False
+    elif units is None or isinstance(units, str):
+        given = [str(units or "").upper()] * len(value)
+        shared = True
+        known = sorted({u for allowed in INPUT_UNITS.values() for u in allowed})
+        if units and given and given[0] not in known:
+            raise EvalscriptError(f"evalscript: units {units!r:.40} are not supported; expected one of {known}")
+    else:
+        raise EvalscriptError(f"evalscript: setup().input units {units!r:.80}; expected a unit name or a list "
+                              "of one per band")
+    out: dict[str, str] = {}
+    for name, unit in zip(value, given):
+        allowed = INPUT_UNITS[name]
+        if not unit or (shared and unit not in allowed and len(allowed) == 1):
+            unit = allowed[0]
+        if unit not in allowed:
+            raise EvalscriptError(f"evalscript: input {name} in units {unit!r:.40} is not available; expected "
+                                  f"{' or '.join(allowed)}")
+        out[name] = unit
+    return out
 
 
 def _parse_outputs(value: Any) -> tuple[Output, ...]:
