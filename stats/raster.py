@@ -192,7 +192,7 @@ def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseG
 
 
 _MASKS: OrderedDict[tuple[bytes, tuple[float, ...], tuple[int, int]], np.ndarray] = OrderedDict()
-_MASKS_MAX = 256
+_MASKS_MAX_BYTES = 32 * 2**20  # masks are one byte per pixel: 32 MiB holds a year of small fields many times over
 _MASKS_LOCK = threading.Lock()
 
 
@@ -214,10 +214,11 @@ def polygon_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
     inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=False)
     if not inside.any():
         inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=True)
-    with _MASKS_LOCK:
-        _MASKS[key] = inside.copy()
-        while len(_MASKS) > _MASKS_MAX:
-            _MASKS.popitem(last=False)
+    if inside.nbytes <= _MASKS_MAX_BYTES // 16:
+        with _MASKS_LOCK:
+            _MASKS[key] = inside.copy()
+            while sum(mask.nbytes for mask in _MASKS.values()) > _MASKS_MAX_BYTES:
+                _MASKS.popitem(last=False)
     return inside
 
 
@@ -356,10 +357,14 @@ _SHAPES: dict[tuple[tuple[str, int, int], str], BandShape] = {}
 _SHAPES_MAX = 8192
 
 
+def _shape_key(acq: Acquisition, band: str) -> tuple[tuple[str, int, int], str]:
+    return dataset_key(_href(acq, band)), acq.crs
+
+
 def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> BandShape:
     """The band's transform and size, remembered per file version (and catalog CRS, which the first open
     checked), so that a query answered from the window cache opens no file at all."""
-    key = (dataset_key(_href(acq, band)), acq.crs)
+    key = _shape_key(acq, band)
     shape = _SHAPES.get(key)
     if shape is None:
         with open_band(acq, band, pool) as src:
@@ -484,7 +489,7 @@ def _lay(mosaic: Mosaic, acq: Acquisition, grid: Grid, bands: Sequence[str], sam
 
 def _band_shapes(acq: Acquisition, bands: Sequence[str]) -> list[BandShape]:
     """:func:`band_shape` of each band, the ones not known yet read on the reader threads."""
-    known = {band: _SHAPES.get((dataset_key(_href(acq, band)), acq.crs)) for band in bands}
+    known = {band: _SHAPES.get(_shape_key(acq, band)) for band in bands}
     missing = [band for band, shape in known.items() if shape is None]
     if missing:
         known.update(zip(missing, map_threads(partial(band_shape, acq), missing, io=remote(acq))))
