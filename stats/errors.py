@@ -62,6 +62,10 @@ class ArchiveUnreachableError(ArchiveError):
     """Raised when an archive's server (a STAC API) cannot be reached or does not answer as one."""
 
 
+class MissingAcquisitionError(ArchiveError):
+    """Raised when an archive holds no acquisition with an id asked for."""
+
+
 class IngestError(ArchiveError):
     """Raised when an image cannot be turned into an archive acquisition."""
 

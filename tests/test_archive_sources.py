@@ -367,6 +367,16 @@ def test_index_search_equals_the_item_files(demo_root: Path,
         index.get(["nope"])
 
 
+def test_index_acquisitions_equal_the_static_catalogs_field_for_field(demo_root: Path) -> None:
+    """Every acquisition read from the index's item JSON (no pystac Item built) equals the one the static
+    catalog builds from the item files through pystac: hrefs, footprint, layout, offsets, cloud layers."""
+    index = Archive.open(demo_root)
+    assert isinstance(index.source, GeoparquetSource)
+    local = Archive(source=read_static_catalog(demo_root)).acquisitions
+    assert len(local) > 0 and index.acquisitions == local
+    assert index.get([a.id for a in local[::-1]]) == local[::-1]
+
+
 def test_polyfis_index_rebuilds_the_index_of_a_moved_archive(demo_root: Path, tmp_path: Path,
                                                              local_series: dict[str, Any]) -> None:
     """A copied archive (relative hrefs) answers the same; `polyfis index` rewrites a deleted index."""

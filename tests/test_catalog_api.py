@@ -496,3 +496,24 @@ def test_sentinelhub_py_runs_unchanged_with_auth_off(archive_root: Path, monkeyp
         server.shutdown()
         server.server_close()
     assert ids == [item.id for item in reference_items(archive_root)]
+
+
+def test_an_item_is_read_by_its_id_not_by_a_search_of_the_archive(client, archive_root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /collections/{id}/items/{item} looks the item up by id (the archive is not searched), and answers
+    the item the catalog files hold; an absent id is still a JSON 404."""
+    from stats.archive.catalog import Archive
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the item route searched the archive")
+
+    monkeypatch.setattr(Archive, "search", no_search)
+    expected = reference_items(archive_root)[3]
+    response = client.get(f"{ROOT}/collections/sentinel-2-l1c/items/{expected.id}")
+    assert response.status_code == 200
+    item = pystac.Item.from_dict(response.json)
+    assert item.id == expected.id and item.datetime == expected.datetime
+    assert item.bbox == pytest.approx(expected.bbox)
+    assert item.properties["eo:cloud_cover"] == expected.properties["eo:cloud_cover"]
+    missing = client.get(f"{ROOT}/collections/sentinel-2-l1c/items/{expected.id}x")
+    assert missing.status_code == 404 and f"item '{expected.id}x'" in missing.json["error"]["message"]

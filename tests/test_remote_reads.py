@@ -121,7 +121,8 @@ def test_a_missing_or_stalled_band_file_gives_that_date_an_error_and_the_rest_of
         remote = query_timeseries(_request(), Archive.open(f"{faulty.url}/collection.json"))
     assert len(remote.series) == 6
     failed = remote.series[2]
-    assert failed.error is not None and "band B04 cannot be opened" in failed.error
+    assert failed.error is not None and "band B04 (asset 'B04') cannot be opened" in failed.error
+    assert f"{faulty.url}/items/" in failed.error  # it names the file
     assert failed.date == local.series[2].date
     others = [entry.to_dict() for i, entry in enumerate(remote.series) if i != 2]
     assert others == [entry.to_dict() for i, entry in enumerate(local.series) if i != 2]

@@ -26,6 +26,7 @@ import rasterio
 from affine import Affine
 from pyproj import CRS, Transformer
 from pystac.layout import TemplateLayoutStrategy
+from pystac.utils import str_to_datetime
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -66,22 +67,24 @@ class CloudLayerAssets:
     shape: tuple[int, int] | None = None
 
     @classmethod
-    def from_item(cls, item: pystac.Item) -> CloudLayerAssets | None:
-        """The layers of an item that has both assets and the :data:`CLOUD_LAYERS_PROPERTY`, else None."""
-        info = item.properties.get(CLOUD_LAYERS_PROPERTY)
-        clp, clm = item.assets.get(CLP_ASSET), item.assets.get(CLM_ASSET)
+    def from_dict(cls, item_id: str, properties: Mapping[str, Any], assets: Mapping[str, Mapping[str, Any]]
+                  ) -> CloudLayerAssets | None:
+        """The layers of an item (its properties and asset dicts, hrefs absolute) that has both assets and the
+        :data:`CLOUD_LAYERS_PROPERTY`, else None."""
+        info = properties.get(CLOUD_LAYERS_PROPERTY)
+        clp, clm = assets.get(CLP_ASSET), assets.get(CLM_ASSET)
         if not isinstance(info, dict) or clp is None or clm is None:
             return None
-        transform, shape = clm.extra_fields.get("proj:transform"), clm.extra_fields.get("proj:shape")
+        transform, shape = clm.get("proj:transform"), clm.get("proj:shape")
         try:
-            return cls(clp=clp.get_absolute_href() or clp.href, clm=clm.get_absolute_href() or clm.href,
+            return cls(clp=str(clp["href"]), clm=str(clm["href"]),
                        resolution=int(info["resolution"]), cell_pixels=int(info["cell_pixels"]),
                        threshold=float(info["threshold"]), average_over=int(info["average_over"]),
                        dilation_size=int(info["dilation_size"]),
                        transform=tuple(float(v) for v in transform[:6]) if transform else None,
                        shape=(int(shape[0]), int(shape[1])) if shape else None)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ArchiveError(f"STAC Item {item.id!r}: malformed {CLOUD_LAYERS_PROPERTY} property: {exc}") from exc
+            raise ArchiveError(f"STAC Item {item_id!r}: malformed {CLOUD_LAYERS_PROPERTY} property: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,7 @@ class Archive:
     def get(self, ids: Sequence[str]) -> list[Acquisition]:
         """The acquisitions of ``ids`` in that order.
 
-        :raises ArchiveError: naming the ids the archive does not hold.
+        :raises MissingAcquisitionError: naming the ids the archive does not hold.
         """
         return self.source.get(ids)
 
@@ -284,40 +287,67 @@ def sun_angles(properties: Mapping[str, Any]) -> tuple[float | None, float | Non
     return azimuth, elevation
 
 
-def acquisition_from_item(item: pystac.Item) -> Acquisition:
-    """Build an :class:`Acquisition` from a STAC Item written by polyfis or any Sentinel-2 L1C/L2A STAC source,
-    its assets read through the item's layout (:mod:`stats.archive.layouts`)."""
-    props = item.properties
-    when = item.datetime
-    if when is None:
-        raise ArchiveError(f"STAC Item {item.id!r} has no datetime")
+def acquisition_from_dict(data: Mapping[str, Any]) -> Acquisition:
+    """Build an :class:`Acquisition` from a STAC Item's dict (as its JSON gives it), written by polyfis or any
+    Sentinel-2 L1C/L2A STAC source, its assets read through the item's layout (:mod:`stats.archive.layouts`):
+    the one Item -> Acquisition conversion rule. The assets' hrefs must be absolute; ``properties.datetime`` is an
+    RFC 3339 string or a :class:`datetime.datetime`.
+
+    :raises ArchiveError: naming the item and what it lacks.
+    """
+    item_id = str(data.get("id"))
+    props = data.get("properties")
+    if not isinstance(props, Mapping):
+        raise ArchiveError(f"STAC Item {item_id!r} has no properties")
+    when = props.get("datetime")
+    if isinstance(when, str):
+        try:
+            when = str_to_datetime(when)
+        except ValueError as exc:
+            raise ArchiveError(f"STAC Item {item_id!r} has a malformed datetime {when!r}") from exc
+    if not isinstance(when, dt.datetime):
+        raise ArchiveError(f"STAC Item {item_id!r} has no datetime")
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     epsg = props.get("proj:epsg")
     code = props.get("proj:code") or (f"EPSG:{epsg}" if epsg else None)
     if code is None:
-        raise ArchiveError(f"STAC Item {item.id!r} has neither proj:epsg nor proj:code")
-    found = item_assets(item)
-    if item.geometry is None:
-        raise ArchiveError(f"STAC Item {item.id!r} has no geometry")
+        raise ArchiveError(f"STAC Item {item_id!r} has neither proj:epsg nor proj:code")
+    assets = data.get("assets") or {}
+    found = item_assets(item_id, assets, props)
+    geometry = data.get("geometry")
+    if geometry is None:
+        raise ArchiveError(f"STAC Item {item_id!r} has no geometry")
     azimuth, elevation = sun_angles(props)
     return Acquisition(
-        id=item.id,
+        id=item_id,
         datetime=when.astimezone(dt.UTC),
         crs=str(code),
-        footprint=shape(item.geometry),
+        footprint=shape(geometry),
         assets=found.hrefs,
         cloud_cover=props.get("eo:cloud_cover"),
         processing_baseline=props.get("s2:processing_baseline"),
         tile=props.get("s2:mgrs_tile") or props.get("grid:code"),
         sun_azimuth=azimuth,
         sun_elevation=elevation,
-        cloud_layers=CloudLayerAssets.from_item(item),
+        cloud_layers=CloudLayerAssets.from_dict(item_id, props, assets),
         layout=found.layout,
         level=found.level,
         asset_keys=found.keys,
-        offset=dn_offset(item, found),
+        offset=dn_offset(assets, found, props),
     )
+
+
+def acquisition_from_item(item: pystac.Item) -> Acquisition:
+    """:func:`acquisition_from_dict` of a pystac Item: its datetime, and its assets' hrefs made absolute
+    against the item's own href."""
+    return acquisition_from_dict({
+        "id": item.id,
+        "geometry": item.geometry,
+        "properties": {**item.properties, "datetime": item.datetime},
+        "assets": {key: {**asset.extra_fields, "href": asset.get_absolute_href() or asset.href}
+                   for key, asset in item.assets.items()},
+    })
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ item is harmonised on its own, so the tiles of one date may mix baselines.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import pystac
-
 from ..bands import COMMON_NAME, NATIVE_RESOLUTION, S2_BANDS, baseline_offset
+from ..errors import ArchiveError
 
 #: The key under which an acquisition keeps its scene classification (L2A ``SCL``) asset.
 SCL_ASSET: Final = "SCL"
@@ -69,6 +69,12 @@ def detect_layout(asset_keys: Mapping[str, Any]) -> str:
     >>> detect_layout({"blue": 0, "red": 0, "scl": 0}), detect_layout({"B02_10m": 0, "B8A_20m": 0})
     ('earth-search', 'cdse')
     """
+    return _layout_of_keys(frozenset(asset_keys))
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout_of_keys(asset_keys: frozenset[str]) -> str:
+    """:func:`detect_layout` of a set of keys, remembered (the items of one collection share their keys)."""
     def matches(name: str) -> int:
         return sum(any(key in asset_keys for key in keys) for keys in LAYOUTS[name].values())
 
@@ -91,20 +97,25 @@ def product_level(properties: Mapping[str, Any], has_scl: bool) -> str:
     return "L2A" if has_scl else "L1C"
 
 
-def item_assets(item: pystac.Item) -> ItemAssets:
-    """The band and ``SCL`` assets of ``item``, through its layout (:func:`detect_layout`)."""
-    layout = detect_layout(item.assets)
+def item_assets(item_id: str, assets: Mapping[str, Mapping[str, Any]], properties: Mapping[str, Any]) -> ItemAssets:
+    """The band and ``SCL`` assets of an item, through its layout (:func:`detect_layout`): ``assets`` are the
+    item's asset dicts (as STAC JSON gives them), each with an absolute ``href``.
+
+    :raises ArchiveError: when an asset taken has no href.
+    """
+    layout = detect_layout(assets)
     hrefs: dict[str, str] = {}
     keys: dict[str, str] = {}
     for band, candidates in LAYOUTS[layout].items():
-        key = next((k for k in candidates if k in item.assets), None)
-        if key is None:
-            continue
-        asset = item.assets[key]
-        hrefs[band] = asset.get_absolute_href() or asset.href
-        keys[band] = key
-    return ItemAssets(layout=layout, level=product_level(item.properties, SCL_ASSET in hrefs), hrefs=hrefs,
-                      keys=keys)
+        for key in candidates:
+            if key in assets:
+                href = assets[key].get("href")
+                if not isinstance(href, str) or not href:
+                    raise ArchiveError(f"STAC Item {item_id!r}: asset {key!r} has no href")
+                hrefs[band] = href
+                keys[band] = key
+                break
+    return ItemAssets(layout=layout, level=product_level(properties, SCL_ASSET in hrefs), hrefs=hrefs, keys=keys)
 
 
 def expected_key(layout: str, band: str) -> str:
@@ -116,14 +127,14 @@ def expected_key(layout: str, band: str) -> str:
     return LAYOUTS.get(layout, LAYOUTS["polyfis"]).get(band, (band,))[0]
 
 
-def raster_offset(asset: pystac.Asset) -> int | None:
-    """The DN offset a band asset's ``raster:bands`` give (``-offset / scale``, rounded), or None when they
-    give no offset (or no usable scale).
+def raster_offset(asset: Mapping[str, Any]) -> int | None:
+    """The DN offset a band asset's (dict's) ``raster:bands`` give (``-offset / scale``, rounded), or None when
+    they give no offset (or no usable scale).
 
-    >>> raster_offset(pystac.Asset("b.tif", extra_fields={"raster:bands": [{"scale": 0.0001, "offset": -0.1}]}))
+    >>> raster_offset({"href": "b.tif", "raster:bands": [{"scale": 0.0001, "offset": -0.1}]})
     1000
     """
-    bands = asset.extra_fields.get("raster:bands")
+    bands = asset.get("raster:bands")
     if not isinstance(bands, list) or not bands or not isinstance(bands[0], dict):
         return None
     offset, scale = bands[0].get("offset"), bands[0].get("scale")
@@ -132,13 +143,14 @@ def raster_offset(asset: pystac.Asset) -> int | None:
     return round(-float(offset) / float(scale))
 
 
-def dn_offset(item: pystac.Item, assets: ItemAssets) -> int:
-    """The DN offset to remove from the item's bands: from the first band asset whose ``raster:bands`` give
-    one, else from ``s2:processing_baseline`` (:func:`stats.bands.baseline_offset`)."""
+def dn_offset(assets: Mapping[str, Mapping[str, Any]], found: ItemAssets, properties: Mapping[str, Any]) -> int:
+    """The DN offset to remove from an item's bands (``assets``: its asset dicts, ``found``: what
+    :func:`item_assets` took from them): from the first band asset whose ``raster:bands`` give one, else from
+    ``s2:processing_baseline`` (:func:`stats.bands.baseline_offset`)."""
     for band in S2_BANDS:
-        key = assets.keys.get(band)
+        key = found.keys.get(band)
         if key is not None:
-            found = raster_offset(item.assets[key])
-            if found is not None:
-                return max(found, 0)
-    return baseline_offset(item.properties.get("s2:processing_baseline"))
+            offset = raster_offset(assets[key])
+            if offset is not None:
+                return max(offset, 0)
+    return baseline_offset(properties.get("s2:processing_baseline"))

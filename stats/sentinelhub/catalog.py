@@ -29,7 +29,13 @@ from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from ..archive.catalog import Acquisition, Archive
-from ..errors import InvalidGeometryError, InvalidRequestError, InvalidTimeRangeError, NotFoundError
+from ..errors import (
+    InvalidGeometryError,
+    InvalidRequestError,
+    InvalidTimeRangeError,
+    MissingAcquisitionError,
+    NotFoundError,
+)
 from ..fields import is_finite_number, known_fields
 from ..geometry import cached_crs
 from ..request import Area, parse_datetime
@@ -84,7 +90,7 @@ CONFORMANCE = (
 )
 
 GEOJSON = "application/geo+json"
-#: The search of everything: the whole Earth at any time (the archive is only ever read through its search).
+#: The search of everything: the whole Earth at any time (a search without an area or a time range).
 WORLD = box(-180, -90, 180, 90)
 EARLIEST, LATEST = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
 
@@ -550,10 +556,11 @@ class Catalog:
     def get_item(self, collection: str, item_id: str) -> dict[str, Any]:
         """One item by id, else a 404."""
         self.resolve(collection)
-        for acquisition in self.archive.search(WORLD, EARLIEST, LATEST):
-            if acquisition.id == item_id:
-                return self.item(acquisition)
-        raise NotFoundError(f"item {item_id!r:.80} is not in collection {COLLECTION_ID!r}")
+        try:
+            (acquisition,) = self.archive.get([item_id])
+        except MissingAcquisitionError:
+            raise NotFoundError(f"item {item_id!r:.80} is not in collection {COLLECTION_ID!r}") from None
+        return self.item(acquisition)
 
     def search(self, search: Search, next_link: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
         """One page of the items matching ``search`` as a FeatureCollection, with Sentinel Hub's ``context``

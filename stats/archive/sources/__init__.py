@@ -15,7 +15,8 @@
   static catalog's URL;
 * a ``.parquet`` file: a stac-geoparquet index alone.
 
-Every source converts items with :func:`stats.archive.catalog.acquisition_from_item`, the one conversion point.
+Every source converts items with :func:`stats.archive.catalog.acquisition_from_dict` (through
+:func:`~stats.archive.catalog.acquisition_from_item` for a pystac Item), the one conversion point.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
-from ...errors import ArchiveError
+from ...errors import MissingAcquisitionError
 from ..catalog import Acquisition
 
 #: The scheme prefix that names a STAC API in an archive reference.
@@ -58,7 +59,7 @@ class ArchiveSource(ABC):
     def get(self, ids: Sequence[str]) -> list[Acquisition]:
         """The acquisitions of these ids, in the order given.
 
-        :raises ArchiveError: naming the ids the source does not hold.
+        :raises MissingAcquisitionError: naming the ids the source does not hold.
         """
 
     @abstractmethod
@@ -111,10 +112,10 @@ def date_summary(dates: Iterable[tuple[dt.date, float | None]]) -> list[tuple[dt
     return [(day, sum(c) / len(c) if c else None) for day, c in sorted(covers.items())]
 
 
-def missing_ids(ids: Sequence[str], found: Iterable[str], kind: str) -> ArchiveError:
+def missing_ids(ids: Sequence[str], found: Iterable[str], kind: str) -> MissingAcquisitionError:
     """The error for ids a source does not hold."""
     absent = sorted(set(ids) - set(found))
-    return ArchiveError(f"{kind}: no acquisition with id {absent[:5]}{' ...' if len(absent) > 5 else ''}; "
+    return MissingAcquisitionError(f"{kind}: no acquisition with id {absent[:5]}{' ...' if len(absent) > 5 else ''}; "
                         "the archive changed since the request was planned")
 
 

@@ -3,9 +3,10 @@
 :func:`write_index` writes ``items.parquet`` (stac-geoparquet) beside a local archive's ``collection.json``:
 one row per item, sorted by a 1-degree cell of the bbox centre then by datetime, in small row groups, so that a
 search's bbox and time range are answered from the row groups' statistics (only the groups that can hold a
-match are read, first their bbox, time and cloud cover columns) and only the rows that match are turned back
-into STAC Items. Asset hrefs are stored relative to the index's folder, so
-the archive can be moved or copied whole.
+match are read, first their bbox, time and cloud cover columns, then the item JSON of the groups that hold a
+match) and only the rows that match become acquisitions, straight from their item JSON
+(:func:`~stats.archive.catalog.acquisition_from_dict`, no pystac Item built). Asset hrefs are stored relative to
+the index's folder, so the archive can be moved or copied whole.
 
 :class:`GeoparquetSource` answers searches from it; every polyfis writer (``ArchiveWriter.save``,
 ``polyfis ingest``, ``polyfis clouds``) rewrites it, and ``polyfis index`` builds it for a catalog written by
@@ -32,7 +33,7 @@ from cachetools import LRUCache
 from shapely.geometry.base import BaseGeometry
 
 from ...errors import ArchiveError
-from ..catalog import COLLECTION_FILE, Acquisition, acquisition_from_item
+from ..catalog import COLLECTION_FILE, Acquisition, acquisition_from_dict
 from . import INDEX_FILE, ArchiveSource, date_summary, missing_ids
 
 #: Rows per Parquet row group: the unit the time and bbox statistics skip.
@@ -202,17 +203,19 @@ class GeoparquetSource(ArchiveSource):
         self._rows = self._file.metadata.num_rows
         self._lock = threading.Lock()
         self._converted: LRUCache[int, Acquisition] = LRUCache(CACHED_ITEMS)
-        self._stats = self._row_group_statistics()
+        self._stats, self._sizes = self._row_group_statistics()
 
-    def _row_group_statistics(self) -> np.ndarray:
-        """Per row group: xmin, ymin, xmax, ymax (degrees) and the first and last datetime (microseconds);
-        unknown bounds are open (-inf/inf), so such a group is always read."""
+    def _row_group_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row group: xmin, ymin, xmax, ymax (degrees) and the first and last datetime (microseconds),
+        unknown bounds open (-inf/inf) so that such a group is always read; and its number of rows."""
         meta = self._file.metadata
         paths = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
         wanted = [*_BOUNDS, "datetime", "datetime"]
         out = np.tile(np.array([-np.inf, -np.inf, np.inf, np.inf, -np.inf, np.inf]), (meta.num_row_groups, 1))
+        sizes = np.zeros(meta.num_row_groups, dtype=np.int64)
         for group in range(meta.num_row_groups):
             row_group = meta.row_group(group)
+            sizes[group] = row_group.num_rows
             for k, name in enumerate(wanted):
                 column = paths.get(name)
                 stats = row_group.column(column).statistics if column is not None else None
@@ -220,7 +223,7 @@ class GeoparquetSource(ArchiveSource):
                     continue
                 # a box overlaps the query when its min corner is below the query's max and its max above its min
                 out[group, k] = _statistic(stats.min if k in (0, 1, 4) else stats.max)
-        return out
+        return out, sizes
 
     @classmethod
     def open(cls, path: Path) -> GeoparquetSource:
@@ -232,29 +235,49 @@ class GeoparquetSource(ArchiveSource):
     def _read(self, groups: Sequence[int], columns: list[str]) -> pa.Table:
         try:
             with self._lock:
-                return self._file.read_row_groups(list(groups), columns=columns)
+                return self._file.read_row_groups(list(groups), columns=columns, use_threads=False)
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise ArchiveError(f"Cannot read the {self.kind}: {exc}; rebuild it with `polyfis index`") from exc
 
-    def _items_of(self, groups: Sequence[int], keep: pa.Array | None, table: pa.Table | None = None
+    def _group_rows(self, groups: Sequence[int]) -> np.ndarray:
+        """Where each of ``groups`` starts in the rows of one read of them, and where the last ends."""
+        return np.concatenate([[0], np.cumsum(self._sizes[list(groups)])])
+
+    def _items_of(self, groups: Sequence[int], keep: np.ndarray | None, table: pa.Table | None = None
                   ) -> list[Acquisition]:
         """The acquisitions of the rows ``keep`` (indices into the groups' rows; None: all), by datetime and id;
-        ``table``: those groups' rows already read with their item JSON."""
+        ``table``: those groups' rows already read with their ``datetime`` and ``id``. Only the groups holding a
+        kept row have their item JSON read."""
         if not groups:
             return []
-        own = ITEM_COLUMN in self._columns
-        if table is None or not own:
-            table = self._read(groups, [ITEM_COLUMN, "datetime", "id"] if own else self._file.schema_arrow.names)
-        if keep is not None:
-            table = table.take(keep)
-        table = table.take(pc.sort_indices(table, sort_keys=[("datetime", "ascending"), ("id", "ascending")]))
-        if own:
-            return self._acquisitions(table.column(ITEM_COLUMN).to_pylist())
+        if table is None:
+            table = self._read(groups, ["datetime", "id"])
+        if keep is None:
+            keep = np.arange(table.num_rows)
+        if len(keep) == 0:
+            return []
+        order = pc.sort_indices(pa.table({"datetime": table.column("datetime").take(keep),
+                                          "id": table.column("id").take(keep)}),
+                                sort_keys=[("datetime", "ascending"), ("id", "ascending")])
+        keep = np.asarray(keep, dtype=np.int64)[order.to_numpy()]
+        # the item JSON of the groups that hold a kept row only, the kept rows renumbered into their read
+        starts = self._group_rows(groups)
+        position = np.searchsorted(starts, keep, side="right") - 1
+        holding = np.unique(position)
+        wanted = [groups[i] for i in holding.tolist()]
+        renumber = np.zeros(len(groups), dtype=np.int64)
+        renumber[holding] = self._group_rows(wanted)[:-1] - starts[holding]
+        rows = pa.array(keep + renumber[position])
+        if ITEM_COLUMN in self._columns:
+            texts = self._read(wanted, [ITEM_COLUMN]).column(ITEM_COLUMN).take(rows).to_pylist()
+            return self._acquisitions(texts)
         # an index written by another tool: the items rebuilt from the stac-geoparquet columns
-        return self._acquisitions(json.dumps(d) for d in sga.stac_table_to_items(table))
+        chosen = self._read(wanted, self._file.schema_arrow.names).take(rows)
+        return self._acquisitions(json.dumps(d) for d in sga.stac_table_to_items(chosen))
 
     def _acquisitions(self, texts: Iterable[str]) -> list[Acquisition]:
-        """The acquisitions of item JSON texts, each converted once while it stays in the bounded cache."""
+        """The acquisitions of item JSON texts (hrefs relative to the index), each converted once while it stays
+        in the bounded cache."""
         out = []
         for text in texts:
             key = hash(text)
@@ -264,7 +287,7 @@ class GeoparquetSource(ArchiveSource):
                 data = json.loads(text)
                 for asset in data.get("assets", {}).values():
                     asset["href"] = _absolute(asset["href"], self._folder_text)
-                cached = acquisition_from_item(pystac.Item.from_dict(data, preserve_dict=False, migrate=False))
+                cached = acquisition_from_dict(data)
                 with self._lock:
                     self._converted[key] = cached
             out.append(cached)
@@ -273,7 +296,7 @@ class GeoparquetSource(ArchiveSource):
     def search(self, geometry_wgs84: BaseGeometry, start: dt.datetime, end: dt.datetime, *,
                max_cloud_cover: float | None = None) -> list[Acquisition]:
         """See :meth:`ArchiveSource.search`: the row groups pruned by their statistics, their rows by bbox, time
-        and cloud cover, then the exact footprint test on the few rows left."""
+        and cloud cover (from those columns only), then the exact footprint test on the few rows left."""
         if self._rows == 0:
             return []
         minx, miny, maxx, maxy = geometry_wgs84.bounds
@@ -283,8 +306,7 @@ class GeoparquetSource(ArchiveSource):
                             & (st[:, 4] <= hi) & (st[:, 5] >= lo))[0].tolist()
         if not groups:
             return []
-        # one read of the groups: the filter columns and the item JSON (a few groups of ROW_GROUP_ROWS rows)
-        table = self._read(groups, [c for c in [*_FILTER_COLUMNS, ITEM_COLUMN] if c in self._columns])
+        table = self._read(groups, [c for c in _FILTER_COLUMNS if c in self._columns])
         bbox = table.column("bbox")
         when = pc.cast(table.column("datetime"), pa.int64())
         mask = pc.and_(pc.and_(pc.less_equal(pc.struct_field(bbox, "xmin"), maxx),
@@ -295,7 +317,7 @@ class GeoparquetSource(ArchiveSource):
         if max_cloud_cover is not None and "eo:cloud_cover" in self._columns:
             cover = table.column("eo:cloud_cover")
             mask = pc.and_(mask, pc.or_kleene(pc.is_null(cover), pc.less_equal(cover, float(max_cloud_cover))))
-        keep = pc.indices_nonzero(pc.fill_null(mask, False))
+        keep = pc.indices_nonzero(pc.fill_null(mask, False)).to_numpy()
         found = self._items_of(groups, keep, table)
         return [a for a in found if a.footprint.intersects(geometry_wgs84)]
 
@@ -304,9 +326,10 @@ class GeoparquetSource(ArchiveSource):
         if not ids:
             return []
         groups = list(range(self._file.metadata.num_row_groups))
-        names = self._read(groups, ["id"]).column("id")
-        keep = pc.indices_nonzero(pc.is_in(names, value_set=pa.array(list(ids), pa.string())))
-        found = {a.id: a for a in self._items_of(groups, keep)}
+        table = self._read(groups, ["datetime", "id"])
+        asked = pa.array(list(ids), pa.string())
+        keep = pc.indices_nonzero(pc.is_in(table.column("id"), value_set=asked)).to_numpy()
+        found = {a.id: a for a in self._items_of(groups, keep, table)}
         if any(i not in found for i in ids):
             raise missing_ids(ids, found, self.kind)
         return [found[i] for i in ids]
