@@ -121,6 +121,23 @@ def child_polyfis(archive: str, server: str | None, warm: int, preload: bool = F
             "peak_rss": _peak_rss(), "answer": answer}
 
 
+def child_warm(archive: str, repeats: int) -> dict[str, Any]:
+    """The field's time series once (cold, not reported), then ``repeats`` times: wall and CPU seconds of
+    each repeat, and the answer."""
+    import polyfis
+
+    geometry = _field()
+    opened = polyfis.open_archive(archive)
+    answer = polyfis.timeseries(geometry, *YEAR, archive=opened, **OPTIONS).to_dict()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), _cpu_s()
+        polyfis.timeseries(geometry, *YEAR, archive=opened, **OPTIONS)
+        walls.append(time.perf_counter() - t)
+        cpus.append(_cpu_s() - c)
+    return {"wall_s": walls, "cpu_s": cpus, "answer": answer, "code": str(Path(polyfis.__file__).parent.parent)}
+
+
 def child_rasterio(jobs_file: str, server: str | None, threads: int) -> dict[str, Any]:
     """The plain script: every band of every date opened by URL, the polygon's window read, numpy means."""
     from concurrent.futures import ThreadPoolExecutor
@@ -189,10 +206,12 @@ def child_batch(archive: str, polygons_file: str, server: str | None) -> dict[st
             "checksum": float(table.select_dtypes("number").sum().sum())}
 
 
-def run_child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run this script as a child with ``args``; its last output line is its JSON answer."""
+def run_child(*args: str, env: dict[str, str] | None = None, tree: Path | None = None) -> dict[str, Any]:
+    """Run this script as a child with ``args`` (``tree``: importing polyfis from that copy of the project);
+    its last output line is its JSON answer."""
+    extra = {"PYTHONPATH": str(tree)} if tree is not None else {}
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, check=False)
+                          text=True, env={**os.environ, **(env or {}), **extra}, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"child {args[0]} failed: {done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -285,6 +304,11 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=3, help="repeated queries after the cold one")
     add_results_dir(parser)
     parser.add_argument("--render-only", action="store_true", help="rewrite remote.md from remote.json")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the repeated query on the local folder, against --baseline; writes remote_warm.md")
+    parser.add_argument("--baseline", default="main",
+                        help="git revision the --warm-only figures are compared with (default main)")
+    parser.add_argument("--rounds", type=int, default=3, help="--warm-only: alternating child processes per side")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.render_only:
@@ -294,7 +318,9 @@ def main() -> None:
     if args.child:
         kind, rest = args.child[0], args.child[1:]
         server = rest[1] if len(rest) > 1 and rest[1] != "-" else None
-        if kind in ("polyfis", "polyfis-preload"):
+        if kind == "warm":
+            out = child_warm(rest[0], int(rest[2]))
+        elif kind in ("polyfis", "polyfis-preload"):
             out = child_polyfis(rest[0], server, int(rest[2]), preload=kind == "polyfis-preload")
         elif kind == "rasterio":
             out = child_rasterio(rest[0], server, int(rest[2]))
@@ -304,6 +330,11 @@ def main() -> None:
         return
 
     root = demo_root()
+    if args.warm_only:
+        report = warm_only(root, args.baseline, args.rounds, max(args.warm, 5))
+        write_results(args.results_dir, "remote_warm", report, render_warm(report))
+        print(render_warm(report))
+        return
     delays = [float(d) for d in args.delays.split(",")]
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"polyfis-remote-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
@@ -435,9 +466,76 @@ def render(report: dict[str, Any]) -> str:
               "instead of 64 the 50 ms query used less CPU (2.5 s against 3.9 s) but took longer (5.8 s against "
               "3.8 s, one run each at load 4.6, model loaded first).",
               "* **Warm time is the statistics**: a repeated query reads nothing (0 requests), and spends its time "
-              "in the per-date masks and statistics, as the same query on the local folder does.",
+              "in the per-date masks and statistics, as the same query on the local folder does (`--warm-only` "
+              "measures it against a baseline revision: `remote_warm.md`).",
               "* **Batch**: the tasks (one per date) run several at once over a remote archive, their band headers "
               "and tiles read on the I/O threads."]
+    return "\n".join(lines) + "\n"
+
+
+def warm_only(root: Path, baseline: str, rounds: int, repeats: int) -> dict[str, Any]:
+    """The repeated query on the local folder by this tree and by ``baseline`` (exported with ``git
+    archive``), in alternating child processes of ``repeats`` repeats each."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    project = Path(__file__).resolve().parent.parent
+    base_rev = subprocess.run(["git", "rev-parse", "--short", baseline], cwd=project, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    tree = Path(tempfile.mkdtemp(prefix="polyfis-baseline-"))
+    try:
+        archive = subprocess.run(["git", "archive", "--format=tar", base_rev], cwd=project, capture_output=True,
+                                 check=True).stdout
+        tar_path = tree / "tree.tar"
+        tar_path.write_bytes(archive)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(tree, filter="data")
+        sides: dict[str, dict[str, Any]] = {"baseline": {"wall_s": [], "cpu_s": []},
+                                            "this tree": {"wall_s": [], "cpu_s": []}}
+        identical = True
+        answers: dict[str, Any] = {}
+        for _ in range(rounds):
+            for side, where in (("baseline", tree), ("this tree", None)):
+                out = run_child("warm", str(root), "-", str(repeats), tree=where)
+                if where is not None and Path(out["code"]).resolve() != where.resolve():
+                    raise RuntimeError(f"the baseline child imported polyfis from {out['code']}, not {where}")
+                sides[side]["wall_s"] += out["wall_s"]
+                sides[side]["cpu_s"] += out["cpu_s"]
+                if side in answers:
+                    identical = identical and out["answer"] == answers[side]
+                answers[side] = out["answer"]
+        identical = identical and answers["baseline"] == answers["this tree"]
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return {"command": command_line(__file__), "revision": git_revision(), "baseline": base_rev,
+            "machine": machine_info(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "load_average": os.getloadavg()[0], "rounds": rounds, "repeats": repeats, "sides": sides,
+            "identical": identical}
+
+
+def render_warm(report: dict[str, Any]) -> str:
+    """``remote_warm.md`` from a :func:`warm_only` report."""
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[len(ordered) // 2]
+
+    base, this = report["sides"]["baseline"], report["sides"]["this tree"]
+    lines = ["# Warm query: the same one-year field query repeated in one process (local folder)", "",
+             f"Command: `{report['command']}`  ",
+             f"Revision: {report['revision']}, against the baseline {report['baseline']}, {report['date']}  ",
+             f"Machine: {describe_machine(report['machine'])}; load average {report['load_average']:.1f}", "",
+             f"{FIELD}, 2023, bands {', '.join(OPTIONS['bands'])} and {', '.join(OPTIONS['indices'])} (37 dates, "
+             "11 bands read with the cloud model's, averaged-pixel cloud probability, default statistics). "
+             f"Each side ran in {report['rounds']} child processes taken in turn, each repeating the query "
+             f"{report['repeats']} times after a first (cold) one; CPU = user + system seconds of the process.", "",
+             "| code | best wall | median wall | best CPU | median CPU |", "|---|---:|---:|---:|---:|"]
+    for name, side in (("baseline", base), ("this tree", this)):
+        lines.append(f"| {name} | {min(side['wall_s']):.3f} s | {median(side['wall_s']):.3f} s | "
+                     f"{min(side['cpu_s']):.3f} s | {median(side['cpu_s']):.3f} s |")
+    lines += ["", f"Baseline / this tree: {median(base['wall_s']) / median(this['wall_s']):.1f} x (median wall), "
+              f"{median(base['cpu_s']) / median(this['cpu_s']):.1f} x (median CPU). "
+              f"Answers identical, value for value: {'yes' if report['identical'] else 'NO'}."]
     return "\n".join(lines) + "\n"
 
 

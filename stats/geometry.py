@@ -8,6 +8,8 @@ EPSG:4326 as (lat, lon), asks :func:`parse_geometry` to swap the axes (``swap_ax
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -380,8 +382,32 @@ def _transformer(src: CRS, dst: CRS) -> Transformer:
     return Transformer.from_crs(src, dst, always_xy=True)
 
 
+_PROJECTED: OrderedDict[tuple[bytes, int, int], tuple[CRS, CRS, BaseGeometry]] = OrderedDict()
+_PROJECTED_MAX = 256
+_PROJECTED_LOCK = threading.Lock()
+
+
 def reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
-    """Reproject ``geom`` from ``src`` to ``dst`` in (x, y) axis order. Identity when the CRSs are equal."""
+    """Reproject ``geom`` from ``src`` to ``dst`` in (x, y) axis order. Identity when the CRSs are equal.
+
+    The last results are remembered per polygon (its exact coordinates) and pair of CRS objects (the
+    parsed CRSs are shared, :func:`cached_crs`), so that every date of a query projects its polygon once.
+    """
+    key = (geom.wkb, id(src), id(dst))
+    with _PROJECTED_LOCK:
+        known = _PROJECTED.get(key)
+        if known is not None and known[0] is src and known[1] is dst:  # the entry holds both: ids not reused
+            _PROJECTED.move_to_end(key)
+            return known[2]
+    out = _reproject(geom, src, dst)
+    with _PROJECTED_LOCK:
+        _PROJECTED[key] = (src, dst, out)
+        while len(_PROJECTED) > _PROJECTED_MAX:
+            _PROJECTED.popitem(last=False)
+    return out
+
+
+def _reproject(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
     if src == dst:
         return geom
     try:

@@ -57,7 +57,7 @@ from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current
 from .water.extent import measure
 from .water.region import WaterRegion, water_region
-from .zonal import histogram, summarize, weighted_summary
+from .zonal import histogram, summarize_many, weighted_summary
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +243,8 @@ def _collect(request: TimeSeriesRequest, tiles: list[Acquisition], limits: Limit
     averaged = None
     if values[read_bands[0]].size and options.cloud.averaged and not scl:
         # the model always sees harmonised reflectance, whatever the statistics report
-        averaged = np.array([np.average(values[b].astype(np.float64), weights=weights) / QUANTIFICATION_VALUE
-                             for b in MODEL_BANDS])
+        model_values = np.stack([values[b] for b in MODEL_BANDS]).astype(np.float64)
+        averaged = np.average(model_values, axis=1, weights=weights) / QUANTIFICATION_VALUE
     if not options.harmonize:
         offset = block.offset[valid]
         values = {b: v + offset for b, v in values.items()}
@@ -309,30 +309,36 @@ def _finish(options: QueryOptions, work: _DateWork) -> DateResult:
         shadow, in_shadow = _shadows(options, work) if classes is None else _scl_shadows(classes, work)
         clear = clear & ~in_shadow
     selected = clear if cloud.mask else np.ones(work.valid, dtype=bool)
-    reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE for b, v in work.values.items()}
+    # reflectance of the bands the answer uses only (the model's other bands are read for the model)
+    used = set(options.bands).union(*(spec.bands for spec in options.indices))
+    reflectance = {b: v[selected].astype(np.float64) / QUANTIFICATION_VALUE
+                   for b, v in work.values.items() if b in used}
     reflectance.update({name: layer[selected] for name, layer in layers.items()})
     if not layers:
         reflectance.update({name: np.zeros(0) for name in ("CLP", "CLM")})
     weights = work.weights[selected] if work.weights is not None else None
 
-    def stats_of(values: np.ndarray, keep: np.ndarray | None = None) -> dict[str, float | int | None]:
-        if weights is None:
-            return summarize(values if keep is None else values[keep], options.statistics)
-        w = weights if keep is None else weights[keep]
-        return weighted_summary(values if keep is None else values[keep], w, options.statistics)
-
-    band_stats = {b: stats_of(reflectance[b]) for b in options.bands}
-    index_stats = {}
     histograms = {}
     hist = options.histogram
     if hist is not None:
         histograms.update({b: histogram(reflectance[b], hist.bins, hist.kind) for b in options.bands})
+    index_values = []
     for spec in options.indices:
         values = spec.evaluate({b: reflectance[b] for b in spec.bands + spec.cloud_layers})
         finite = np.isfinite(values)
-        index_stats[spec.name] = stats_of(values, finite)
+        index_values.append((values, finite))
         if hist is not None:
             histograms[spec.name] = histogram(values[finite], hist.bins, hist.kind)
+    # the statistics of every band and index of the date, computed together
+    names = list(options.bands) + [spec.name for spec in options.indices]
+    arrays = [reflectance[b] for b in options.bands] + [v if f.all() else v[f] for v, f in index_values]
+    if weights is None:
+        summaries = summarize_many(arrays, options.statistics)
+    else:
+        kept = [weights] * len(options.bands) + [weights if f.all() else weights[f] for _, f in index_values]
+        summaries = [weighted_summary(a, w, options.statistics) for a, w in zip(arrays, kept)]
+    band_stats = dict(zip(names[:len(options.bands)], summaries[:len(options.bands)]))
+    index_stats = dict(zip(names[len(options.bands):], summaries[len(options.bands):]))
     water = measure(options.water, work.region, cloud.mask_parameters) if options.water and work.region else None
     probability = work.probability
     cloudy = cloud.cloudy(probability)

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -90,6 +92,11 @@ class Grid:
     def pixel_area(self) -> float:
         """Pixel area in CRS units squared."""
         return float(abs(self.transform.a * self.transform.e))
+
+    @cached_property
+    def crs_wkt(self) -> str:
+        """The CRS as WKT, worked out once per grid (it keys the windows read onto it)."""
+        return str(self.crs.to_wkt())
 
 
 @dataclass
@@ -187,15 +194,34 @@ def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseG
     return Grid(crs, transform, (height, width))
 
 
+_MASKS: OrderedDict[tuple[bytes, tuple[float, ...], tuple[int, int]], np.ndarray] = OrderedDict()
+_MASKS_MAX_BYTES = 32 * 2**20  # masks are one byte per pixel: 32 MiB holds a year of small fields many times over
+_MASKS_LOCK = threading.Lock()
+
+
 def polygon_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
     """True where the pixel centre lies inside ``geom`` (given in ``grid.crs``).
 
     A polygon smaller than a pixel that contains no pixel centre falls back to the pixels it touches, so
-    that a tiny parcel still gets a value (as Sentinel Hub's services do).
+    that a tiny parcel still gets a value (as Sentinel Hub's services do). The masks of the last
+    polygons and grids are remembered (keyed by the polygon's exact coordinates and the grid's transform and
+    shape), so that the dates and queries of one field on one tile grid rasterize it once; each call gets
+    its own copy.
     """
+    key = (geom.wkb, tuple(grid.transform)[:6], grid.shape)
+    with _MASKS_LOCK:
+        known = _MASKS.get(key)
+        if known is not None:
+            _MASKS.move_to_end(key)
+            return known.copy()
     inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=False)
     if not inside.any():
         inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=True)
+    if inside.nbytes <= _MASKS_MAX_BYTES // 16:
+        with _MASKS_LOCK:
+            _MASKS[key] = inside.copy()
+            while sum(mask.nbytes for mask in _MASKS.values()) > _MASKS_MAX_BYTES:
+                _MASKS.popitem(last=False)
     return inside
 
 
@@ -361,10 +387,14 @@ _SHAPES: dict[tuple[tuple[str, int, int], str], BandShape] = {}
 _SHAPES_MAX = 8192
 
 
+def _shape_key(acq: Acquisition, band: str) -> tuple[tuple[str, int, int], str]:
+    return dataset_key(_href(acq, band)), acq.crs
+
+
 def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> BandShape:
     """The band's transform and size, remembered per file version (and catalog CRS, which the first open
     checked), so that a query answered from the window cache opens no file at all."""
-    key = (dataset_key(_href(acq, band)), acq.crs)
+    key = _shape_key(acq, band)
     shape = _SHAPES.get(key)
     if shape is None:
         with open_band(acq, band, pool) as src:
@@ -375,6 +405,14 @@ def band_shape(acq: Acquisition, band: str, pool: DatasetPool | None = None) -> 
     return shape
 
 
+def _window_key(acq: Acquisition, band: str, grid: Grid, sampling: Sampling) -> tuple[object, ...]:
+    """What identifies a window read: the file version, the grid and the sampling."""
+    key: tuple[object, ...] = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape, grid.crs_wkt)
+    if not sampling.nearest:
+        key += (sampling.upsampling, sampling.downsampling)
+    return key
+
+
 def read_band(acq: Acquisition, band: str, grid: Grid, sampling: Sampling = NEAREST) -> np.ndarray:
     """The band of ``acq`` on ``grid`` (float32 stored DN, NaN for no data) by ``sampling``'s rule (see the
     module docstring); a window read before comes from the cache. This is the one rule that brings a band onto
@@ -382,10 +420,7 @@ def read_band(acq: Acquisition, band: str, grid: Grid, sampling: Sampling = NEAR
 
     :raises SceneReadError: when the band is missing, cannot be opened or cannot be read.
     """
-    key: tuple[object, ...] = (dataset_key(_href(acq, band)), tuple(grid.transform)[:6], grid.shape,
-                               grid.crs.to_wkt())
-    if not sampling.nearest:
-        key += (sampling.upsampling, sampling.downsampling)
+    key = _window_key(acq, band, grid, sampling)
     cache = window_cache()
     cached = cache.get(key)
     if cached is not None:
@@ -449,7 +484,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = map_threads(partial(band_shape, primary), bands, io=remote(primary))
+            shapes = _band_shapes(primary, bands)
             finest = min(shapes, key=lambda s: abs(s.transform.a))
             anchor = finest.transform
             px, py = pixel_size_10m(anchor)
@@ -475,14 +510,29 @@ def read_date(
 
 def read_bands(acq: Acquisition, bands: Sequence[str], grid: Grid,
                sampling: Sampling = NEAREST) -> dict[str, np.ndarray]:
-    """:func:`read_band` of each of ``bands`` (on parallel threads)."""
-    read = partial(read_band, acq, grid=grid, sampling=sampling)
-    return dict(zip(bands, map_threads(read, bands, io=remote(acq))))
+    """:func:`read_band` of each of ``bands``: the windows read before from the cache, the others on the
+    reader threads."""
+    cache = window_cache()
+    arrays = {band: cache.get(_window_key(acq, band, grid, sampling)) for band in bands}
+    missing = [band for band, array in arrays.items() if array is None]
+    if missing:
+        read = partial(read_band, acq, grid=grid, sampling=sampling)
+        arrays.update(zip(missing, map_threads(read, missing, io=remote(acq))))
+    return arrays
 
 
 def _lay(mosaic: Mosaic, acq: Acquisition, grid: Grid, bands: Sequence[str], sampling: Sampling) -> None:
     """Read ``bands`` of one tile onto ``grid`` and lay them on ``mosaic``."""
     mosaic.add(acq, read_bands(acq, bands, grid, sampling))
+
+
+def _band_shapes(acq: Acquisition, bands: Sequence[str]) -> list[BandShape]:
+    """:func:`band_shape` of each band, the ones not known yet read on the reader threads."""
+    known = {band: _SHAPES.get(_shape_key(acq, band)) for band in bands}
+    missing = [band for band, shape in known.items() if shape is None]
+    if missing:
+        known.update(zip(missing, map_threads(partial(band_shape, acq), missing, io=remote(acq))))
+    return [shape for shape in known.values() if shape is not None]
 
 
 def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: int | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
@@ -85,6 +86,50 @@ def summarize(values: np.ndarray, statistics: Sequence[str]) -> dict[str, float 
         "sum": lambda: float(values.sum()),
     }
     return _assemble(statistics, basic, lambda q: float(pct[q]))
+
+
+def summarize_many(arrays: Sequence[np.ndarray], statistics: Sequence[str]) -> list[dict[str, float | int | None]]:
+    """:func:`summarize` of each of ``arrays``, the same numbers, with the arrays of one length computed
+    together (as the rows of a 2-D array: one percentile, mean and extreme call per length, not per array).
+
+    >>> summarize_many([np.array([1.0, 2.0]), np.array([3.0, 5.0]), np.array([])], ["mean", "p50"])
+    [{'mean': 1.5, 'p50': 1.5}, {'mean': 4.0, 'p50': 4.0}, {'mean': None, 'p50': None}]
+    """
+    out: list[dict[str, float | int | None]] = [{} for _ in arrays]
+    by_length: dict[int, list[int]] = {}
+    for i, values in enumerate(arrays):
+        by_length.setdefault(int(np.asarray(values).size), []).append(i)
+    for n, members in by_length.items():
+        if n == 0 or len(members) == 1:
+            for i in members:
+                out[i] = summarize(arrays[i], statistics)
+            continue
+        rows = np.stack([np.asarray(arrays[i], dtype=np.float64).ravel() for i in members])
+        for i, summary in zip(members, _summarize_rows(rows, statistics)):
+            out[i] = summary
+    return out
+
+
+def _summarize_rows(rows: np.ndarray, statistics: Sequence[str]) -> list[dict[str, float | int | None]]:
+    """:func:`summarize` of each row of the 2-D array ``rows`` (at least one column)."""
+    k, n = rows.shape
+    qs = _quantiles_of(statistics)
+    pct = np.percentile(rows, qs, axis=1).T.tolist() if qs else [[] for _ in range(k)]
+    mean = rows.mean(axis=1)
+    columns: dict[str, Callable[[], list[Any]]] = {
+        "count": lambda: [n] * k, "mean": mean.tolist,
+        "min": lambda: rows.min(axis=1).tolist(), "max": lambda: rows.max(axis=1).tolist(),
+        "std": lambda: np.sqrt(np.mean((rows - mean[:, np.newaxis]) ** 2, axis=1)).tolist(),
+        "sum": lambda: rows.sum(axis=1).tolist(),
+    }
+    wanted = {name: columns[name]() for name in statistics if name in columns}
+    out = []
+    for row in range(k):
+        quantiles = dict(zip(qs, pct[row]))
+        basic: dict[str, Callable[[], Any]] = {name: partial(list.__getitem__, values, row)
+                                               for name, values in wanted.items()}
+        out.append(_assemble(statistics, basic, quantiles.__getitem__))
+    return out
 
 
 def _quantiles_of(statistics: Sequence[str]) -> list[float]:

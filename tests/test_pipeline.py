@@ -388,3 +388,21 @@ def test_water_on_a_half_empty_clear_date_says_no_data_not_cloudy(simple_archive
     assert entry["water"] == {"status": "NODATA", "fraction": None, "area_m2": None, "level": None,
                               "nominal_area_m2": 118.0 * 118.0, "threshold": None, "threshold_method": None,
                               "valid_fraction": 0.5, "cloud_fraction": 0.0}
+
+
+def test_a_polygon_mask_remembered_for_a_grid_is_a_fresh_copy_of_that_grid_only() -> None:
+    from affine import Affine
+    from pyproj import CRS
+    from rasterio.features import geometry_mask
+    from shapely.geometry import box
+
+    from stats.raster import Grid, polygon_mask
+
+    grid = Grid(CRS.from_epsg(32633), Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000100.0), (10, 10))
+    other = Grid(grid.crs, Affine(10.0, 0.0, 500010.0, 0.0, -10.0, 5000100.0), (10, 10))
+    field = box(500020.0, 5000020.0, 500065.0, 5000075.0)
+    first = polygon_mask(field, grid)
+    first[:] = False  # a caller's own array: the next call is not affected
+    for g in (grid, other, grid):
+        expected = geometry_mask([field], out_shape=g.shape, transform=g.transform, invert=True)
+        assert np.array_equal(polygon_mask(field, g), expected)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stats.errors import UnknownStatisticError
-from stats.zonal import percentile_of, summarize, validate_statistics
+from stats.zonal import percentile_of, summarize, summarize_many, validate_statistics
 
 
 def test_basic_statistics_of_one_to_nine() -> None:
@@ -51,3 +51,20 @@ def test_percentile_names() -> None:
 def test_an_unknown_statistic_is_refused_by_name() -> None:
     with pytest.raises(UnknownStatisticError, match="unknown statistic 'average'"):
         summarize(np.array([1.0, 2.0]), ["mean", "average"])
+
+
+def test_statistics_of_many_arrays_are_numpys_one_array_at_a_time() -> None:
+    rng = np.random.default_rng(7)
+    names = ["count", "mean", "min", "max", "std", "sum", "median", "p2.5", "p10", "p90", "p100"]
+    arrays = [rng.random(n) * 0.4 for n in (523, 523, 523, 1, 17, 17, 0, 1000, 1000)]
+    arrays.append(np.round(rng.random(523) * 1e4) / 1e4)  # repeated values
+    for values, got in zip(arrays, summarize_many(arrays, names)):
+        if values.size == 0:
+            assert got == {name: (0 if name == "count" else None) for name in names}
+            continue
+        mean = float(np.mean(values))
+        expected = {"count": values.size, "mean": mean, "min": float(values.min()), "max": float(values.max()),
+                    "std": float(np.sqrt(np.mean((values - mean) ** 2))), "sum": float(values.sum()),
+                    "median": float(np.percentile(values, 50))}
+        expected.update({f"p{q:g}": float(np.percentile(values, q)) for q in (2.5, 10, 90, 100)})
+        assert got == {name: expected[name] for name in names}  # the same numbers, bit for bit
