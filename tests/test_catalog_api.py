@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import requests
 from affine import Affine
 from shapely.geometry import Point, box, shape
 
-from bench.common import polyfis_server
 from service import create_app
 from stats.archive.catalog import ArchiveWriter
 from stats.sentinelhub.catalog import FieldSelection, parse_bbox
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from common import polyfis_server  # noqa: E402
 
 ROOT = "/api/v1/catalog/1.0.0"
 CLIENT, SECRET = "catalog-client", "catalog-secret"
