@@ -50,3 +50,21 @@ def test_an_evalscript_over_the_memory_budget_is_refused_before_it_runs(simple_a
         run_statistics(body(NDVI_SCRIPT), Archive.open(simple_archive), limits=limits)
     answer = run_statistics(body(NDVI_SCRIPT), Archive.open(simple_archive), limits=Limits(max_bytes=7000))
     assert answer["status"] == "OK"
+
+
+def test_an_evalscript_too_large_for_its_engine_is_refused_before_any_band_is_read(
+        simple_archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the request memory budget raised, a 1900 x 1900 pixel grid (the 38 m box at 2 cm) with 3 inputs and
+    2 outputs needs at least 3,610,000 x 5 x 32 bytes = 551 MiB inside the engine, over its 512 MiB: a 400
+    naming the engine's limit, before any band is read (an engine run out of memory mid-call could take the
+    worker with it)."""
+    from stats.sentinelhub import statistical
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("bands were read before the engine's limit was checked")
+
+    monkeypatch.setattr(statistical, "read_grid", no_reading)
+    request = body(NDVI_SCRIPT, resx=0.02, resy=0.02)
+    with pytest.raises(InvalidRequestError, match=r"3,610,000 pixels x 5 input and output values need at least "
+                                                  r"551 MiB inside the evalscript engine, over its limit of 512 MiB"):
+        statistical.run_statistics(request, Archive.open(simple_archive), limits=Limits(max_bytes=2**34))

@@ -287,6 +287,7 @@ def run_process(body: Any, archive: Archive, *, accept: str | None = None, model
     values_per_pixel = len(script.inputs) * samples + sum(len(o.bands) for o in plan.outputs)
     limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
                         f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
+    script.check_capacity(pixels, values_per_pixel)
     inside = polygon_mask(request.clip, grid) if request.clip is not None else np.ones(grid.shape, dtype=bool)
     model = model or default_model()
     cache = default_cache() if cache is None else cache

@@ -263,16 +263,16 @@ def _interval_outputs(request: StatisticalRequest, tiles: list[Acquisition],
                                  "probability, which needs band B10; this date is an L2A product without B10 (its "
                                  "CLM comes from the scene classification, SCL)")
         bands = statistics_bands(bands)
+    pixels = request.grid.shape[0] * request.grid.shape[1]
+    values_per_pixel = len(script.inputs) * len(plan.groups) + sum(len(o.bands) for o in plan.outputs)
+    limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
+                        f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
+    script.check_capacity(pixels, values_per_pixel)  # before any band is read
     samples = []
-    pixels = 0
     for group in plan.groups if plan.mosaicking != "SIMPLE" else (tuple(range(len(tiles))),):
         members = [tiles[i] for i in group]
         block = read_grid(members, request.grid, request.area.geometry, request.area.crs, bands,
                           sampling=request.sampling, limits=limits)
-        pixels = block.valid.size
-        values_per_pixel = len(script.inputs) * len(plan.groups) + sum(len(o.bands) for o in plan.outputs)
-        limits.check_memory(pixels * values_per_pixel, EVALSCRIPT_VALUE_BYTES,
-                            f"running the evalscript on {pixels} pixels x {values_per_pixel} inputs and outputs")
         samples.append(_columns(request, members, block, model, cache, limits, wants_cloud))
     outputs = script.run(plan, samples).outputs
     data_mask = outputs["dataMask"][:, 0]

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...bands import QUANTIFICATION_VALUE, S2_BANDS
-from ...errors import EvalscriptError, EvalscriptTimeout, StatsError
+from ...errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, StatsError
 
 if TYPE_CHECKING:
     from ...archive.catalog import Acquisition
@@ -136,6 +136,15 @@ class Evaluation:
 
     outputs: dict[str, np.ndarray]
     user_data: Any = None
+
+
+#: The least bytes the engine holds per input or output value of a pixel during ``evaluatePixel``: the value's
+#: JSON text (about 20 characters) and the parsed number. A call needing more than the engine's memory limit
+#: would run out inside it, so it is refused before any band is read.
+ENGINE_VALUE_BYTES = 32
+#: The longest string V8 can make (``String::kMaxLength`` on 64-bit builds), characters; a longer input text
+#: would abort the engine's process instead of raising.
+V8_MAX_STRING_CHARS = 2**29 - 24
 
 
 class Evalscript:
@@ -249,6 +258,21 @@ class Evalscript:
             scenes = {"orbits": [dict(entries[every[g]], tiles=[tiles[i].metadata() for i in g]) for g in groups]}
         return Plan(mosaicking=self.mosaicking, tiles=tiles, groups=tuple(groups), outputs=outputs, scenes=scenes)
 
+    def check_capacity(self, pixels: int, values_per_pixel: int) -> None:
+        """Refuse, before anything is read, a run of ``evaluatePixel`` over ``pixels`` pixels with
+        ``values_per_pixel`` input and output values each that could not fit in the engine's memory limit.
+
+        :raises InvalidRequestError: naming the limit and what would help (the whole request is refused, as
+            over the request memory budget).
+        """
+        need = pixels * values_per_pixel * ENGINE_VALUE_BYTES
+        if need > self.max_memory:
+            raise InvalidRequestError(
+                f"evalscript: {pixels:,} pixels x {values_per_pixel} input and output values need at least "
+                f"{need / 2**20:,.0f} MiB inside the evalscript engine, over its limit of "
+                f"{self.max_memory // 2**20} MiB; ask for fewer pixels (a "
+                "smaller area or a coarser resolution), fewer inputs or a shorter interval")
+
     def evaluate(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run ``evaluatePixel`` on every pixel with one sample each (SIMPLE, no scenes).
 
@@ -284,6 +308,9 @@ class Evalscript:
             raise ValueError("run: every sample needs the same input columns")
         text = json.dumps({name: np.concatenate([np.asarray(s[name], dtype=np.float64) for s in samples]).tolist()
                            for name in names})
+        if len(text) > V8_MAX_STRING_CHARS // 2:  # the text is quoted once more into the call's code
+            raise EvalscriptError(f"evalscript: the inputs of {n:,} pixels are {len(text):,} characters of JSON, "
+                                  "more than the evalscript engine can take; ask for fewer pixels or inputs")
         counts = json.dumps({o.id: len(o.bands) for o in plan.outputs})
         context = json.dumps({"samples": -1 if simple else len(samples), "scenes": plan.scenes,
                               "inputMetadata": {"serviceVersion": "polyfis",
