@@ -29,9 +29,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
@@ -385,8 +387,18 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     heartbeat before the arbiter kills and replaces it.
     """
     worker_timeout = timeout or int(settings.time_budget_s) + 30
+    folder = None
+    if workers > 1 and settings.window_cache_dir is None and settings.window_cache_mb > 0:
+        # the workers share the windows any of them read, for this run only
+        folder = tempfile.mkdtemp(prefix="polyfis-windows-")
+        settings = replace(settings, window_cache_dir=folder)
+    arbiter = os.getpid()
     worker_class = type("PolyfisWorker", (FrontWorker,),
                         {"settings": settings, "limits": limits or FrontLimits.from_settings(settings)})
-    _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker_class,
-                         "preload_app": True, "timeout": worker_timeout, "graceful_timeout": 10,
-                         "accesslog": None}).run()
+    try:
+        _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker_class,
+                             "preload_app": True, "timeout": worker_timeout, "graceful_timeout": 10,
+                             "accesslog": None}).run()
+    finally:
+        if folder is not None and os.getpid() == arbiter:  # a worker leaving through here keeps it
+            shutil.rmtree(folder, ignore_errors=True)

@@ -45,6 +45,7 @@ import rasterio
 from rasterio.io import DatasetReader
 
 from . import settings
+from .shared_windows import SharedWindows, shared_windows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -209,22 +210,35 @@ class WindowCache:
     (True, 20, 80)
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, shared: SharedWindows | None = None) -> None:
         self.max_bytes = max(0, int(max_bytes))
         self.nbytes = 0
+        self.shared = shared
         self._entries: OrderedDict[object, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: object) -> Any:
-        """The array kept under ``key``, or None."""
+        """The array kept under ``key`` (in memory, else in the shared folder), or None."""
         with self._lock:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
-            return value
+                return value
+        if self.shared is None:
+            return None
+        value = self.shared.get(key)
+        if value is not None:
+            self._keep(key, value)
+        return value
 
     def put(self, key: object, array: Any) -> None:
-        """Keep ``array`` (read-only from now on) unless it alone exceeds the budget."""
+        """Keep ``array`` (read-only from now on) unless it alone exceeds the budget, and write it to the
+        shared folder when there is one."""
+        if self.shared is not None:
+            self.shared.put(key, array)
+        self._keep(key, array)
+
+    def _keep(self, key: object, array: Any) -> None:
         if array.nbytes > self.max_bytes:
             return
         array.flags.writeable = False
@@ -247,6 +261,7 @@ class WindowCache:
 
 _POOL: DatasetPool | None = None
 _WINDOWS: WindowCache | None = None
+_WINDOWS_DIR: str | None = None
 _INIT = threading.Lock()
 
 
@@ -286,13 +301,17 @@ def pool_for(href: str, pool: DatasetPool | None = None) -> DatasetPool:
 
 
 def window_cache() -> WindowCache:
-    """The process-wide cache of read windows (``POLYFIS_WINDOW_CACHE_MB`` MiB; a new, empty cache when
-    the settings change its size)."""
-    global _WINDOWS
-    max_bytes = settings.current().window_cache_mb * 2**20
+    """The process-wide cache of read windows (``POLYFIS_WINDOW_CACHE_MB`` MiB, over the folder
+    ``POLYFIS_WINDOW_CACHE_DIR`` shared with other processes when it is set; a new, empty cache when the
+    settings change)."""
+    global _WINDOWS, _WINDOWS_DIR
+    current = settings.current()
+    max_bytes = current.window_cache_mb * 2**20
+    folder = current.window_cache_dir
     with _INIT:
-        if _WINDOWS is None or _WINDOWS.max_bytes != max_bytes:
-            _WINDOWS = WindowCache(max_bytes)
+        if _WINDOWS is None or _WINDOWS.max_bytes != max_bytes or folder != _WINDOWS_DIR:
+            _WINDOWS = WindowCache(max_bytes, shared_windows(folder, current.window_disk_mb * 2**20))
+            _WINDOWS_DIR = folder
         return _WINDOWS
 
 

@@ -93,6 +93,11 @@ class Settings:
     open_datasets: int = field(default=0, metadata=_COUNT)
     #: Memory for the windows already read, MiB; 0 keeps none.
     window_cache_mb: int = field(default=256, metadata=_COUNT)
+    #: Folder of read windows shared by every process using it (``polyfis serve`` with several workers makes
+    #: one for its run when none is set); None shares none.
+    window_cache_dir: str | None = None
+    #: Bytes kept in that folder, MiB (the least recently written windows go first).
+    window_disk_mb: int = field(default=1024, metadata=_COUNT)
     #: Folder of the on-the-fly cloud cells' probabilities, shared by every worker and kept across restarts
     #: (a SQLite database); None keeps them in each process's memory only.
     cloud_cache_dir: str | None = None
