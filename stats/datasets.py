@@ -334,8 +334,9 @@ def _executor(name: str, threads: int) -> ThreadPoolExecutor:
 
 def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's GDAL handles or reader threads."""
-    global _POOL, _REMOTE_POOL, _WINDOWS, _INIT
-    _POOL, _REMOTE_POOL, _WINDOWS, _INIT = None, None, None, threading.Lock()
+    global _WINDOWS, _INIT
+    _WINDOWS, _INIT = None, threading.Lock()
+    _POOLS.clear()
     _EXECUTORS.clear()
 
 
