@@ -37,8 +37,9 @@ from ..clouds.options import MaskParameters
 from ..errors import InvalidRequestError, SceneReadError
 from ..fields import integer, is_finite_number, obj
 from ..geometry import WGS84, parse_crs, reproject
+from ..grid import Grid, pixel_centres, polygon_mask, request_grid
 from ..pipeline import default_cache
-from ..raster import BAND_PIXEL_BYTES, Grid, Mosaic, pixel_centres, polygon_mask, read_bands, request_grid
+from ..raster import BAND_PIXEL_BYTES, Mosaic, read_bands
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from .data_source import COLLECTIONS, data_source

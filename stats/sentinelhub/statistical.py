@@ -4,7 +4,7 @@ The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see 
 README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
 (``mosaickingOrder``, first valid tile wins per pixel) on the request's grid: the bounding box (``bbox``, else
 the geometry's) in the request's CRS cut into ``width`` x ``height`` pixels or pixels of ``resx`` x ``resy``
-CRS units (:func:`stats.raster.request_grid`), the bands brought onto it with ``processing.upsampling`` /
+CRS units (:func:`stats.grid.request_grid`), the bands brought onto it with ``processing.upsampling`` /
 ``downsampling`` (:mod:`stats.sampling`). With the evalscript's ``mosaicking`` ORBIT or TILE, each day's or
 each tile's mosaic is one sample, in that order, each on that same grid. The evalscript runs on every pixel
 of the grid (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each
@@ -40,8 +40,9 @@ from ..clouds.scl import statistics_bands, uses_scl
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
 from ..fields import integer, is_finite_number, obj
 from ..geometry import parse_crs
+from ..grid import Grid, pixel_centres, request_grid
 from ..pipeline import default_cache
-from ..raster import Grid, PixelBlock, pixel_centres, read_grid, request_grid
+from ..raster import PixelBlock, read_grid
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from ..zonal import MAX_BINS
@@ -132,7 +133,7 @@ def _bbox(value: Any) -> tuple[float, float, float, float]:
 
 def _grid_size(aggregation: Mapping[str, Any]) -> dict[str, Any]:
     """``width``/``height`` (pixels, 1..2500) or ``resx``/``resy`` (CRS units), checked, for
-    :func:`stats.raster.request_grid`."""
+    :func:`stats.grid.request_grid`."""
     if "width" in aggregation or "height" in aggregation:
         return {key: integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
                 for key in ("width", "height") if key in aggregation}
