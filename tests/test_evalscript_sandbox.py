@@ -27,6 +27,10 @@ NDVI = [(0.5 - 0.1) / (0.5 + 0.1), (0.4 - 0.2) / (0.4 + 0.2)]
     "Number = () => 'x';",
     "globalThis.__polyfisRun = () => '[1, 2, 3]';",
     "globalThis.__polyfisSetup = () => 'null';",
+    "globalThis.__polyfisInputs = () => new ArrayBuffer(0);",
+    "globalThis.__polyfisUserData = () => '{\"userData\": 1}';",
+    "Object.defineProperty(Object.prototype, 'data', {get() { return [1, 2, 3]; }});",
+    "Float64Array.prototype.fill = () => { throw new Error('no fill'); };",
 ])
 def test_a_script_replacing_built_ins_still_gets_its_own_answer(tamper: str) -> None:
     """The runner holds its own copies of what it uses, and its entry points are read-only."""
@@ -37,7 +41,6 @@ def test_a_script_replacing_built_ins_still_gets_its_own_answer(tamper: str) -> 
 
 @pytest.mark.parametrize("tamper, match", [
     ("function __polyfisRun() { return '{}'; }", "already been declared"),
-    ("Object.defineProperty(Object.prototype, 'data', {get() { return [1, 2, 3]; }});", "unexpected result"),
     ("setup = () => ({input: 5, output: []});", "setup"),
 ])
 def test_a_script_tampering_with_its_answer_is_a_400(tamper: str, match: str) -> None:

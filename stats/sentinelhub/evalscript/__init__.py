@@ -138,13 +138,10 @@ class Evaluation:
     user_data: Any = None
 
 
-#: The least bytes the engine holds per input or output value of a pixel during ``evaluatePixel``: the value's
-#: JSON text (about 20 characters) and the parsed number. A call needing more than the engine's memory limit
-#: would run out inside it, so it is refused before any band is read.
+#: The bytes counted per input or output value of a pixel during ``evaluatePixel``: the float64 in the runner's
+#: input or output buffer (8), with room for the sample objects and numbers the engine makes from it. A call
+#: needing more than the engine's memory limit could exhaust the engine, so it is refused before any band is read.
 ENGINE_VALUE_BYTES = 32
-#: The longest string V8 can make (``String::kMaxLength`` on 64-bit builds), characters; a longer input text
-#: would abort the engine's process instead of raising.
-V8_MAX_STRING_CHARS = 2**29 - 24
 
 
 class Evalscript:
@@ -306,36 +303,30 @@ class Evalscript:
         names = list(samples[0]) if samples else []
         if any(set(s) != set(names) for s in samples):
             raise ValueError("run: every sample needs the same input columns")
-        text = json.dumps({name: np.concatenate([np.asarray(s[name], dtype=np.float64) for s in samples]).tolist()
-                           for name in names})
-        if len(text) > V8_MAX_STRING_CHARS // 2:  # the text is quoted once more into the call's code
-            raise EvalscriptError(f"evalscript: the inputs of {n:,} pixels are {len(text):,} characters of JSON, "
-                                  "more than the evalscript engine can take; ask for fewer pixels or inputs")
-        counts = json.dumps({o.id: len(o.bands) for o in plan.outputs})
+        columns = [np.concatenate([np.asarray(s[name], dtype=np.float64) for s in samples]) for name in names]
+        counts = {o.id: len(o.bands) for o in plan.outputs}
         context = json.dumps({"samples": -1 if simple else len(samples), "scenes": plan.scenes,
                               "inputMetadata": {"serviceVersion": "polyfis",
                                                 "normalizationFactor": 1 / QUANTIFICATION_VALUE}})
-        result = self._call(f"__polyfisRun({json.dumps(text)}, {n}, {json.dumps(counts)}, {json.dumps(context)})",
-                            "running evaluatePixel")
-        unexpected = EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
-        limit = 40 * n * sum(len(o.bands) for o in plan.outputs) + MAX_USER_DATA_CHARS + 1000
-        if not isinstance(result, str) or len(result) > limit:
-            raise unexpected
-        raw = _json(result, "evaluatePixel")
-        produced = raw.get("outputs") if isinstance(raw, dict) else None
-        out = {}
+        inbox = self._call(f"__polyfisInputs({8 * sum(c.size for c in columns)})", "preparing the inputs")
+        if columns:
+            np.frombuffer(inbox, dtype=np.float64)[:] = np.concatenate(columns)
+        result = self._call(f"__polyfisRun({n}, {json.dumps(json.dumps(names))}, {json.dumps(json.dumps(counts))}, "
+                            f"{json.dumps(context)})", "running evaluatePixel")
+        if not isinstance(result, memoryview) or result.nbytes != 8 * n * sum(counts.values()):
+            raise EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
+        values = np.frombuffer(result, dtype=np.float64).copy()
+        out, start = {}, 0
         for output in plan.outputs:
-            values = produced.get(output.id) if isinstance(produced, dict) else None
-            if not isinstance(values, list) or len(values) != n * len(output.bands) or not all(
-                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
-                raise unexpected
-            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            out[output.id] = _cast(array.reshape(n, len(output.bands)), output.sample_type)
-        user_data = raw.get("userData")
-        if user_data is not None and len(json.dumps(user_data)) > MAX_USER_DATA_CHARS:
+            size = n * len(output.bands)
+            out[output.id] = _cast(values[start:start + size].reshape(n, len(output.bands)), output.sample_type)
+            start += size
+        text = self._call("__polyfisUserData()", "reading outputMetadata.userData")
+        if not isinstance(text, str) or len(text) > MAX_USER_DATA_CHARS + len('{"userData":}'):
             raise EvalscriptError(f"evalscript: outputMetadata.userData is over {MAX_USER_DATA_CHARS} characters "
                                   "of JSON; expected a small object")
-        return Evaluation(out, user_data)
+        raw = _json(text, "updateOutputMetadata")
+        return Evaluation(out, raw.get("userData") if isinstance(raw, dict) else None)
 
 
 def _day(tile: SceneTile) -> str:

@@ -9,6 +9,8 @@
   const parse = JSON.parse, stringify = JSON.stringify, keys = Object.keys, isArray = Array.isArray;
   const toNumber = Number, isFinite = Number.isFinite, define = Object.defineProperty;
   const construct = Reflect.construct, apply = Reflect.apply, DateType = Date;
+  const Buffer = ArrayBuffer, Float64 = Float64Array;  // the runner's own buffers, outside the script's budget
+  let inbox = new Buffer(0), userData = undefined;
   let allocated = 0;
   function spend(bytes) {
     const n = toNumber(bytes);
@@ -118,33 +120,51 @@
     return stringify({kept: kept, outputs: counts});
   }
 
-  // evaluatePixel on ``n`` pixels. ``columnsText`` maps each input name to its values: ``n`` of them for
-  // SIMPLE (``context.samples`` < 0, one sample object per pixel), else ``samples * n`` with sample ``j`` of
-  // pixel ``i`` at ``j * n + i`` (an array of sample objects per pixel). Then updateOutputMetadata; the answer
-  // holds each output's values, pixel after pixel, and ``outputMetadata.userData``.
-  function run(columnsText, n, countsText, contextText) {
-    const columns = parse(columnsText);
+  // The buffer the caller writes a run's inputs into before calling ``run``: ``bytes`` bytes of float64 columns.
+  function inputs(bytes) {
+    inbox = new Buffer(bytes);
+    return inbox;
+  }
+
+  // evaluatePixel on ``n`` pixels. The inputs are the float64 columns in the input buffer, in the order of
+  // ``namesText``: ``n`` values each for SIMPLE (``context.samples`` < 0, one sample object per pixel), else
+  // ``samples * n`` with sample ``j`` of pixel ``i`` at ``j * n + i`` (an array of sample objects per pixel).
+  // Then updateOutputMetadata. The answer is an ArrayBuffer of float64 values: each output's, pixel after pixel,
+  // in the order of ``countsText``, NaN where a value is not a finite number; ``outputMetadata.userData`` is
+  // kept for ``lastUserData``.
+  function run(n, namesText, countsText, contextText) {
+    const names = parse(namesText);
     const counts = parse(countsText);
     const context = parse(contextText);
-    const names = keys(columns);
     const ids = keys(counts);
     const k = context.samples;
+    const length = k < 0 ? n : k * n;
+    const columns = [];
+    for (let m = 0; m < names.length; m++) columns[m] = new Float64(inbox, m * length * 8, length);
     const scenes = context.scenes;
     const inputMetadata = context.inputMetadata;
     const customData = {};
     const outputMetadata = {};
-    const out = {};
-    for (let m = 0; m < ids.length; m++) out[ids[m]] = [];
+    let total = 0;
+    for (let m = 0; m < ids.length; m++) total += counts[ids[m]] * n;
+    const outbox = new Buffer(total * 8);
+    const out = [];
+    let offset = 0;
+    for (let m = 0; m < ids.length; m++) {
+      out[m] = new Float64(outbox, offset * 8, counts[ids[m]] * n);
+      offset += counts[ids[m]] * n;
+    }
+    userData = undefined;
     for (let i = 0; i < n; i++) {
       let samples;
       if (k < 0) {
         samples = {};
-        for (let m = 0; m < names.length; m++) samples[names[m]] = columns[names[m]][i];
+        for (let m = 0; m < names.length; m++) samples[names[m]] = columns[m][i];
       } else {
         samples = [];
         for (let j = 0; j < k; j++) {
           const sample = {};
-          for (let m = 0; m < names.length; m++) sample[names[m]] = columns[names[m]][j * n + i];
+          for (let m = 0; m < names.length; m++) sample[names[m]] = columns[m][j * n + i];
           samples[j] = sample;
         }
       }
@@ -156,21 +176,31 @@
         let value = result[id];
         if (value === undefined) throw new Error("evaluatePixel returned no '" + id + "' output");
         if (!isArray(value)) value = [value];
-        if (value.length !== counts[id])
+        const count = counts[id];
+        if (value.length !== count)
           throw new Error("output '" + id + "' has " + value.length + " values for a pixel; setup() declares "
-                          + counts[id]);
-        const column = out[id];
-        for (let b = 0; b < value.length; b++) {
+                          + count);
+        const column = out[m];
+        for (let b = 0; b < count; b++) {
           const v = toNumber(value[b]);
-          column[column.length] = isFinite(v) ? v : null;
+          column[i * count + b] = isFinite(v) ? v : NaN;
         }
       }
     }
     const finish = optional("updateOutputMetadata");
     if (finish !== null) finish(scenes, inputMetadata, outputMetadata);
-    return stringify({outputs: out, userData: outputMetadata.userData});
+    userData = outputMetadata.userData;
+    inbox = new Buffer(0);
+    return outbox;
   }
 
+  // ``outputMetadata.userData`` of the last run, as JSON.
+  function lastUserData() {
+    return stringify({userData: userData});
+  }
+
+  define(globalThis, "__polyfisInputs", {value: inputs, writable: false, configurable: false});
+  define(globalThis, "__polyfisUserData", {value: lastUserData, writable: false, configurable: false});
   define(globalThis, "__polyfisRun", {value: run, writable: false, configurable: false});
   define(globalThis, "__polyfisPlan", {value: plan, writable: false, configurable: false});
   define(globalThis, "__polyfisSetup", {value: describe, writable: false, configurable: false});
