@@ -259,37 +259,33 @@ class WindowCache:
             self.nbytes = 0
 
 
-_POOL: DatasetPool | None = None
+_POOLS: dict[str, DatasetPool] = {}
 _WINDOWS: WindowCache | None = None
 _WINDOWS_DIR: str | None = None
 _INIT = threading.Lock()
 
 
+def _sized_pool(name: str, size: int) -> DatasetPool:
+    """The process-wide pool ``name``, made on first use with ``size`` datasets and resized when ``size``
+    (a setting) changes."""
+    with _INIT:
+        pool = _POOLS.get(name)
+        if pool is None:
+            pool = _POOLS[name] = DatasetPool(size)
+        elif pool.size != size:
+            pool.resize(size)
+        return pool
+
+
 def default_pool() -> DatasetPool:
     """The process-wide pool (``POLYFIS_OPEN_DATASETS`` datasets; resized when the settings change)."""
-    global _POOL
-    size = settings.current().open_datasets
-    with _INIT:
-        if _POOL is None:
-            _POOL = DatasetPool(size)
-        elif _POOL.size != size:
-            _POOL.resize(size)
-        return _POOL
-
-
-_REMOTE_POOL: DatasetPool | None = None
+    return _sized_pool("local", settings.current().open_datasets)
 
 
 def remote_pool() -> DatasetPool:
-    """The process-wide pool of remote band datasets (``POLYFIS_REMOTE_OPEN_DATASETS`` datasets)."""
-    global _REMOTE_POOL
-    size = settings.current().remote_open_datasets
-    with _INIT:
-        if _REMOTE_POOL is None:
-            _REMOTE_POOL = DatasetPool(size)
-        elif _REMOTE_POOL.size != size:
-            _REMOTE_POOL.resize(size)
-        return _REMOTE_POOL
+    """The process-wide pool of remote band datasets (``POLYFIS_REMOTE_OPEN_DATASETS`` datasets; resized when the
+    settings change)."""
+    return _sized_pool("remote", settings.current().remote_open_datasets)
 
 
 def pool_for(href: str, pool: DatasetPool | None = None) -> DatasetPool:
@@ -357,8 +353,9 @@ def _executor(name: str, threads: int) -> ThreadPoolExecutor:
 
 def _reset_after_fork() -> None:
     """A forked child must not reuse the parent's GDAL handles or reader threads."""
-    global _POOL, _REMOTE_POOL, _WINDOWS, _INIT
-    _POOL, _REMOTE_POOL, _WINDOWS, _INIT = None, None, None, threading.Lock()
+    global _WINDOWS, _INIT
+    _WINDOWS, _INIT = None, threading.Lock()
+    _POOLS.clear()
     _EXECUTORS.clear()
 
 

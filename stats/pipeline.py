@@ -51,7 +51,8 @@ from .clouds.shadows import ShadowInput, shadow_fraction
 from .datasets import io_threads
 from .diagnosis import why_empty
 from .errors import SceneReadError
-from .raster import Grid, read_date, remote
+from .grid import Grid
+from .raster import read_date, remote
 from .request import Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current

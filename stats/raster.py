@@ -1,9 +1,9 @@
 """Windowed reads of the bands a query needs, on one grid per date, mosaicking the date's tiles.
 
-The query grid is the first tile's own grid, scaled to the query resolution: a tile whose 10 m bands have
-pixels of size ``p`` (10 m for Sentinel-2 products, 9.995 m for some resampled stacks) is read on a grid of
-``p * resolution / 10``, anchored at the tile's origin, so that a query at the native resolution returns
-the stored pixels unchanged. Only the window covering the polygon is read from each band:
+The query grid (:func:`stats.grid.query_grid`) is the first tile's own grid, scaled to the query resolution:
+a tile whose 10 m bands have pixels of size ``p`` (10 m for Sentinel-2 products, 9.995 m for some resampled
+stacks) is read on a grid of ``p * resolution / 10``, anchored at the tile's origin, so that a query at the
+native resolution returns the stored pixels unchanged. Only the window covering the polygon is read from each band:
 
 * a band coarser than the grid (20/60 m bands on the 10 m grid) is upsampled by nearest neighbour, so each
   grid pixel takes the value of the band pixel containing its centre (Sentinel Hub's default NEAREST);
@@ -21,22 +21,20 @@ sizes on the ground): a band read with one of them is warped onto the grid with 
 (:func:`warp_band`: ``rasterio.warp.reproject`` into float32, NaN for no data, so that a cubic undershoot
 clipped to 0 stays data). :func:`read_band` is that one rule, for every route.
 
-Sentinel Hub's own APIs read onto the grid of the request instead of the tile's: :func:`request_grid` is the
-bounding box in the request's CRS cut into ``width`` x ``height`` pixels (or pixels of ``resx`` x ``resy``),
-:func:`read_grid` mosaics a date's tiles onto any grid with the request's sampling (FIS, Statistical), and
-the Process API lays :func:`read_bands` of each acquisition on a :class:`Mosaic` of its grid.
+Sentinel Hub's own APIs read onto the grid of the request instead of the tile's
+(:func:`stats.grid.request_grid`): :func:`read_grid` mosaics a date's tiles onto any grid with the request's
+sampling (FIS, Statistical), and the Process API lays :func:`read_bands` of each acquisition on a
+:class:`Mosaic` of its grid. The grids themselves, and the polygon masks on them, are :mod:`stats.grid`'s.
 
-Mask convention: ``inside`` is True where the pixel centre lies inside the polygon (``all_touched=False``),
-``valid`` is True where the pixel is inside and has data in every band.
+Mask convention: ``inside`` is True where the pixel centre lies inside the polygon (``all_touched=False``,
+:func:`stats.grid.polygon_mask`), ``valid`` is True where the pixel is inside and has data in every band.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -45,9 +43,8 @@ from functools import cached_property, partial
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.enums import Resampling
-from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject as warp_reproject
 from rasterio.windows import Window
@@ -59,8 +56,9 @@ from .archive.storage import gdal_path, open_failure
 from .bands import QUANTIFICATION_VALUE
 from .coverage import coverage_fractions
 from .datasets import DatasetPool, dataset_key, gdal_env, is_remote, map_threads, pool_for, window_cache
-from .errors import InvalidRequestError, SceneReadError
-from .geometry import WGS84, cached_crs, crs_name, ground_pixel_size, reproject
+from .errors import SceneReadError
+from .geometry import cached_crs, crs_name, ground_pixel_size, reproject
+from .grid import EPS, Grid, Pad, grid_centre_lonlat, pixel_size_10m, polygon_mask, query_grid
 from .request import DEFAULT_MAX_PIXELS, Limits
 from .sampling import NEAREST, Sampling
 
@@ -69,34 +67,9 @@ log = logging.getLogger(__name__)
 # warns about that moment; the transform is always given here
 warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning, module=r"rasterio\.warp")
 
-_EPS = 1e-6
 #: Bytes a query holds per band and window pixel: the float32 mosaic, the stored uint16 read, and the
 #: float64 values the statistics and the model work on.
 BAND_PIXEL_BYTES = 24
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A north-up pixel grid: ``transform`` (affine, CRS units), ``shape`` (rows, cols), ``crs``."""
-
-    crs: CRS
-    transform: Affine
-    shape: tuple[int, int]
-
-    @property
-    def pixel_size(self) -> tuple[float, float]:
-        """Pixel (width, height) in CRS units."""
-        return float(self.transform.a), float(-self.transform.e)
-
-    @property
-    def pixel_area(self) -> float:
-        """Pixel area in CRS units squared."""
-        return float(abs(self.transform.a * self.transform.e))
-
-    @cached_property
-    def crs_wkt(self) -> str:
-        """The CRS as WKT, worked out once per grid (it keys the windows read onto it)."""
-        return str(self.crs.to_wkt())
 
 
 @dataclass
@@ -139,12 +112,6 @@ class PixelBlock:
         return self.dn[band][self.valid].astype(np.float64) / QUANTIFICATION_VALUE
 
 
-def pixel_size_10m(finest: Affine) -> tuple[float, float]:
-    """Pixel (width, height) of the tile's 10 m class, from its finest band scaled by its nominal class."""
-    nominal = min((10, 20, 60), key=lambda r: abs(r - abs(finest.a)))
-    return abs(finest.a) * 10.0 / nominal, abs(finest.e) * 10.0 / nominal
-
-
 def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
     """Pixel (width, height), in CRS units, of the 10 m class of ``acq`` (see :func:`pixel_size_10m`), from
     the finest of ``bands``."""
@@ -152,84 +119,11 @@ def native_pixel(acq: Acquisition, bands: Sequence[str]) -> tuple[float, float]:
     return pixel_size_10m(min(shapes, key=lambda s: abs(s.transform.a)).transform)
 
 
-Pad = int | tuple[int, int, int, int]
-
-
-def query_grid(anchor: Affine, crs: CRS, pixel: tuple[float, float], geom: BaseGeometry, *,
-               max_pixels: int, pad: Pad = 0, snap: int = 1, extent: tuple[int, int] | None = None) -> Grid:
-    """Grid of pixel size ``pixel`` (width, height) anchored at ``anchor``'s origin, covering ``geom``.
-
-    ``pad`` adds pixels around the polygon's bounds (one number for every side, or (left, top, right,
-    bottom)), but not beyond ``extent`` (the tile's (rows, cols) in grid pixels) where the polygon itself
-    does not go; ``snap`` moves the grid's first row and column to a multiple of ``snap`` pixels from the
-    anchor, so that cells of ``snap`` x ``snap`` pixels line up.
-    """
-    minx, miny, maxx, maxy = geom.bounds
-    x0, y0 = anchor.c, anchor.f
-    px, py = pixel
-    col0 = math.floor((minx - x0) / px + _EPS)
-    col1 = math.ceil((maxx - x0) / px - _EPS)
-    row0 = math.floor((y0 - maxy) / py + _EPS)
-    row1 = math.ceil((y0 - miny) / py - _EPS)
-    left, top, right, bottom = (pad, pad, pad, pad) if isinstance(pad, int) else pad
-    if left or top or right or bottom:
-        rows_max, cols_max = extent if extent is not None else (row1 + bottom, col1 + right)
-        col0, row0 = min(col0, max(col0 - left, 0)), min(row0, max(row0 - top, 0))
-        col1, row1 = max(col1, min(col1 + right, cols_max)), max(row1, min(row1 + bottom, rows_max))
-    col0, row0 = (col0 // snap) * snap, (row0 // snap) * snap
-    if snap > 1:
-        # whole cells only, so that a cell always holds the same pixels whatever the polygon (but at the
-        # tile's edge, where the tile itself ends the cell)
-        rows_max, cols_max = extent if extent is not None else (None, None)
-        col1_whole, row1_whole = -(-col1 // snap) * snap, -(-row1 // snap) * snap
-        col1 = min(col1_whole, cols_max) if cols_max is not None and col1 <= cols_max else col1_whole
-        row1 = min(row1_whole, rows_max) if rows_max is not None and row1 <= rows_max else row1_whole
-    width, height = max(col1 - col0, 1), max(row1 - row0, 1)
-    if width * height > max_pixels:
-        raise InvalidRequestError(
-            f"geometry: the polygon's bounding box is {width} x {height} = {width * height} pixels at this "
-            f"resolution, more than the limit of {max_pixels}; use a coarser resolution or a smaller polygon"
-        )
-    transform = Affine(px, 0.0, x0 + col0 * px, 0.0, -py, y0 - row0 * py)
-    return Grid(crs, transform, (height, width))
-
-
-_MASKS: OrderedDict[tuple[bytes, tuple[float, ...], tuple[int, int]], np.ndarray] = OrderedDict()
-_MASKS_MAX_BYTES = 32 * 2**20  # masks are one byte per pixel: 32 MiB holds a year of small fields many times over
-_MASKS_LOCK = threading.Lock()
-
-
-def polygon_mask(geom: BaseGeometry, grid: Grid) -> np.ndarray:
-    """True where the pixel centre lies inside ``geom`` (given in ``grid.crs``).
-
-    A polygon smaller than a pixel that contains no pixel centre falls back to the pixels it touches, so
-    that a tiny parcel still gets a value (as Sentinel Hub's services do). The masks of the last
-    polygons and grids are remembered (keyed by the polygon's exact coordinates and the grid's transform and
-    shape), so that the dates and queries of one field on one tile grid rasterize it once; each call gets
-    its own copy.
-    """
-    key = (geom.wkb, tuple(grid.transform)[:6], grid.shape)
-    with _MASKS_LOCK:
-        known = _MASKS.get(key)
-        if known is not None:
-            _MASKS.move_to_end(key)
-            return known.copy()
-    inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=False)
-    if not inside.any():
-        inside = geometry_mask([geom], out_shape=grid.shape, transform=grid.transform, invert=True, all_touched=True)
-    if inside.nbytes <= _MASKS_MAX_BYTES // 16:
-        with _MASKS_LOCK:
-            _MASKS[key] = inside.copy()
-            while sum(mask.nbytes for mask in _MASKS.values()) > _MASKS_MAX_BYTES:
-                _MASKS.popitem(last=False)
-    return inside
-
-
 def _axis_ratio(grid_step: float, band_step: float) -> float | None:
     """``grid_step / band_step`` when one is a whole multiple of the other, else None."""
     ratio = grid_step / band_step
     whole = ratio if ratio >= 1 else 1.0 / ratio
-    return ratio if abs(whole - round(whole)) < _EPS else None
+    return ratio if abs(whole - round(whole)) < EPS else None
 
 
 def aligned(band: Affine, grid: Grid, same_crs: bool) -> bool:
@@ -256,13 +150,13 @@ def _read_aligned(src: rasterio.io.DatasetReader, grid: Grid) -> np.ndarray:
     right = (t.c + src.width * t.a - grid.transform.c) / gx
     top = (grid.transform.f - t.f) / gy
     bottom = (grid.transform.f - (t.f + src.height * t.e)) / gy
-    c0, c1 = max(0, math.ceil(left - _EPS)), min(cols, math.floor(right + _EPS))
-    r0, r1 = max(0, math.ceil(top - _EPS)), min(rows, math.floor(bottom + _EPS))
+    c0, c1 = max(0, math.ceil(left - EPS)), min(cols, math.floor(right + EPS))
+    r0, r1 = max(0, math.ceil(top - EPS)), min(rows, math.floor(bottom + EPS))
     if c0 >= c1 or r0 >= r1:
         return out
     sx, sy = gx / t.a, gy / -t.e
     window = Window(col_off=(c0 - left) * sx, row_off=(r0 - top) * sy, width=(c1 - c0) * sx, height=(r1 - r0) * sy)
-    if max(sx, sy) <= 1 + _EPS:
+    if max(sx, sy) <= 1 + EPS:
         # upsampling or same size: each grid pixel takes the band pixel containing its centre
         read = src.read(1, window=window, out_shape=(r1 - r0, c1 - c0), resampling=Resampling.nearest,
                         out_dtype="float32")
@@ -302,34 +196,12 @@ def warp_band(src: rasterio.io.DatasetReader, grid: Grid, method: Resampling) ->
     return np.maximum(out, 0, where=np.isfinite(out), out=out)
 
 
-def grid_centre_lonlat(grid: Grid) -> tuple[float, float]:
-    """The grid's centre in (lon, lat)."""
-    rows, cols = grid.shape
-    x, y = grid.transform @ (cols / 2.0, rows / 2.0)
-    if grid.crs.is_geographic:
-        return float(x), float(y)
-    lon, lat = Transformer.from_crs(grid.crs, WGS84, always_xy=True).transform(x, y)
-    return float(lon), float(lat)
-
-
 def band_method(src: rasterio.io.DatasetReader, grid: Grid, sampling: Sampling) -> Resampling:
     """The rasterio method that brings ``src`` onto ``grid`` by ``sampling``: both pixel sizes measured on the
     ground, in metres, at the grid's centre (:func:`stats.geometry.ground_pixel_size`)."""
     lon, lat = grid_centre_lonlat(grid)
     band_m = ground_pixel_size(cached_crs(src.crs.to_wkt()), (src.transform.a, src.transform.e), lon, lat)
     return sampling.method(band_m, ground_pixel_size(grid.crs, grid.pixel_size, lon, lat))
-
-
-def pixel_centres(grid: Grid, where: np.ndarray, crs: CRS | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The centres (x, y) of the grid pixels where ``where`` is True (row-major order), in ``crs`` (default the
-    grid's own)."""
-    rows, cols = np.nonzero(where)
-    t = grid.transform
-    x, y = t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e
-    if crs is None or crs == grid.crs:
-        return x, y
-    tx, ty = Transformer.from_crs(grid.crs, crs, always_xy=True).transform(x, y)
-    return np.asarray(tx, dtype=np.float64), np.asarray(ty, dtype=np.float64)
 
 
 def _href(acq: Acquisition, band: str) -> str:
@@ -533,44 +405,6 @@ def _band_shapes(acq: Acquisition, bands: Sequence[str]) -> list[BandShape]:
     if missing:
         known.update(zip(missing, map_threads(partial(band_shape, acq), missing, io=remote(acq))))
     return [shape for shape in known.values() if shape is not None]
-
-
-def request_grid(bounds: tuple[float, float, float, float], crs: CRS, *, width: int | None = None,
-                 height: int | None = None, resx: float | None = None, resy: float | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Grid:
-    """The grid of a Sentinel Hub request: the box ``bounds`` (minx, miny, maxx, maxy in ``crs``) cut into
-    ``width`` x ``height`` pixels, or into pixels of about ``resx`` x ``resy`` CRS units (the counts
-    rounded, at least 1; the pixels are stretched to fill the box exactly, as Sentinel Hub does).
-
-    Only ``width`` (or ``height``) keeps the box's aspect; only ``resx`` (or ``resy``) makes square pixels.
-
-    :raises InvalidRequestError: when neither size nor resolution is given, or the grid has more than
-        ``max_pixels`` pixels.
-    """
-    minx, miny, maxx, maxy = bounds
-    dx, dy = maxx - minx, maxy - miny
-
-    def count(value: float) -> int:  # a pixel count, at least 1, kept finite for the limit's message
-        return max(1, round(min(value, max_pixels + 1.0)))
-
-    if width is not None and height is not None:
-        cols, rows = width, height
-    elif width is not None:
-        cols, rows = width, count(width * dy / dx)
-    elif height is not None:
-        cols, rows = count(height * dx / dy), height
-    elif resx is not None or resy is not None:
-        rx = resx if resx is not None else resy
-        ry = resy if resy is not None else resx
-        assert rx is not None and ry is not None
-        cols, rows = count(dx / rx), count(dy / ry)
-    else:
-        raise InvalidRequestError("the request gives neither width/height nor resx/resy")
-    if cols * rows > max_pixels:
-        raise InvalidRequestError(
-            f"the output grid is {cols} x {rows} = {cols * rows} pixels, more than the limit of {max_pixels}; "
-            "use a coarser resolution or a smaller area")
-    return Grid(crs, Affine(dx / cols, 0.0, minx, 0.0, -dy / rows, maxy), (rows, cols))
 
 
 def read_grid(tiles: Sequence[Acquisition], grid: Grid, geometry: BaseGeometry, geometry_crs: CRS,

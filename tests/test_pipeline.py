@@ -396,7 +396,7 @@ def test_a_polygon_mask_remembered_for_a_grid_is_a_fresh_copy_of_that_grid_only(
     from rasterio.features import geometry_mask
     from shapely.geometry import box
 
-    from stats.raster import Grid, polygon_mask
+    from stats.grid import Grid, polygon_mask
 
     grid = Grid(CRS.from_epsg(32633), Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000100.0), (10, 10))
     other = Grid(grid.crs, Affine(10.0, 0.0, 500010.0, 0.0, -10.0, 5000100.0), (10, 10))

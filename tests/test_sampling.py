@@ -16,7 +16,8 @@ from shapely.geometry import Polygon, box
 
 from stats.archive.catalog import Archive
 from stats.errors import InvalidRequestError
-from stats.raster import Grid, read_date, read_grid, request_grid
+from stats.grid import Grid, request_grid
+from stats.raster import read_date, read_grid
 from stats.sampling import FIS_DOWNSAMPLING, Sampling
 
 UTM = CRS.from_user_input(CRS_UTM)

@@ -1,7 +1,7 @@
 """Batch reads: the pixels of all polygons of a task, and each internal COG tile read once for all of them.
 
 :func:`task_pixels` rasterises each polygon of a task on the tile's 10 m lattice (pixel-centre rule, as
-:func:`stats.raster.polygon_mask`), once per tile grid and polygon set (the tasks of other dates on the
+:func:`stats.grid.polygon_mask`), once per tile grid and polygon set (the tasks of other dates on the
 same grid reuse it). :func:`gather` then reads every internal tile (block) of a band COG that holds one of
 those pixels exactly once and takes the pixels from it by index. For a band on another grid it returns
 None, and the task is answered polygon by polygon instead.
@@ -25,7 +25,8 @@ from shapely.geometry.base import BaseGeometry
 from ..archive.catalog import Acquisition
 from ..datasets import DatasetPool
 from ..errors import SceneReadError
-from ..raster import Grid, aligned, open_band, polygon_mask, query_grid
+from ..grid import Grid, polygon_mask, query_grid
+from ..raster import aligned, open_band
 
 if TYPE_CHECKING:
     from .plan import BatchPlan
@@ -74,7 +75,7 @@ def task_pixels(plan: BatchPlan, members: tuple[int, ...], anchor: Any, crs: CRS
 
 
 def _polygon_pixels(geoms: Sequence[BaseGeometry], anchor: Any, crs: CRS, pixel: tuple[float, float]) -> TaskPixels:
-    """The pixel centres of every polygon (pixel-centre rule, as :func:`stats.raster.polygon_mask`), on the
+    """The pixel centres of every polygon (pixel-centre rule, as :func:`stats.grid.polygon_mask`), on the
     tile's 10 m lattice, each polygon rasterised over its own bounding box only."""
     xs_parts, ys_parts, label_parts = [], [], []
     inside = np.zeros(len(geoms), dtype=np.int64)

@@ -35,9 +35,10 @@ from ..clouds.scl import uses_scl
 from ..datasets import map_threads
 from ..errors import SceneReadError
 from ..geometry import cached_crs
+from ..grid import Grid, pixel_size_10m
 from ..indices import IndexSpec
 from ..pipeline import date_error, query_timeseries
-from ..raster import Grid, Mosaic, band_shape, pixel_size_10m, remote
+from ..raster import Mosaic, band_shape, remote
 from ..request import QueryOptions, TimeRange, TimeSeriesRequest
 from ..results import DateResult, PixelCloud
 from ..zonal import grouped_summary

@@ -40,7 +40,8 @@ from shapely.geometry.base import BaseGeometry
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS, QUANTIFICATION_VALUE
 from ..geometry import cached_crs, crs_name, ground_pixel_size
-from ..raster import Grid, PixelBlock, native_pixel, pixel_centres, read_date
+from ..grid import Grid, pixel_centres
+from ..raster import PixelBlock, native_pixel, read_date
 from ..request import Limits
 from .disk import DiskCells
 from .masks import mask_from_probability

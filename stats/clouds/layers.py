@@ -35,7 +35,8 @@ from ..bands import MODEL_BANDS
 from ..datasets import dataset_key, gdal_env, pool_for, window_cache
 from ..errors import SceneReadError
 from ..geometry import cached_crs, ground_pixel_size, reproject
-from ..raster import Grid, PixelBlock, query_grid
+from ..grid import Grid, query_grid
+from ..raster import PixelBlock
 from ..request import DEFAULT_MAX_PIXELS, Limits
 from .cells import NO_DATA, CellRequest, cell_request, read_cloud_block
 from .options import MaskParameters

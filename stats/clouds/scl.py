@@ -43,7 +43,8 @@ from ..archive.catalog import Acquisition
 from ..archive.layouts import SCL_ASSET
 from ..bands import MODEL_BANDS
 from ..geometry import cached_crs, reproject
-from ..raster import Grid, band_shape, open_band, pixel_centres, query_grid
+from ..grid import Grid, pixel_centres, query_grid
+from ..raster import band_shape, open_band
 from .cells import CellRequest, cell_of_points
 
 #: SCL class groups polyfis reports, name -> SCL values.

@@ -19,7 +19,8 @@ from shapely.geometry.base import BaseGeometry
 from ..archive.catalog import Acquisition
 from ..bands import MODEL_BANDS
 from ..geometry import cached_crs
-from ..raster import Grid, PixelBlock, native_pixel, pixel_centres
+from ..grid import Grid, pixel_centres
+from ..raster import PixelBlock, native_pixel
 from ..request import Area, Limits
 from .cells import CellRequest, ProbabilityCache, cell_of_points, cloud_grids, read_cloud_block, resolve_probabilities
 from .layers import cloud_cells

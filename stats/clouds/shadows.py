@@ -34,7 +34,8 @@ from ..fields import flag, number
 
 if TYPE_CHECKING:
     from ..archive.catalog import Acquisition
-    from ..raster import Grid, PixelBlock
+    from ..grid import Grid
+    from ..raster import PixelBlock
 
 #: A pixel's ground size in metres: one number, or (east, north) where they differ (a geographic CRS).
 PixelSize = float | tuple[float, float]

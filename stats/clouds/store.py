@@ -44,8 +44,9 @@ from ..archive.catalog import (
 from ..bands import MODEL_BANDS
 from ..errors import ArchiveError, StatsError
 from ..geometry import cached_crs
+from ..grid import Grid, pixel_size_10m
 from ..progress import progress_reporter
-from ..raster import Grid, band_shape, pixel_size_10m, read_date
+from ..raster import band_shape, read_date
 from .cells import NO_DATA, cell_means, cell_pixels, to_clm, to_clp
 from .layers import LAYER_PARAMETERS
 from .masks import mask_from_probability

@@ -28,7 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
 from ..errors import InvalidRequestError
-from ..raster import Grid
+from ..grid import Grid
 
 #: Response format -> file extension in a tar.
 EXTENSIONS = {"image/tiff": "tif", "image/png": "png", "image/jpeg": "jpg", "application/json": "json"}

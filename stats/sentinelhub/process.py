@@ -35,15 +35,17 @@ from ..clouds.layers import cloud_cells
 from ..clouds.model import CloudModel, default_model
 from ..clouds.options import MaskParameters
 from ..errors import InvalidRequestError, SceneReadError
-from ..fields import flag, integer, is_finite_number, obj, optional_percent
+from ..fields import integer, is_finite_number, obj
 from ..geometry import WGS84, parse_crs, reproject
+from ..grid import Grid, pixel_centres, polygon_mask, request_grid
 from ..pipeline import default_cache
-from ..raster import BAND_PIXEL_BYTES, Grid, Mosaic, pixel_centres, polygon_mask, read_bands, request_grid
+from ..raster import BAND_PIXEL_BYTES, Mosaic, read_bands
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
+from .data_source import COLLECTIONS, data_source
 from .encode import EXTENSIONS, TAR, TAR_TYPES, Encoded, check_format, encode_image, encode_json, tar_of, typed
 from .evalscript import SUN_INPUTS, Evalscript, SceneTile, compile_evalscript
-from .statistical import COLLECTIONS, EVALSCRIPT_VALUE_BYTES, MOSAICKING_ORDERS
+from .statistical import EVALSCRIPT_VALUE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -132,37 +134,15 @@ def parse_process_request(body: Any, limits: Limits | None = None, deadline: flo
     width, height = _size(output, extent, limits)
     grid = request_grid(extent, crs, width=width, height=height, max_pixels=limits.max_pixels)
 
-    data = input_.get("data")
-    if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
-        raise InvalidRequestError(f"input.data: expected a list with one data source object, got {data!r:.80}")
-    source = data[0]
-    if str(source.get("type", "")).lower() not in {c.lower() for c in collections}:
-        raise InvalidRequestError(f"input.data[0].type: got {source.get('type')!r:.60}; polyfis serves "
-                                  f"'sentinel-2-l1c' (also named {sorted(set(collections) - {'sentinel-2-l1c'})})")
-    data_filter = obj(source.get("dataFilter"), "input.data[0].dataFilter")
-    order = data_filter.get("mosaickingOrder", "mostRecent")
-    if order not in MOSAICKING_ORDERS:
-        raise InvalidRequestError(f"input.data[0].dataFilter.mosaickingOrder: got {order!r:.40}; expected one of "
-                                  f"{list(MOSAICKING_ORDERS)}")
-    max_cc = optional_percent(data_filter.get("maxCloudCoverage"), "input.data[0].dataFilter.maxCloudCoverage",
-                              got_first=True)
-    time_range = None
-    if data_filter.get("timeRange") is not None:
-        value = obj(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
-        time_range = TimeRange.parse({k: value[k] for k in ("from", "to") if k in value},
-                                     "input.data[0].dataFilter.timeRange")
-        limits.check_range(time_range, "input.data[0].dataFilter.timeRange")
-    processing = obj(source.get("processing"), "input.data[0].processing")
-    sampling = Sampling.parse(processing.get("upsampling"), processing.get("downsampling"),
-                              ("input.data[0].processing.upsampling", "input.data[0].processing.downsampling"))
-    harmonize = flag(processing.get("harmonizeValues"), "input.data[0].processing.harmonizeValues", True)
+    source = data_source(input_, collections, limits=limits)
 
     if "evalscript" not in body:
         raise InvalidRequestError("evalscript: missing; expected the text of a version-3 evalscript")
     script = compile_evalscript(body["evalscript"], deadline)
     responses = _responses(output.get("responses"), script)
-    return ProcessRequest(grid=grid, clip=clip, time=time_range, max_cloud_cover=max_cc, mosaicking_order=order,
-                          sampling=sampling, harmonize=harmonize, evalscript=script, responses=responses)
+    return ProcessRequest(grid=grid, clip=clip, time=source.time_range, max_cloud_cover=source.max_cloud_cover,
+                          mosaicking_order=source.mosaicking_order, sampling=source.sampling,
+                          harmonize=source.harmonize, evalscript=script, responses=responses)
 
 
 def collection_types(archive: Archive) -> tuple[str, ...]:

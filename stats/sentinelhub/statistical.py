@@ -4,7 +4,7 @@ The request and response follow Sentinel Hub's ``POST /api/v1/statistics`` (see 
 README's compatibility table). Each aggregation interval ``[from, to)`` mosaics its acquisitions
 (``mosaickingOrder``, first valid tile wins per pixel) on the request's grid: the bounding box (``bbox``, else
 the geometry's) in the request's CRS cut into ``width`` x ``height`` pixels or pixels of ``resx`` x ``resy``
-CRS units (:func:`stats.raster.request_grid`), the bands brought onto it with ``processing.upsampling`` /
+CRS units (:func:`stats.grid.request_grid`), the bands brought onto it with ``processing.upsampling`` /
 ``downsampling`` (:mod:`stats.sampling`). With the evalscript's ``mosaicking`` ORBIT or TILE, each day's or
 each tile's mosaic is one sample, in that order, each on that same grid. The evalscript runs on every pixel
 of the grid (pixels outside the polygon or without data have ``dataMask`` 0 and band values 0), and each
@@ -38,13 +38,15 @@ from ..clouds.model import CloudModel, default_model
 from ..clouds.options import MaskParameters
 from ..clouds.scl import statistics_bands, uses_scl
 from ..errors import EvalscriptError, EvalscriptTimeout, InvalidRequestError, SceneReadError
-from ..fields import flag, integer, is_finite_number, obj, optional_percent
+from ..fields import integer, is_finite_number, obj
 from ..geometry import parse_crs
+from ..grid import Grid, pixel_centres, request_grid
 from ..pipeline import default_cache
-from ..raster import Grid, PixelBlock, pixel_centres, read_grid, request_grid
+from ..raster import PixelBlock, read_grid
 from ..request import Area, Limits, TimeRange
 from ..sampling import Sampling
 from ..zonal import MAX_BINS
+from .data_source import data_source, time_range
 from .evalscript import SUN_INPUTS, Evalscript, SceneTile, compile_evalscript
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,6 @@ log = logging.getLogger(__name__)
 #: Python and in the engine, and the engine's parsed numbers.
 EVALSCRIPT_VALUE_BYTES = 80
 
-COLLECTIONS = ("sentinel-2-l1c", "s2l1c")
-MOSAICKING_ORDERS = ("mostRecent", "leastRecent", "leastCC")
 
 
 @dataclass(frozen=True)
@@ -93,34 +93,15 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
     else:
         raise InvalidRequestError("input.bounds: expected 'geometry' (GeoJSON polygon) and/or 'bbox'")
     grid_bounds = _bbox(bounds["bbox"]) if bounds.get("bbox") is not None else area.geometry.bounds
-    data = input_.get("data")
-    if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
-        raise InvalidRequestError(f"input.data: expected a list with one data source object, got {data!r:.80}")
-    source = data[0]
-    if str(source.get("type", "")).lower() not in COLLECTIONS:
-        raise InvalidRequestError(f"input.data[0].type: got {source.get('type')!r}; polyfis serves 'sentinel-2-l1c'")
-    data_filter = obj(source.get("dataFilter"), "input.data[0].dataFilter")
-    order = data_filter.get("mosaickingOrder", "mostRecent")
-    if order not in MOSAICKING_ORDERS:
-        raise InvalidRequestError(f"input.data[0].dataFilter.mosaickingOrder: got {order!r}; expected one of "
-                                  f"{list(MOSAICKING_ORDERS)}")
-    max_cc = optional_percent(data_filter.get("maxCloudCoverage"), "input.data[0].dataFilter.maxCloudCoverage",
-                              got_first=True)
-    filter_range = None
-    if data_filter.get("timeRange") is not None:
-        filter_range = _time_range(data_filter["timeRange"], "input.data[0].dataFilter.timeRange")
-    processing = obj(source.get("processing"), "input.data[0].processing")
-    sampling = Sampling.parse(processing.get("upsampling"), processing.get("downsampling"),
-                              ("input.data[0].processing.upsampling", "input.data[0].processing.downsampling"))
-    harmonize = flag(processing.get("harmonizeValues"), "input.data[0].processing.harmonizeValues", True)
+    source = data_source(input_, strict=True)
 
     aggregation = obj(body.get("aggregation"), "aggregation")
     if "timeRange" not in aggregation:
         raise InvalidRequestError(
             "aggregation.timeRange: missing; expected {'from': ISO date-time, 'to': ISO date-time}")
-    time_range = _time_range(aggregation["timeRange"], "aggregation.timeRange")
+    span = time_range(aggregation["timeRange"], "aggregation.timeRange", strict=True)
     interval = obj(aggregation.get("aggregationInterval"), "aggregation.aggregationInterval")
-    spans = tuple(intervals(time_range.start, time_range.end, interval.get("of", ""),
+    spans = tuple(intervals(span.start, span.end, interval.get("of", ""),
                             interval.get("lastIntervalBehavior", "SKIP"), within=within))
     if spans and within is None:
         limits.check_range(TimeRange(spans[0][0], spans[-1][1]), "aggregation.timeRange")
@@ -136,15 +117,10 @@ def parse_request(body: Any, limits: Limits | None = None, deadline: float | Non
         raise EvalscriptError(f"evalscript: input {sun[0]} is not read by polyfis's Statistical API (the Process "
                               "API has the sun angles); expected the bands, dataMask, CLP or CLM")
     calculations = obj(body.get("calculations"), "calculations")
-    return StatisticalRequest(area=area, intervals=spans, data_filter_range=filter_range,
-                              max_cloud_cover=max_cc, mosaicking_order=order, harmonize=harmonize,
-                              grid=grid, evalscript=script, calculations=calculations, sampling=sampling)
-
-
-def _time_range(value: Any, name: str) -> TimeRange:
-    """A ``[from, to)`` range; members other than ``from`` and ``to`` are ignored, as Sentinel Hub does."""
-    value = obj(value, name)
-    return TimeRange.parse({k: value[k] for k in ("from", "to") if k in value}, name, strict=True)
+    return StatisticalRequest(area=area, intervals=spans, data_filter_range=source.time_range,
+                              max_cloud_cover=source.max_cloud_cover, mosaicking_order=source.mosaicking_order,
+                              harmonize=source.harmonize, grid=grid, evalscript=script, calculations=calculations,
+                              sampling=source.sampling)
 
 
 def _bbox(value: Any) -> tuple[float, float, float, float]:
@@ -157,7 +133,7 @@ def _bbox(value: Any) -> tuple[float, float, float, float]:
 
 def _grid_size(aggregation: Mapping[str, Any]) -> dict[str, Any]:
     """``width``/``height`` (pixels, 1..2500) or ``resx``/``resy`` (CRS units), checked, for
-    :func:`stats.raster.request_grid`."""
+    :func:`stats.grid.request_grid`."""
     if "width" in aggregation or "height" in aggregation:
         return {key: integer(aggregation[key], f"aggregation.{key}", 1, 2500, got_first=True)
                 for key in ("width", "height") if key in aggregation}

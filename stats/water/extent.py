@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..clouds.options import MaskParameters
 from ..geometry import WGS84, reproject
-from ..raster import Grid
+from ..grid import Grid
 from .options import WaterOptions
 from .region import WaterRegion
 from .result import Water

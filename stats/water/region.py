@@ -22,7 +22,8 @@ from ..clouds.layers import cloud_cells
 from ..clouds.options import MaskParameters
 from ..errors import InvalidRequestError
 from ..geometry import cached_crs, reproject
-from ..raster import Grid, PixelBlock, polygon_mask, read_date
+from ..grid import Grid, polygon_mask
+from ..raster import PixelBlock, read_date
 from ..request import Limits
 from .options import WaterOptions
 from .outline import RegionShape, analysed_region
