@@ -180,6 +180,8 @@ class _JsonAnswerTask(_WaitressAnswerTask):  # type: ignore[misc]
 #: the most bytes it reads so.
 LINGER_S = 2.0
 LINGER_BYTES = 16 * 1024 * 1024
+#: The route answered on the health lane (:class:`_Server`).
+HEALTH_PATH = "/health"
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
@@ -241,9 +243,20 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]
-    """waitress on an inherited listening socket, with request deadlines."""
+    """waitress on an inherited listening socket, with request deadlines, and a lane of its own for health
+    checks: a ``GET /health`` is run by :attr:`health_dispatcher`'s thread, so it answers while every request
+    thread is busy with long queries (the app still runs it: limits, request ids and auth apply)."""
 
     channel_class = _Channel
+    health_dispatcher: ThreadedTaskDispatcher | None = None
+
+    def add_task(self, task: Any) -> None:
+        request = task.requests[0] if getattr(task, "requests", None) else None
+        if (self.health_dispatcher is not None and request is not None and not request.error
+                and request.command in ("GET", "HEAD") and request.path == HEALTH_PATH):
+            self.health_dispatcher.add_task(task)
+        else:
+            super().add_task(task)
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle connections (channel_timeout)
@@ -302,18 +315,23 @@ class FrontWorker(Worker):  # type: ignore[misc]
         adj = adjustments(self.settings, self.limits, listeners)
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(self.limits.threads)
+        health = ThreadedTaskDispatcher()
+        health.set_thread_count(1)
         socket_map: dict[int, Any] = {}
         servers = [_Server(self.wsgi, socket_map, True, sock, dispatcher=dispatcher, adj=adj, bind_socket=False,
                            sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname())) for sock in listeners]
+        for server in servers:
+            server.health_dispatcher = health
         beat = 0.0
         while self.alive and os.getppid() == self.ppid:
             if time.monotonic() - beat >= 1.0:  # the arbiter's heartbeat, once a second at most
                 self.notify()
                 beat = time.monotonic()
             wasyncore.loop(timeout=1.0, use_poll=True, map=socket_map, count=1)
-        self._drain(servers, dispatcher, socket_map)
+        self._drain(servers, dispatcher, health, socket_map)
 
-    def _drain(self, servers: list[_Server], dispatcher: ThreadedTaskDispatcher, socket_map: dict[int, Any]) -> None:
+    def _drain(self, servers: list[_Server], dispatcher: ThreadedTaskDispatcher, health: ThreadedTaskDispatcher,
+               socket_map: dict[int, Any]) -> None:
         """Stop accepting, let the requests in progress finish (up to the graceful timeout), then stop."""
         for server in servers:
             server.del_channel()
@@ -324,6 +342,7 @@ class FrontWorker(Worker):  # type: ignore[misc]
             self.notify()
             wasyncore.loop(timeout=0.2, use_poll=True, map=socket_map, count=1)
         dispatcher.shutdown(cancel_pending=True, timeout=1)
+        health.shutdown(cancel_pending=True, timeout=1)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -209,6 +209,47 @@ def test_the_front_limits_are_settings(tmp_path: Path) -> None:
         assert status == 200
 
 
+BUSY_SCRIPT = """//VERSION=3
+const began = Date.now();
+while (Date.now() - began < 5000) {}
+function setup() { return {input: ["B04", "dataMask"], output: [{id: "default", bands: 1}]}; }
+function evaluatePixel(s) { return [s.B04]; }"""
+
+
+def test_health_answers_while_every_request_thread_runs_a_long_query(tmp_path: Path) -> None:
+    """One request thread, taken by an evalscript whose top level runs for 5 s, and another such request
+    queued behind it: /health still answers at once, on the front's health lane."""
+    root = tmp_path / "archive"
+    with ArchiveWriter(root) as writer:
+        writer.add("T1", dt.datetime(2023, 1, 5, 10, tzinfo=dt.UTC), "EPSG:32633",
+                   {b: (band_array(b), band_transform(b)) for b in S2_BANDS})
+    env = {"POLYFIS_ARCHIVE": str(root), "POLYFIS_JOBS_DIR": str(tmp_path / "jobs"), "POLYFIS_SERVER_THREADS": "1"}
+    body = {"input": {"bounds": {"geometry": QUERY["geometry"],
+                                 "properties": {"crs": "http://www.opengis.net/def/crs/EPSG/0/32633"}},
+                      "data": [{"type": "sentinel-2-l1c"}]},
+            "aggregation": {"timeRange": {"from": "2023-01-01T00:00:00Z", "to": "2023-01-31T00:00:00Z"},
+                            "aggregationInterval": {"of": "P1D"}, "resx": 10, "resy": 10, "evalscript": BUSY_SCRIPT}}
+    with polyfis_server(workers=1, env=env, timeout_s=120) as server:
+        assert timed_get(f"{server.base}/health", timeout=10) is not None
+        finished: list[float] = []
+        began = time.monotonic()
+
+        def busy() -> None:
+            timed_get(f"{server.base}/api/v1/statistics", timeout=60, body=body)
+            finished.append(time.monotonic() - began)
+
+        threads = [threading.Thread(target=busy) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        took = [timed_get(f"{server.base}/health", timeout=30) for _ in range(3)]
+        assert not finished  # the long queries were still running
+        for thread in threads:
+            thread.join()
+    assert all(t is not None and t < 2.0 for t in took), took
+    assert min(finished) > 4.0  # each query did run its 5 s
+
+
 def test_a_bad_front_setting_stops_the_start_naming_the_variable() -> None:
     from stats.errors import ConfigError
     from stats.settings import Settings
