@@ -19,13 +19,13 @@ LAKE = next(f["geometry"] for f in demo_polygons()["features"] if f["properties"
 
 
 def test_a_time_series_over_the_memory_budget_is_refused_before_reading(simple_archive: Path) -> None:
-    """4 x 4 pixels x 13 bands x 24 bytes = 4,992 bytes: a budget of 4,000 refuses it, 5,000 answers it."""
+    """4 x 4 pixels x 13 bands x 48 bytes = 9,984 bytes: a budget of 9,000 refuses it, 10,000 answers it."""
     request = TimeSeriesRequest.from_dict({"geometry": {"type": "Polygon", "coordinates": [utm_box(2, 2, 6, 6)]},
                                            "crs": "EPSG:32633", "time": {"from": "2023-01-01", "to": "2023-12-31"}})
-    assert 4 * 4 * 13 * BAND_PIXEL_BYTES == 4992
+    assert 4 * 4 * 13 * BAND_PIXEL_BYTES == 9984
     with pytest.raises(InvalidRequestError, match=r"request memory limit of 0 MiB \(POLYFIS_MAX_REQUEST_MB\)"):
-        query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_bytes=4000))
-    answer = query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_bytes=5000))
+        query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_bytes=9000))
+    answer = query_timeseries(request, Archive.open(simple_archive), limits=Limits(max_bytes=10000))
     assert answer.series and all(d.error is None for d in answer.series)
 
 
