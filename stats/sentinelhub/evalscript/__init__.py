@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.resources
 import json
+import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -163,6 +164,7 @@ class Evalscript:
         self.max_memory = max_memory or DEFAULT_MAX_MEMORY
         self.deadline = deadline
         self._ctx = MiniRacer()
+        self._exchange = threading.Lock()  # a run's inputs, call and userData are three engine calls
         self._call(_RUNNER.replace("__BUDGET__", str(int(self.max_memory))), "preparing the engine")
         self._call(_HELPERS, "installing the evalscript helpers")
         self._call(source, "evaluating the script")
@@ -308,20 +310,21 @@ class Evalscript:
         context = json.dumps({"samples": -1 if simple else len(samples), "scenes": plan.scenes,
                               "inputMetadata": {"serviceVersion": "polyfis",
                                                 "normalizationFactor": 1 / QUANTIFICATION_VALUE}})
-        inbox = self._call(f"__polyfisInputs({8 * sum(c.size for c in columns)})", "preparing the inputs")
-        if columns:
-            np.frombuffer(inbox, dtype=np.float64)[:] = np.concatenate(columns)
-        result = self._call(f"__polyfisRun({n}, {json.dumps(json.dumps(names))}, {json.dumps(json.dumps(counts))}, "
-                            f"{json.dumps(context)})", "running evaluatePixel")
-        if not isinstance(result, memoryview) or result.nbytes != 8 * n * sum(counts.values()):
-            raise EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
-        values = np.frombuffer(result, dtype=np.float64).copy()
+        with self._exchange:
+            inbox = self._call(f"__polyfisInputs({8 * sum(c.size for c in columns)})", "preparing the inputs")
+            if columns:
+                np.frombuffer(inbox, dtype=np.float64)[:] = np.concatenate(columns)
+            result = self._call(f"__polyfisRun({n}, {json.dumps(json.dumps(names))}, "
+                                f"{json.dumps(json.dumps(counts))}, {json.dumps(context)})", "running evaluatePixel")
+            if not isinstance(result, memoryview) or result.nbytes != 8 * n * sum(counts.values()):
+                raise EvalscriptError("evalscript: evaluatePixel returned an unexpected result; expected numbers")
+            values = np.frombuffer(result, dtype=np.float64).copy()
+            text = self._call("__polyfisUserData()", "reading outputMetadata.userData")
         out, start = {}, 0
         for output in plan.outputs:
             size = n * len(output.bands)
             out[output.id] = _cast(values[start:start + size].reshape(n, len(output.bands)), output.sample_type)
             start += size
-        text = self._call("__polyfisUserData()", "reading outputMetadata.userData")
         if not isinstance(text, str) or len(text) > MAX_USER_DATA_CHARS + len('{"userData":}'):
             raise EvalscriptError(f"evalscript: outputMetadata.userData is over {MAX_USER_DATA_CHARS} characters "
                                   "of JSON; expected a small object")
