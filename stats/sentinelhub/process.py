@@ -342,13 +342,7 @@ def _columns(mosaic: Mosaic, request: ProcessRequest, inside: np.ndarray, model:
     """The evalscript's input columns, one value per grid pixel in row-major order."""
     script = request.evalscript
     data = mosaic.filled & inside
-    columns: dict[str, np.ndarray] = {}
-    for name in script.inputs:
-        if name == "dataMask":
-            columns[name] = data.astype(np.float64).ravel()
-        elif name in S2_BANDS:
-            dn = mosaic.dn[name].astype(np.float64) + (0 if request.harmonize else mosaic.offset)
-            columns[name] = np.where(data, script.band_values(name, dn), 0.0).ravel()
+    columns = script.band_columns(mosaic.dn, mosaic.offset, data, request.harmonize)
     wanted: list[str] = [name for name in ("CLP", "CLM") if name in script.inputs]
     if wanted:
         columns.update(_cloud_columns(mosaic, request.grid, data, model, cache, limits, wanted))

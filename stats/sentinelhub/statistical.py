@@ -273,15 +273,7 @@ def _columns(request: StatisticalRequest, tiles: list[Acquisition], block: Pixel
              cache: ProbabilityCache, limits: Limits, wants_cloud: list[str]) -> dict[str, np.ndarray]:
     """The evalscript's inputs on every pixel of ``block`` (read from ``tiles``): band values in the
     script's units (0 where there is no data), ``dataMask``, and CLP/CLM when asked for."""
-    script = request.evalscript
-    valid = block.valid
-    columns: dict[str, np.ndarray] = {}
-    for name in script.inputs:
-        if name == "dataMask":
-            columns[name] = valid.astype(np.float64).ravel()
-        elif name in S2_BANDS:
-            dn = block.dn[name].astype(np.float64) + (0 if request.harmonize else block.offset)
-            columns[name] = np.where(valid, script.band_values(name, dn), 0).astype(np.float64).ravel()
+    columns = request.evalscript.band_columns(block.dn, block.offset, block.valid, request.harmonize)
     if wants_cloud:
         columns.update(_cloud_columns(tiles, request, block, model, cache, limits, wants_cloud))
     return columns

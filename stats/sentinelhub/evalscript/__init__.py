@@ -217,6 +217,20 @@ class Evalscript:
         it in: as stored for DN, divided by the quantification value (10000) for REFLECTANCE."""
         return dn if self.units.get(band) == "DN" else dn / QUANTIFICATION_VALUE
 
+    def band_columns(self, dn: Mapping[str, np.ndarray], offset: np.ndarray, valid: np.ndarray,
+                     harmonize: bool) -> dict[str, np.ndarray]:
+        """``dataMask`` and the spectral bands among the script's inputs, one float64 value per pixel in
+        row-major order: each band's harmonised DN (``dn``; ``offset`` added back when not ``harmonize``) in
+        the unit the script reads it in, 0 where ``valid`` is False; ``dataMask`` is ``valid``."""
+        columns: dict[str, np.ndarray] = {}
+        for name in self.inputs:
+            if name == "dataMask":
+                columns[name] = valid.astype(np.float64).ravel()
+            elif name in S2_BANDS:
+                values = dn[name].astype(np.float64) + (0 if harmonize else offset)
+                columns[name] = np.where(valid, self.band_values(name, values), 0.0).ravel()
+        return columns
+
     def plan(self, tiles: Sequence[SceneTile], time_from: dt.datetime, time_to: dt.datetime) -> Plan:
         """The samples of an evaluation over ``tiles`` (in mosaicking order, first wins) acquired in
         ``[time_from, time_to)``: grouped by the script's mosaicking, then picked and ordered by
