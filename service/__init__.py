@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from flask import Flask, current_app
@@ -108,6 +109,14 @@ def resume_jobs(app: Flask) -> bool:
     runners: list[JobRunner] = [app.extensions["polyfis.jobs"], app.extensions["polyfis.statistical_jobs"]]
     resumed = [runner.resume() for runner in runners]  # every runner, not only up to the first that resumes
     return any(resumed)
+
+
+def stop_jobs(app: Flask, timeout: float = 5.0) -> None:
+    """Stop ``app``'s batch runners, for the process's exit: a job running stays pending (not FAILED), for
+    the next server to resume. Waits up to ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    for name in ("polyfis.jobs", "polyfis.statistical_jobs"):
+        app.extensions[name].stop(max(0.0, deadline - time.monotonic()))
 
 
 def settings() -> Settings:

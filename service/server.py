@@ -307,9 +307,15 @@ class FrontWorker(Worker):  # type: ignore[misc]
     limits: ClassVar[FrontLimits] = FrontLimits()
 
     def run(self) -> None:
-        from . import resume_jobs
+        from . import resume_jobs, stop_jobs
 
         resume_jobs(self.wsgi)
+        try:
+            self._serve()
+        finally:  # a job running stays PROCESSING for the next worker, rather than failing as the process exits
+            stop_jobs(self.wsgi, timeout=5.0)
+
+    def _serve(self) -> None:
         _Request.limits = self.limits
         listeners = [listener.sock for listener in self.sockets]
         adj = adjustments(self.settings, self.limits, listeners)

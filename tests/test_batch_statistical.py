@@ -510,6 +510,44 @@ def test_unknown_ids_actions_and_wrong_statuses(app_client: Any) -> None:
     assert app_client.post(f"{job}/stop").status_code == 409
 
 
+@pytest.mark.parametrize("raises", [False, True], ids=["between features", "interrupted work raising"])
+def test_a_request_cut_short_by_its_process_stopping_stays_processing_and_resumes(
+        archive_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raises: bool) -> None:
+    """A process stopping mid-request (JobRunner.stop) leaves it PROCESSING with the features written so far, even
+    when the work it cut short raises; a later runner writes the others, to DONE."""
+    from stats.sentinelhub import batch_statistical_jobs as jobs_module
+
+    root = tmp_path / "files"
+    geometries = write_gpkg(root / "fields.gpkg", BOXES)
+    archive = Archive.open(archive_root)
+    store = StatisticalJobStore(tmp_path / "jobs", files_root=root)
+    job = store.submit(BatchStatisticalRequest.from_dict(body(), root=root), archive.href or "")["id"]
+    store.request_action(job, "start")
+    real = jobs_module.feature_output
+    calls: list[int] = []
+
+    def stopping_after_one(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            store.stopping.set()
+            if raises:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_module, "feature_output", stopping_after_one)
+    assert JobRunner(store, lambda: archive).run_pending() == 1
+    record = store.get(job)
+    assert record["status"] == "PROCESSING" and record.get("error") is None
+    written = sorted(p.name for p in (root / "out" / job).iterdir())
+    assert len(written) == (1 if raises else 2)
+    monkeypatch.setattr(jobs_module, "feature_output", real)
+    fresh = StatisticalJobStore(tmp_path / "jobs", files_root=root)
+    assert JobRunner(fresh, lambda: archive).run_pending() == 1
+    assert fresh.get(job)["status"] == "DONE"
+    for fid, geometry in geometries.items():
+        check_feature(json.loads((root / "out" / job / f"{fid}.json").read_text()), geometry)
+
+
 def test_resume_skips_the_features_already_written(archive_root: Path, tmp_path: Path) -> None:
     """A job left PROCESSING by a dead process, with some features listed as written, is taken over by a runner,
     which writes only the others."""

@@ -142,6 +142,78 @@ def test_a_job_quarantined_while_it_runs_stops_and_stays_failed(demo_root: Path,
     assert json.loads((jobs / job_id / "job.json").read_text())["quarantined"] is True
 
 
+@pytest.mark.parametrize("stopping", [True, False], ids=["process stopping", "process running"])
+def test_a_job_cut_short_by_its_process_stopping_stays_processing_and_resumes(
+        demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopping: bool) -> None:
+    """As a worker exits, a job's interrupted work raises (here: the thread pools refusing work at interpreter
+    shutdown). That job stays PROCESSING and a later runner finishes it; the same error while the process runs
+    fails the job."""
+    jobs = tmp_path / "jobs"
+    store, job_id = stored_job(jobs, demo_root)
+    from stats.batch.jobs import store as store_module
+
+    real = store_module.run_batch
+
+    def exiting(*args: Any, **kwargs: Any) -> Any:
+        if stopping:
+            store.stopping.set()
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(store_module, "run_batch", exiting)
+    runner = JobRunner(store, lambda: Archive.open(demo_root))
+    assert runner.run_pending() == 1
+    record = store.get(job_id)
+    assert record is not None
+    if not stopping:
+        assert record["status"] == "FAILED" and record["error"]
+        return
+    assert record["status"] == "PROCESSING" and record["error"] is None
+    assert runner.run_pending() == 0  # a stopping runner claims nothing more
+    monkeypatch.setattr(store_module, "run_batch", real)
+    assert JobRunner(JobStore(jobs), lambda: Archive.open(demo_root)).run_pending() == 1
+    assert store.get(job_id)["status"] == "DONE"
+
+
+def test_stopping_a_runner_ends_its_thread_and_leaves_the_running_job_pending(demo_root: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() as the running job reports progress: the thread ends within its timeout, the job is PROCESSING
+    with the tasks done so far kept, and a new runner finishes it with the rows of an uninterrupted run."""
+    jobs = tmp_path / "jobs"
+    store, job_id = stored_job(jobs, demo_root)
+    runner = JobRunner(store, lambda: Archive.open(demo_root))
+    from stats.batch.jobs import store as store_module
+
+    real = store_module.run_batch
+
+    def stopped_at_first_progress(*args: Any, **kwargs: Any) -> Any:
+        report = kwargs["progress"]
+
+        def progress(done: int, total: int) -> None:
+            if done >= 1 and not store.stopping.is_set():
+                store.stopping.set()  # as JobRunner.stop does, from the worker's main thread
+            report(done, total)
+
+        return real(*args, **{**kwargs, "progress": progress})
+
+    monkeypatch.setattr(store_module, "run_batch", stopped_at_first_progress)
+    runner.wake()
+    deadline = time.monotonic() + 60
+    while not store.stopping.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert runner.stop(timeout=30)
+    record = store.get(job_id)
+    assert record is not None and record["status"] == "PROCESSING" and record["error"] is None
+    assert list((jobs / job_id / "result.parquet.parts").iterdir())  # the tasks done so far, kept for the resume
+    assert not store.result_path(job_id, "parquet").exists()
+    monkeypatch.setattr(store_module, "run_batch", real)
+    assert JobRunner(JobStore(jobs), lambda: Archive.open(demo_root)).run_pending() == 1
+    resumed = store.get(job_id)
+    other, other_id = stored_job(tmp_path / "other", demo_root)
+    assert other.claim(other_id)
+    whole = other.run(other_id, Archive.open(demo_root))
+    assert resumed["status"] == whole["status"] == "DONE" and resumed["rows"] == whole["rows"]
+
+
 def test_a_bad_polygons_file_fails_its_job_with_a_clean_message(demo_root: Path, tmp_path: Path) -> None:
     jobs = tmp_path / "jobs"
     _, job_id = stored_job(jobs, demo_root)

@@ -198,19 +198,25 @@ class StatisticalJobStore(JobStore):
         try:
             request = BatchStatisticalRequest.from_dict(record["request"], root=self.files_root,
                                                         buckets=self.server_buckets, limits=limits)
-            while record["status"] in RUNNING:
+            while record["status"] in RUNNING and not self.stopping.is_set():
                 if record["status"] == "ANALYSING":
                     record = self._analyse(job_id, request, limits)
                 else:
                     record = self._process(job_id, request, archive, limits, min_interval)
-        except (InvalidRequestError, StorageError) as exc:
+        except Exception as exc:
+            if self.stopping.is_set():
+                return self._left_to_resume(job_id, exc, record)
+            return self._failed_request(job_id, exc)
+        return record
+
+    def _failed_request(self, job_id: str, exc: Exception) -> dict[str, Any]:
+        """FAILED, with the message of a bad request or storage, else only the kind of error."""
+        if isinstance(exc, (InvalidRequestError, StorageError)):
             log.warning("batch statistical request %s failed: %s", job_id, exc)
             return self.update(job_id, status="FAILED", error=str(exc))
-        except Exception as exc:  # the job fails, the runner goes on
-            log.error("batch statistical request %s failed: %s", job_id, exc, exc_info=exc)
-            kind = "reading the archive" if isinstance(exc, StatsError) else "running the request"
-            return self.update(job_id, status="FAILED", error=f"internal error {kind}; the server log has the details")
-        return record
+        log.error("batch statistical request %s failed: %s", job_id, exc, exc_info=exc)  # the runner goes on
+        kind = "reading the archive" if isinstance(exc, StatsError) else "running the request"
+        return self.update(job_id, status="FAILED", error=f"internal error {kind}; the server log has the details")
 
     def _analyse(self, job_id: str, request: BatchStatisticalRequest, limits: Limits | None) -> dict[str, Any]:
         """Read the GeoPackage, check the request over its first polygon and keep the features; then ANALYSIS_DONE,
@@ -249,6 +255,8 @@ class StatisticalJobStore(JobStore):
             for feature in features:
                 if feature.id in done:
                     continue
+                if self.stopping.is_set():  # this process is stopping: the next server goes on from here
+                    return self.update(job_id, progress={"done": len(done), "total": total})
                 if (folder / ACTION_FILE).is_file():
                     record = self._take_action(job_id)
                     if record["status"] != "PROCESSING":

@@ -60,6 +60,21 @@ class JobRunner:
             return True
         return False
 
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the thread, for this process's exit: the job it runs stops where it is and stays pending (not
+        FAILED), for the next process to resume. Waits up to ``timeout`` seconds for the thread to end; True
+        when it has (or never ran)."""
+        self.store.stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("batch runner: a job was still running after %.0f s; the next server resumes it", timeout)
+            return False
+        return True
+
     def run_pending(self) -> int:
         """Claim and run every pending job of this server's archive that no live process holds; the number
         run. Jobs of other archives are left to servers of theirs (never claimed, run or failed here)."""
@@ -67,6 +82,8 @@ class JobRunner:
         archive = self.archive()
         href = archive.href or ""
         for job_id in self.store.pending(href):
+            if self.store.stopping.is_set():
+                break
             if not self.store.claim(job_id):
                 continue
             try:
@@ -81,7 +98,7 @@ class JobRunner:
         return count
 
     def _loop(self) -> None:
-        while True:
+        while not self.store.stopping.is_set():
             self._wake.clear()
             try:
                 ran = self.run_pending()

@@ -106,6 +106,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class JobInterrupted(Exception):
+    """A job's run stopped because its process is stopping (:attr:`JobStore.stopping`); the job stays as it is."""
+
+
 class JobStore:
     """Batch jobs in folders under ``root`` (created on the first job)."""
 
@@ -113,6 +117,9 @@ class JobStore:
         self.root = Path(root)
         self.host = socket.gethostname()
         self._token = uuid.uuid4().hex  # tells this store's locks from those of other stores of this process
+        #: set when this process stops (:meth:`JobRunner.stop`): a running job stops where it is and stays
+        #: PROCESSING, for the next process to resume; whatever its interrupted work raises does not fail it
+        self.stopping = threading.Event()
 
     # ---- records ------------------------------------------------------------------------------
 
@@ -362,6 +369,8 @@ class JobStore:
             if done < total and now - last[0] < min_interval:
                 return
             last[0] = now
+            if self.stopping.is_set():
+                raise JobInterrupted(job_id)
             if self.update(job_id, progress={"done": done, "total": total})["status"] != "PROCESSING":
                 raise ConflictError(f"batch job {job_id}: set aside while it ran")  # quarantined: stop the work
 
@@ -380,18 +389,29 @@ class JobStore:
             if self.result_path(job_id, "parquet", EXTENT_LAYER).is_file():
                 extent_to_csv(self.result_path(job_id, "parquet", EXTENT_LAYER),
                               self.result_path(job_id, "csv", EXTENT_LAYER))
-        except ConflictError as exc:
+        except Exception as exc:
+            if self.stopping.is_set():
+                return self._left_to_resume(job_id, exc, record)
+            return self._failed(job_id, exc, folder, archive)
+        return self.update(job_id, status="DONE", rows=summary.rows,
+                           progress={"done": summary.tasks, "total": summary.tasks})
+
+    def _left_to_resume(self, job_id: str, exc: Exception, record: dict[str, Any]) -> dict[str, Any]:
+        """The job's record as it is, after ``exc`` cut its run short because this process is stopping: it is
+        not failed, the next server to claim it resumes it."""
+        log.info("batch job %s: stopped with the process (%s); the next server resumes it", job_id, type(exc).__name__)
+        return self.get(job_id) or record
+
+    def _failed(self, job_id: str, exc: Exception, folder: Path, archive: Archive) -> dict[str, Any]:
+        """The job's record after ``exc`` stopped its run: as it is when the record was set aside meanwhile,
+        else FAILED with a message a client may read."""
+        if isinstance(exc, ConflictError):
             current = self.get(job_id)
             if current is not None and current.get("quarantined"):
                 log.error("batch job %s: its record was set aside while it ran; the run stopped", job_id)
                 return current
-            log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
-            return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
-        except Exception as exc:  # the job fails, the runner goes on
-            log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)
-            return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
-        return self.update(job_id, status="DONE", rows=summary.rows,
-                           progress={"done": summary.tasks, "total": summary.tasks})
+        log.error("batch job %s failed: %s", job_id, exc, exc_info=exc)  # the job fails, the runner goes on
+        return self.update(job_id, status="FAILED", error=_failure_message(exc, folder, archive))
 
 
 def _failure_message(exc: Exception, folder: Path, archive: Archive) -> str:
