@@ -13,8 +13,8 @@ catalog and model included), then repeats the query (warm):
   B04, B08 and NDVI: 11 bands read (with the cloud model's), 37 dates;
 * ``rasterio, plain``: a script opening every band URL of the same dates with rasterio, reading the window of
   the polygon and taking numpy means, one band after the other with GDAL's defaults;
-* ``rasterio, tuned``: the same with polyfis's GDAL options and 64 reads in flight (what a careful script
-  does).
+* ``rasterio, tuned``: the same with polyfis's GDAL options and as many reads in flight as polyfis's I/O
+  threads (``POLYFIS_IO_THREADS``; what a careful script does).
 
 Reported: wall times, requests, bytes moved, requests per band read, bytes against the bytes of the internal
 COG tiles the polygon's window touches (from the local files' tile byte counts), the child's peak RSS, and the
@@ -44,7 +44,6 @@ FIELD = "field_small"
 YEAR = ("2023-01-01", "2023-12-31")
 OPTIONS: dict[str, Any] = {"bands": ["B02", "B03", "B04", "B08"], "indices": ["NDVI"]}
 READ_BANDS = ("B01", "B02", "B03", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12")
-TUNED_THREADS = 64
 BATCH_FIELDS = 1000
 
 
@@ -335,6 +334,8 @@ def main() -> None:
         write_results(args.results_dir, "remote_warm", report, render_warm(report))
         print(render_warm(report))
         return
+    from stats.settings import current
+
     delays = [float(d) for d in args.delays.split(",")]
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"polyfis-remote-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
@@ -358,7 +359,7 @@ def main() -> None:
             preloaded.pop("answer")
             row["polyfis_preloaded"] = preloaded
             row["rasterio_tuned"] = {k: v for k, v in run_child("rasterio", str(jobs_file), server.url,
-                                                                str(TUNED_THREADS)).items() if k != "means"}
+                                                                str(current().io_threads)).items() if k != "means"}
             if delay <= args.plain_max_delay:  # the plain script takes minutes at larger delays
                 row["rasterio_plain"] = {k: v for k, v in run_child("rasterio", str(jobs_file), server.url,
                                                                     "1").items() if k != "means"}
@@ -456,15 +457,20 @@ def render(report: dict[str, Any]) -> str:
               "datasets are kept: `POLYFIS_REMOTE_OPEN_DATASETS`) and no window (the window cache).",
               "* **Bytes: 1.15 x the touched tiles**: the 16 KiB header read and GDAL's 16 KiB chunk rounding.",
               "* **Cold time is CPU time on this machine.** The cold query costs about the same CPU seconds "
-              "whatever the delay (the column in brackets: GDAL's opens and reads through curl, PROJ set up in "
-              "each I/O thread, the per-date masks and statistics), and on 2 cores shared with the load average "
-              "shown the process gets a fraction of them; the rasterio script that issues the same 1,221 requests "
-              "with 64 in flight takes as long at 0 ms as at 100 ms. Loading the cloud model (s2cloudless, then "
-              "lightgbm, which imports scikit-learn and pandas) costs 2-3 s more on its own (the row with the model "
-              "loaded first); a query over a remote archive starts it in the background while its reads wait. "
-              "The latency floor (the second table) is far below what the CPU allows here. With 16 I/O threads "
-              "instead of 64 the 50 ms query used less CPU (2.5 s against 3.9 s) but took longer (5.8 s against "
-              "3.8 s, one run each at load 4.6, model loaded first).",
+              "whatever the delay (the column in brackets: GDAL's opens and reads through curl, the per-date masks "
+              "and statistics), and the delaying server shares the 2 cores (about 1 CPU s for these requests). "
+              "The first GeoTIFF open in each I/O thread costs about 20 ms of CPU on top (GDAL's per-thread "
+              "GeoTIFF and PROJ state), one thread after the other: 32 fresh threads opening 64 band files at "
+              "50 ms took 1.05 s (0.86 CPU s), the same threads again 0.36 s (0.20 CPU s). A fresh process pays "
+              "it for every I/O thread, which is why 32 threads (`POLYFIS_IO_THREADS`, the default) answer the "
+              "cold query at 20 and 50 ms faster than 64, with less CPU; at 100 ms the round trips dominate and "
+              "64 threads are faster. A server pays it once per thread. Loading the cloud model (s2cloudless, "
+              "then lightgbm, which imports scikit-learn and pandas) costs about 0.7 s more (the row with the "
+              "model loaded first); a query over a remote archive starts it in the background while its reads "
+              "wait. The cold query on the local folder, model included, is the first line above the table.",
+              "* **The delaying server sets `TCP_NODELAY`**, as web and object storage servers do. Runs made before "
+              "it did are not comparable with these: each answer's body waited for the client's delayed ACK, "
+              "about 40 ms per request on top of the delay (a \"0 ms\" request took 48 ms).",
               "* **Warm time is the statistics**: a repeated query reads nothing (0 requests), and spends its time "
               "in the per-date masks and statistics, as the same query on the local folder does (`--warm-only` "
               "measures it against a baseline revision: `remote_warm.md`).",

@@ -118,8 +118,10 @@ class Settings:
     max_connections: int = field(default=1_000, metadata=_POSITIVE)
     #: Threads reading the bands of one date; None uses the CPU count.
     read_threads: int | None = field(default=None, metadata=_POSITIVE)
-    #: Band reads in flight at once from remote (http(s), object storage) archives, across dates and bands.
-    io_threads: int = field(default=64, metadata=_POSITIVE)
+    #: Band reads in flight at once from remote (http(s), object storage) archives, across dates and bands
+    #: (more threads overlap more round trips, but GDAL's opens then contend for the cores: see
+    #: ``bench/results/remote.md``).
+    io_threads: int = field(default=32, metadata=_POSITIVE)
     #: Remote band datasets kept open between queries (their headers cost round trips to read again).
     remote_open_datasets: int = field(default=512, metadata=_COUNT)
     #: Seconds a remote band's request may take (connecting included) before its date gets an error.
