@@ -52,7 +52,7 @@ from .datasets import io_threads
 from .diagnosis import why_empty
 from .errors import SceneReadError
 from .grid import Grid
-from .raster import read_date, remote
+from .raster import date_is_cached, read_date, remote
 from .request import Limits, QueryOptions, TimeRange, TimeSeriesRequest
 from .results import DateResult, PixelCloud, PixelShadow, TimeSeriesResult
 from .settings import current
@@ -204,7 +204,12 @@ def _collect_dates(request: TimeSeriesRequest, groups: list[list[Acquisition]], 
             log.warning("date %s: %s", tiles[0].date, exc)
             return date_error(tiles, str(exc))
 
-    in_flight = dates_in_flight(groups, request.options.read_bands)
+    options = request.options
+    in_flight = dates_in_flight(groups, options.read_bands)
+    if in_flight > 1 and date_is_cached(groups[0], request.area.geometry, request.area.crs, options.read_bands,
+                                        resolution=options.resolution, max_pixels=limits.max_pixels,
+                                        sampling=options.sampling):
+        in_flight = 1  # a repeated query: one date after the other is faster than threads taking turns
     if in_flight <= 1:
         return [one(tiles) for tiles in groups]
     executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="polyfis-date")

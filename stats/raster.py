@@ -357,14 +357,7 @@ def read_date(
     mosaic: Mosaic | None = None
     for acq in tiles:
         if grid is None:
-            shapes = _band_shapes(primary, bands)
-            finest = min(shapes, key=lambda s: abs(s.transform.a))
-            anchor = finest.transform
-            px, py = pixel_size_10m(anchor)
-            pixel = (px * resolution / 10.0, py * resolution / 10.0)
-            extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
-            grid = query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap,
-                              extent=extent)
+            grid = _date_grid(_band_shapes(primary, bands), grid_crs, geom, resolution, max_pixels, pad, snap)
             if limits is not None:
                 limits.check_memory(grid.shape[0] * grid.shape[1] * len(bands), BAND_PIXEL_BYTES,
                                     f"reading {len(bands)} bands over {grid.shape[1]} x {grid.shape[0]} pixels")
@@ -379,6 +372,36 @@ def read_date(
     assert grid is not None and inside is not None and mosaic is not None
     return PixelBlock(grid=grid, dn=mosaic.dn, inside=inside, data=mosaic.filled, offset=mosaic.offset,
                       scenes=mosaic.scenes or [tiles[0].id], coverage=coverage)
+
+
+def _date_grid(shapes: Sequence[BandShape], grid_crs: CRS, geom: BaseGeometry, resolution: int, max_pixels: int,
+               pad: Pad, snap: int) -> Grid:
+    """The grid :func:`read_date` reads a date on: ``resolution`` metres, anchored on the finest of the first
+    tile's bands (``shapes``), over ``geom`` (in ``grid_crs``)."""
+    finest = min(shapes, key=lambda s: abs(s.transform.a))
+    anchor = finest.transform
+    px, py = pixel_size_10m(anchor)
+    pixel = (px * resolution / 10.0, py * resolution / 10.0)
+    extent = (round(finest.height * abs(anchor.e) / pixel[1]), round(finest.width * anchor.a / pixel[0]))
+    return query_grid(anchor, grid_crs, pixel, geom, max_pixels=max_pixels, pad=pad, snap=snap, extent=extent)
+
+
+def date_is_cached(tiles: Sequence[Acquisition], geometry: BaseGeometry, geometry_crs: CRS, bands: Sequence[str], *,
+                   resolution: int = 10, max_pixels: int = DEFAULT_MAX_PIXELS, sampling: Sampling = NEAREST) -> bool:
+    """Whether :func:`read_date` of these arguments (no padding or snapping) would open no file: every band's
+    shape is known and every window is in the window cache. No file is opened to tell."""
+    primary = tiles[0]
+    shapes = [_SHAPES.get(_shape_key(primary, band)) for band in bands]
+    known = [shape for shape in shapes if shape is not None]
+    if not known or len(known) < len(shapes):
+        return False
+    grid_crs = cached_crs(primary.crs)
+    try:
+        grid = _date_grid(known, grid_crs, reproject(geometry, geometry_crs, grid_crs), resolution, max_pixels, 0, 1)
+    except (ValueError, SceneReadError):  # no window there (read_date says why)
+        return False
+    cache = window_cache()
+    return all(cache.get(_window_key(acq, band, grid, sampling)) is not None for acq in tiles for band in bands)
 
 
 def read_bands(acq: Acquisition, bands: Sequence[str], grid: Grid,

@@ -93,6 +93,41 @@ def test_reads_in_flight_never_exceed_the_io_threads_setting(demo_root: Path, se
     assert 1 < traffic.peak_in_flight <= 3
 
 
+def test_a_repeated_remote_query_is_computed_one_date_after_the_other_from_the_window_cache(
+        demo_root: Path, server: ServerProcess, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first query reads its dates several at once (they wait for the network); once the first date's windows
+    are cached, the repeat computes the dates in this thread, with the same answer and no request."""
+    from stats import pipeline
+    from stats.archive.catalog import group_by_date
+    from stats.raster import date_is_cached
+
+    archive = Archive.open(f"{server.url}/collection.json")
+    request = _request()
+    first = group_by_date(archive.search(request.area.wgs84, request.time.start, request.time.end))[0]
+    read_bands = request.options.read_bands
+
+    def probe() -> bool:
+        return date_is_cached(first, request.area.geometry, request.area.crs, read_bands)
+
+    assert not probe()
+    executors: list[int] = []
+    real = pipeline.ThreadPoolExecutor
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        executors.append(kwargs.get("max_workers", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", counted)
+    cold = query_timeseries(request, archive)
+    assert executors and executors[0] > 1 and probe()
+    before = server.snapshot()
+    warm = query_timeseries(request, archive)
+    assert len(executors) == 1 and server.snapshot().since(before).requests == 0
+    assert _series(warm) == _series(cold)
+    window_cache().clear()  # a window no longer cached: the dates are read several at once again
+    assert not probe()
+
+
 def test_open_remote_headers_are_kept_between_queries_within_the_pool_size(demo_root: Path, server: ServerProcess,
                                                                            settings: Any) -> None:
     settings(window_cache_mb=0, remote_open_datasets=1000)
