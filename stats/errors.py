@@ -98,6 +98,11 @@ class ServiceUnavailableError(StatsError):
     """Raised when the server cannot take a request for now (its jobs folder is not writable)."""
 
 
+class JobInterruptedError(ServiceUnavailableError):
+    """Raised inside a batch job's run when its process is stopping; the job is left as it is, to be resumed
+    by the next server (never shown to a client)."""
+
+
 class SceneReadError(StatsError):
     """Raised when the imagery of one acquisition cannot be read (missing or corrupt asset)."""
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ...archive.catalog import Archive
-from ...errors import ConflictError, InvalidRequestError, StatsError
+from ...errors import ConflictError, InvalidRequestError, JobInterruptedError, StatsError
 from ...request import Limits
 from ...results import TABLES
 from ..inputs import BatchPolygon
@@ -104,10 +104,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by another user
     return True
-
-
-class JobInterrupted(Exception):
-    """A job's run stopped because its process is stopping (:attr:`JobStore.stopping`); the job stays as it is."""
 
 
 class JobStore:
@@ -370,7 +366,7 @@ class JobStore:
                 return
             last[0] = now
             if self.stopping.is_set():
-                raise JobInterrupted(job_id)
+                raise JobInterruptedError(f"batch job {job_id}: its process is stopping")
             if self.update(job_id, progress={"done": done, "total": total})["status"] != "PROCESSING":
                 raise ConflictError(f"batch job {job_id}: set aside while it ran")  # quarantined: stop the work
 
