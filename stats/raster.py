@@ -294,10 +294,13 @@ def read_band(acq: Acquisition, band: str, grid: Grid, sampling: Sampling = NEAR
     :raises SceneReadError: when the band is missing, cannot be opened or cannot be read.
     """
     key = _window_key(acq, band, grid, sampling)
-    cache = window_cache()
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+    cached = window_cache().get(key)
+    return cached if cached is not None else _read_window(acq, band, grid, sampling, key)
+
+
+def _read_window(acq: Acquisition, band: str, grid: Grid, sampling: Sampling, key: tuple[object, ...]) -> np.ndarray:
+    """:func:`read_band` of a window not in the cache: read from the band file, then kept in the cache under
+    ``key`` (its :func:`_window_key`)."""
     with open_band(acq, band) as src:
         try:
             method = Resampling.nearest if sampling.nearest else band_method(src, grid, sampling)
@@ -310,7 +313,7 @@ def read_band(acq: Acquisition, band: str, grid: Grid, sampling: Sampling = NEAR
         except rasterio.errors.RasterioError as exc:
             log.warning("scene %s band %s: %s", acq.id, band, exc)
             raise SceneReadError(f"scene {acq.id}: band {band} cannot be read (corrupt data)") from exc
-    cache.put(key, array)
+    window_cache().put(key, array)
     return array
 
 
@@ -409,11 +412,12 @@ def read_bands(acq: Acquisition, bands: Sequence[str], grid: Grid,
     """:func:`read_band` of each of ``bands``: the windows read before from the cache, the others on the
     reader threads."""
     cache = window_cache()
-    arrays = {band: cache.get(_window_key(acq, band, grid, sampling)) for band in bands}
+    keys = {band: _window_key(acq, band, grid, sampling) for band in bands}
+    arrays = {band: cache.get(key) for band, key in keys.items()}
     missing = [band for band, array in arrays.items() if array is None]
-    if missing:
-        read = partial(read_band, acq, grid=grid, sampling=sampling)
-        arrays.update(zip(missing, map_threads(read, missing, io=remote(acq))))
+    if missing:  # read once, without asking the cache again
+        arrays.update(zip(missing, map_threads(lambda band: _read_window(acq, band, grid, sampling, keys[band]),
+                                               missing, io=remote(acq))))
     return arrays
 
 
